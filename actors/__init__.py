@@ -1,0 +1,46 @@
+"""Portfolio sync on Dramatiq: the broker, the actors, and the API the core service calls.
+
+Importing this package configures everything from the environment (see
+``settings``): it fails at once with :class:`settings.ConfigError` naming a
+bad variable.  ``dramatiq actors`` runs the workers; ``periodiq actors`` the
+scheduler.
+
+The API::
+
+    request_sync(user_id, wallet_address, chain_ids=None, *, priority="normal", force=False, trigger="api") -> str
+    request_syncs([{...}, ...]) -> list[str]
+    get_sync(operation_id) -> dict | None
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+import settings as _settings
+
+from . import logs as _logs
+from .broker import QUEUES, build_broker
+
+_cfg = _settings.get()
+_logs.install(_cfg)
+# periodiq: the broker and its middleware must exist before any actor is declared.
+broker = build_broker(_cfg)
+dramatiq.set_broker(broker)
+
+from . import lifecycle as _lifecycle  # noqa: E402  (needs the broker above)
+from .errors import SyncAttemptFailed, SyncUnavailable  # noqa: E402
+from .intake import actor_name, get_sync, request_sync, request_syncs  # noqa: E402
+from .validation import InvalidSyncRequest  # noqa: E402
+
+#: One actor per priority, all running the same function; see ``actors.broker`` for why.
+SYNC_ACTORS = {
+    priority: dramatiq.actor(_lifecycle.sync_portfolio, actor_name=actor_name(priority), queue_name=queue,
+                             priority=dramatiq_priority)
+    for priority, (queue, dramatiq_priority) in QUEUES.items()
+}
+sync_portfolio = SYNC_ACTORS["normal"]
+
+__all__ = [
+    "InvalidSyncRequest", "SyncAttemptFailed", "SyncUnavailable", "SYNC_ACTORS", "broker",
+    "get_sync", "request_sync", "request_syncs", "sync_portfolio",
+]

@@ -1,0 +1,151 @@
+"""The producer side: how the core service asks for syncs and reads their state.
+
+Accepting a request is three steps, in this order, so that nothing is half-done:
+
+1. admission in Redis (dedup and cooldown, one Lua script per request);
+2. the ``queued`` audit row in PostgreSQL;
+3. the Dramatiq message in the priority's Redis queue.
+
+If step 2 fails, the admission is released and the caller gets
+:class:`SyncUnavailable`; if step 3 fails, the row is failed with
+``error_code = 'enqueue_failed'`` and the admission released, then the caller
+gets :class:`SyncUnavailable`.  A batch does each step once for all of its
+requests (pipelined in Redis, one statement in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dramatiq
+import psycopg
+import redis
+
+from storage import operations
+from storage.operations import NewOperation
+
+from . import context
+from .broker import QUEUES
+from .errors import SyncUnavailable
+from .validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
+
+
+def request_sync(user_id: str, wallet_address: str, chain_ids: Iterable[int] | None = None, *,
+                 priority: str = "normal", force: bool = False, trigger: str = "api") -> str:
+    """Ask for ``wallet_address`` of ``user_id`` to be synced; return the operation id (a UUID string).
+
+    Parameters:
+      user_id: the product's user id, 1 to 128 characters.
+      wallet_address: ``0x`` + 40 hex digits (any case; stored in lower case).
+      chain_ids: chains to sync; ``None`` (the default) means every chain of ``SYNC_CHAINS``.
+      priority: ``"high"``, ``"normal"`` (default) or ``"low"``.
+      force: sync even if the last success is younger than ``SYNC_COOLDOWN_SECONDS``. Default ``False``.
+      trigger: who asked: ``"api"`` (default), ``"scheduled"``, ``"cli"``, ``"demo"`` or ``"redrive"``.
+
+    While a sync of the same user and wallet is queued or running, its id is
+    returned and nothing is enqueued; likewise, within the cooldown, the id of
+    the last successful sync.
+
+    Raises:
+      InvalidSyncRequest: a field is invalid; nothing was enqueued or written.
+      SyncUnavailable: Redis or PostgreSQL did not answer in time; nothing was accepted.
+    """
+    request = validate_request(user_id, wallet_address, chain_ids, priority=priority, force=force, trigger=trigger,
+                               supported_chains=context.cfg().chains)
+    return _submit([request])[0]
+
+
+def request_syncs(requests: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Batch form of :func:`request_sync`: one mapping of its arguments per wallet; one operation id per
+    mapping, in order.  Redis and PostgreSQL are each asked once for the whole batch.
+
+    Every request is validated before anything happens: if one is invalid,
+    :class:`InvalidSyncRequest` names its index and nothing is enqueued for any.
+    """
+    supported = context.cfg().chains
+    validated: list[SyncRequest] = []
+    for index, fields in enumerate(requests):
+        try:
+            if not isinstance(fields, Mapping):
+                raise InvalidSyncRequest(f"expected a mapping of request fields, got {type(fields).__name__}")
+            unknown = set(fields) - _REQUEST_FIELDS
+            if unknown:
+                raise InvalidSyncRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+            if "user_id" not in fields or "wallet_address" not in fields:
+                raise InvalidSyncRequest("user_id and wallet_address are required")
+            validated.append(validate_request(supported_chains=supported, **fields))
+        except InvalidSyncRequest as exc:
+            raise InvalidSyncRequest(f"request {index}: {exc}") from None
+    return _submit(validated)
+
+
+_REQUEST_FIELDS = {"user_id", "wallet_address", "chain_ids", "priority", "force", "trigger"}
+
+
+def _submit(validated: list[SyncRequest]) -> list[str]:
+    if not validated:
+        return []
+    cfg = context.cfg()
+    try:
+        admitted = context.admissions().admit_many(
+            [(r.user_id, r.wallet_address, str(uuid.uuid4()), r.force) for r in validated])
+    except redis.RedisError as exc:
+        raise SyncUnavailable(f"Redis did not accept the request(s): {cfg.redact(str(exc))}") from None
+
+    new = [(request, a.operation_id) for request, a in zip(validated, admitted) if a.decision == "accepted"]
+    if new:
+        _persist_and_enqueue(new)
+    return [a.operation_id for a in admitted]
+
+
+def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
+    cfg = context.cfg()
+    admitted = [(r.user_id, r.wallet_address, op_id) for r, op_id in new]
+    try:
+        operations.insert_operations(
+            [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger) for r, op_id in new],
+            provider=context.provider().name)
+    except psycopg.Error as exc:
+        _release_quietly(admitted)
+        raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
+
+    broker = dramatiq.get_broker()
+    messages = [broker.get_actor(actor_name(r.priority)).message(op_id) for r, op_id in new]
+    try:
+        broker.enqueue_batch(messages)
+    except redis.RedisError as exc:
+        reason = f"Redis did not take the message(s): {cfg.redact(str(exc))}"
+        for _request, op_id in new:
+            try:
+                operations.fail_operation(op_id, error_code="enqueue_failed", error_message=reason)
+            except psycopg.Error:
+                pass  # the reconciler finds the queued row later; the caller learns of the failure now
+        _release_quietly(admitted)
+        raise SyncUnavailable(reason) from None
+
+
+def _release_quietly(admitted: list[tuple[str, str, str]]) -> None:
+    try:
+        context.admissions().release_many(admitted)
+    except redis.RedisError:
+        pass  # the in-flight keys expire by themselves
+
+
+def actor_name(priority: str) -> str:
+    return "sync_portfolio" if priority == "normal" else f"sync_portfolio_{priority}"
+
+
+def get_sync(operation_id: str) -> dict | None:
+    """The operation's current record (status, attempts, timings, totals, per-chain results, error), or ``None``."""
+    op_id = parse_operation_id(operation_id)
+    if op_id is None:
+        raise InvalidSyncRequest(f"operation_id must be a UUID, got {operation_id!r:.60}")
+    try:
+        return operations.get_operation(op_id)
+    except psycopg.OperationalError as exc:
+        raise SyncUnavailable(f"PostgreSQL did not answer: {context.cfg().redact(str(exc))}") from None
+
+
+__all__ = ["request_sync", "request_syncs", "get_sync", "actor_name", "QUEUES"]

@@ -1,0 +1,172 @@
+"""What a worker does with one sync operation, attempt by attempt.
+
+An attempt is two writes to PostgreSQL: ``start_attempt`` (the row goes
+``running``) and ``finish_attempt`` (status, results and holdings in one
+statement).  Between them the chains still to do are read concurrently from the
+provider and priced.  Chains already read by an earlier attempt of the same
+operation are not read again: a retry only repeats what failed.
+
+The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
+``retrying`` raises a retryable :class:`SyncAttemptFailed` (the Retries
+middleware schedules the next attempt with backoff), ``failed`` raises a
+final one (the message goes to the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import time
+from decimal import Decimal
+
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
+
+from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.portfolio import ChainPortfolio, price_chain
+from storage import operations
+from storage.operations import AttemptOutcome
+
+from . import context
+from .broker import TRANSIENT_INFRASTRUCTURE_ERRORS
+from .errors import SyncAttemptFailed
+from .validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERROR_MESSAGE = 1000
+#: Chain reads of all the worker threads of a process share this pool.
+_chain_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="chain")
+
+
+def sync_portfolio(operation_id: str) -> None:
+    """Run one attempt of the sync operation ``operation_id`` (see the module docstring)."""
+    op_id = parse_operation_id(operation_id)
+    if op_id is None:
+        logger.error("Rejected a sync message whose operation id is not a UUID: %.80r", operation_id)
+        raise SyncAttemptFailed("malformed_message", "the operation id is not a UUID", retry=False)
+
+    message = CurrentMessage.get_current_message()
+    row = operations.start_attempt(op_id, worker_id=context.worker_id(),
+                                   message_id=message.message_id if message else None)
+    if row is None:
+        logger.info("Operation %s is unknown or already final; this delivery does nothing.", op_id)
+        return
+
+    cfg = context.cfg()
+    started = time.monotonic()
+    try:
+        outcome = _attempt(row, deadline=started + cfg.time_limit_ms / 1000 * 0.9)
+    except TimeLimitExceeded:
+        outcome = _failure(row, "time_limit_exceeded",
+                           f"the attempt ran longer than SYNC_TIME_LIMIT_MS={cfg.time_limit_ms}", transient=True)
+    except InvalidSyncRequest as exc:
+        outcome = _failure(row, "invalid_request", str(exc), transient=False)
+
+    if not operations.finish_attempt(op_id, outcome):
+        logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
+        return
+    if outcome.status in ("succeeded", "failed"):
+        context.admissions().release(row["user_id"], row["wallet_address"], op_id,
+                                     succeeded=outcome.status == "succeeded")
+    logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
+                outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
+                (time.monotonic() - started) * 1000)
+    if outcome.status != "succeeded":
+        raise SyncAttemptFailed(outcome.error_code or "failed", outcome.error_message or "",
+                                retry=outcome.status == "retrying")
+
+
+def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
+    """Fail an operation whose message will never run (malformed or expired) and free its wallet."""
+    row = operations.fail_operation(operation_id, error_code=error_code,
+                                    error_message=context.cfg().redact(error_message)[:_MAX_ERROR_MESSAGE])
+    if row is not None:
+        context.admissions().release(row["user_id"], row["wallet_address"], operation_id, succeeded=False)
+
+
+def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
+    cfg = context.cfg()
+    # Validated at the edge already; checked again because the row may predate a config change.
+    validate_wallet(row["wallet_address"])
+    previous = row["chain_results"] or {}
+    pending = [c for c in row["chain_ids"] if previous.get(str(c), {}).get("status") != "ok"]
+    as_of = dt.datetime.now(dt.timezone.utc)
+
+    portfolios: dict[int, ChainPortfolio] = {}
+    errors: dict[int, ProviderError] = {}
+    timings: dict[int, int] = {}
+    futures = {}
+    for chain_id in pending:
+        try:
+            validate_chains([chain_id], cfg.chains)
+        except InvalidSyncRequest as exc:
+            errors[chain_id] = PermanentProviderError("unsupported_chain", str(exc))
+            continue
+        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"])] = chain_id
+    done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+    for future in not_done:
+        future.cancel()
+        errors[futures[future]] = TransientProviderError("chain_timeout", "no answer within the attempt's time limit")
+    for future in done:
+        chain_id = futures[future]
+        try:
+            portfolios[chain_id], timings[chain_id] = future.result()
+        except ProviderError as exc:
+            errors[chain_id] = exc
+        except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
+            errors[chain_id] = TransientProviderError("infrastructure_unavailable", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug or an unexpected answer: permanent, but recorded, never lost
+            logger.exception("Reading chain %s failed unexpectedly.", chain_id)
+            errors[chain_id] = PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
+
+    results = dict(previous)
+    for chain_id, p in portfolios.items():
+        results[str(chain_id)] = {"status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd),
+                                  "unpriced": p.unpriced, "duration_ms": timings[chain_id],
+                                  "as_of": as_of.isoformat()}
+    for chain_id, exc in errors.items():
+        results[str(chain_id)] = {"status": "error", "error_code": exc.code,
+                                  "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
+                                  "transient": exc.transient}
+
+    ok = [r for r in results.values() if r["status"] == "ok"]
+    if not errors:
+        status = "succeeded"
+    elif any(e.transient for e in errors.values()) and row["attempts"] < cfg.max_attempts:
+        status = "retrying"
+    else:
+        status = "failed"
+    first_error = errors[min(errors)] if errors else None
+    return AttemptOutcome(
+        status=status,
+        holdings=[h for p in portfolios.values() for h in p.holdings],
+        synced_chains=sorted(portfolios),
+        chain_results={k: results[k] for k in map(str, {*portfolios, *errors})},
+        holdings_count=sum(r["holdings"] for r in ok),
+        total_value_usd=sum((Decimal(r["value_usd"]) for r in ok), Decimal(0)),
+        unpriced_count=sum(r["unpriced"] for r in ok),
+        as_of=as_of,
+        provider=context.provider().name,
+        error_code=first_error.code if first_error else None,
+        error_message="; ".join(f"chain {c}: {cfg.redact(str(e))}" for c, e in sorted(errors.items()))[
+            :_MAX_ERROR_MESSAGE] if errors else None,
+    )
+
+
+def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
+    started = time.monotonic()
+    balances = context.provider().fetch_balances(chain_id, wallet)
+    prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
+    return price_chain(chain_id, balances, prices), int((time.monotonic() - started) * 1000)
+
+
+def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:
+    cfg = context.cfg()
+    retry = transient and row["attempts"] < cfg.max_attempts
+    return AttemptOutcome(
+        status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
+        holdings_count=None, total_value_usd=None, unpriced_count=None,
+        as_of=dt.datetime.now(dt.timezone.utc), provider=context.provider().name,
+        error_code=code, error_message=cfg.redact(message)[:_MAX_ERROR_MESSAGE],
+    )

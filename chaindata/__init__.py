@@ -1,0 +1,51 @@
+"""Chain-data sources: where balances and prices come from.
+
+``build_provider`` and ``build_price_source`` pick the implementations named by
+the settings (``SYNC_PROVIDER``); everything else talks to the interfaces of
+``chaindata.base``.
+"""
+
+from __future__ import annotations
+
+import redis
+
+import settings as settings_module
+
+from .base import BalanceProvider, PriceSource
+from .prices import CachedPriceSource, StaticPriceTable
+
+
+def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
+    if cfg.provider == "simulated":
+        from .simulated import SimulatedProvider
+
+        return SimulatedProvider(latency_ms=cfg.simulated_latency_ms, failure_rate=cfg.simulated_failure_rate,
+                                 tokens_per_chain=cfg.simulated_tokens_per_chain)
+    if cfg.provider == "rpc":
+        from .rpc import RpcProvider
+
+        return RpcProvider(cfg.rpc_urls, cfg.rpc_tokens, timeout_s=cfg.http_timeout_s)
+    from .alchemy import AlchemyProvider
+
+    return AlchemyProvider(cfg.alchemy_urls, cfg.alchemy_api_key, timeout_s=cfg.http_timeout_s)
+
+
+def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> PriceSource:
+    """The price source for ``cfg.provider``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
+    inner: PriceSource
+    if cfg.provider == "simulated":
+        inner = StaticPriceTable(cfg.simulated_tokens_per_chain)
+    elif cfg.price_api_url:
+        from .http_prices import HttpPriceSource
+
+        inner = HttpPriceSource(cfg.price_api_url, cfg.price_api_key, timeout_s=cfg.http_timeout_s)
+    else:
+        inner = NoPrices()
+    return CachedPriceSource(inner, client, namespace=cfg.namespace, ttl_s=cfg.price_cache_ttl_s)
+
+
+class NoPrices:
+    """No price API configured: every token is stored unpriced (never given an invented price)."""
+
+    def get_prices(self, chain_id, token_addresses):
+        return {}

@@ -1,0 +1,56 @@
+"""Turn raw balances and prices into priced holdings: pure Decimal arithmetic, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from .base import Price, TokenBalance
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainPortfolio:
+    """One chain's holdings, ready to store, and their summary."""
+
+    chain_id: int
+    holdings: list[dict]
+    value_usd: Decimal
+    unpriced: int
+
+
+def human_balance(raw_balance: int, decimals: int) -> Decimal:
+    """``raw_balance / 10**decimals``, exactly."""
+    return Decimal(raw_balance).scaleb(-decimals)
+
+
+def price_chain(chain_id: int, balances: Iterable[TokenBalance], prices: Mapping[str, Price]) -> ChainPortfolio:
+    """Price ``balances`` with ``prices``.  A token without a price keeps a null price and value
+    and is counted as unpriced; it is never given a fallback price, nor dropped."""
+    holdings = []
+    total = Decimal(0)
+    unpriced = 0
+    for b in balances:
+        if b.raw_balance <= 0:
+            continue
+        balance = human_balance(b.raw_balance, b.decimals)
+        price = prices.get(b.token_address)
+        value = None if price is None else balance * price.usd
+        if value is None:
+            unpriced += 1
+        else:
+            total += value
+        holdings.append({
+            "chain_id": chain_id,
+            "token_address": b.token_address,
+            "symbol": b.symbol,
+            "name": b.name,
+            "decimals": b.decimals,
+            "raw_balance": b.raw_balance,
+            "balance": balance,
+            "price_usd": None if price is None else price.usd,
+            "value_usd": value,
+            "price_source": None if price is None else price.source,
+            "priced_at": None if price is None else price.as_of,
+        })
+    return ChainPortfolio(chain_id, holdings, total, unpriced)

@@ -1,0 +1,278 @@
+"""Configuration, read once from the environment (12-factor).
+
+Every knob of the system is an environment variable listed in ``VARIABLES``
+below, with its default and meaning; the README's configuration table is
+generated from the same list.  ``load()`` validates all of them and raises
+:class:`ConfigError` naming the first bad variable, so a misconfigured
+process stops at start instead of failing on its first job.
+
+Secrets (passwords inside URLs, API keys) are kept out of ``repr()`` and
+are scrubbed from any text passed through :func:`Settings.redact`, which the
+logging filter and the audit trail's error messages both use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+#: Chains synced when a request names none (Ethereum, Optimism, Polygon, Base, Arbitrum One).
+DEFAULT_CHAINS = "1,10,137,8453,42161"
+
+#: name -> (default, description).  The single source of truth for configuration.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis holding the job queue, dedup/cooldown keys and price cache."),
+    "DATABASE_URL": ("postgresql://127.0.0.1:5432/portfolio_sync", "PostgreSQL holding holdings and the audit trail."),
+    "PORT": ("8050", "Port of the `web` process."),
+    "SYNC_NAMESPACE": ("portfolio-sync", "Prefix of every Redis key the project owns (queues included)."),
+    "SYNC_PROVIDER": ("simulated", "Where balances come from: `simulated`, `rpc` or `alchemy`."),
+    "SYNC_CHAINS": (DEFAULT_CHAINS, "Supported EVM chain ids, comma separated; a request naming no chain syncs all."),
+    "SYNC_COOLDOWN_SECONDS": ("60", "A wallet synced successfully more recently than this is not synced again unless forced."),
+    "SYNC_MAX_ATTEMPTS": ("3", "Attempts in all per operation (first try included) for transient errors."),
+    "SYNC_RETRY_MIN_BACKOFF_MS": ("2000", "First retry delay; doubles per attempt, with jitter."),
+    "SYNC_RETRY_MAX_BACKOFF_MS": ("60000", "Cap of the retry delay."),
+    "SYNC_TIME_LIMIT_MS": ("60000", "Time limit of one attempt (Dramatiq TimeLimit)."),
+    "SYNC_MAX_AGE_MS": ("3600000", "A message older than this is not started (Dramatiq AgeLimit); the operation fails as `expired`."),
+    "WORKER_PROCESSES": ("2", "Worker processes started by the Procfile's `worker`."),
+    "WORKER_THREADS": ("8", "Threads per worker process."),
+    "DB_POOL_MAX": ("8", "Largest size of each process's PostgreSQL pool."),
+    "DB_CONNECT_TIMEOUT_S": ("5", "Timeout of a PostgreSQL connection attempt."),
+    "DB_STATEMENT_TIMEOUT_MS": ("10000", "statement_timeout of every worker and producer SQL statement."),
+    "REDIS_TIMEOUT_S": ("5", "Socket and connect timeout of every Redis call."),
+    "HTTP_TIMEOUT_S": ("10", "Timeout of every provider and price HTTP call."),
+    "SIMULATED_LATENCY_MS": ("100", "Simulated provider: latency of one chain call."),
+    "SIMULATED_FAILURE_RATE": ("0", "Simulated provider: fraction (0..1) of chain calls that fail transiently."),
+    "SIMULATED_TOKENS_PER_CHAIN": ("12", "Simulated provider: at most this many tokens held per chain."),
+    "RPC_URLS": ("", "`rpc` provider: JSON-RPC endpoint per chain, `chain_id=url` pairs separated by commas."),
+    "RPC_TOKENS": ("", "`rpc` provider: ERC-20 contracts to read per chain, `chain_id=0xaddr 0xaddr` pairs separated by commas."),
+    "ALCHEMY_API_KEY": ("", "`alchemy` provider: API key (secret)."),
+    "ALCHEMY_URLS": ("", "`alchemy` provider: base URL per chain, `chain_id=url` pairs; the key is appended as a path segment."),
+    "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
+    "PRICE_API_KEY": ("", "Key of the price API (secret), sent as a header."),
+    "PRICE_CACHE_TTL_S": ("300", "How long a price is cached in Redis."),
+    "LOG_LEVEL": ("INFO", "Log level of every process."),
+}
+
+PROVIDERS = ("simulated", "rpc", "alchemy")
+_SECRET_VARIABLES = ("ALCHEMY_API_KEY", "PRICE_API_KEY")
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    redis_url: str = dataclasses.field(repr=False)
+    database_url: str = dataclasses.field(repr=False)
+    port: int
+    namespace: str
+    provider: str
+    chains: tuple[int, ...]
+    cooldown_seconds: int
+    max_attempts: int
+    retry_min_backoff_ms: int
+    retry_max_backoff_ms: int
+    time_limit_ms: int
+    max_age_ms: int
+    worker_processes: int
+    worker_threads: int
+    db_pool_max: int
+    db_connect_timeout_s: int
+    db_statement_timeout_ms: int
+    redis_timeout_s: float
+    http_timeout_s: float
+    simulated_latency_ms: int
+    simulated_failure_rate: float
+    simulated_tokens_per_chain: int
+    rpc_urls: Mapping[int, str] = dataclasses.field(repr=False)
+    rpc_tokens: Mapping[int, tuple[str, ...]]
+    alchemy_api_key: str = dataclasses.field(repr=False)
+    alchemy_urls: Mapping[int, str] = dataclasses.field(repr=False)
+    price_api_url: str = dataclasses.field(repr=False)
+    price_api_key: str = dataclasses.field(repr=False)
+    price_cache_ttl_s: int
+    log_level: str
+
+    @property
+    def redis_url_display(self) -> str:
+        return redact_url(self.redis_url)
+
+    @property
+    def database_url_display(self) -> str:
+        return redact_url(self.database_url)
+
+    @functools.cached_property
+    def _secrets(self) -> tuple[str, ...]:
+        found = {self.alchemy_api_key, self.price_api_key}
+        for url in (self.redis_url, self.database_url, self.price_api_url, *self.rpc_urls.values(),
+                    *self.alchemy_urls.values()):
+            password = urlsplit(url).password
+            if password:
+                found.add(password)
+        # Longest first, so a secret containing another is removed whole.
+        return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every configured secret and URL password replaced by ``***``."""
+        text = scrub_url_passwords(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def scrub_url_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it replaced by ``***``."""
+    return _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every variable of ``VARIABLES`` from ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+
+    def raw(name: str) -> str:
+        value = env.get(name)
+        return VARIABLES[name][0] if value is None or value.strip() == "" else value.strip()
+
+    def integer(name: str, low: int, high: int) -> int:
+        text = raw(name)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def fraction(name: str) -> float:
+        text = raw(name)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number between 0 and 1, got {text!r}") from None
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        return value
+
+    def url(name: str, schemes: tuple[str, ...], *, required: bool = True) -> str:
+        value = raw(name)
+        if not value and not required:
+            return ""
+        scheme = urlsplit(value).scheme
+        if scheme not in schemes:
+            raise ConfigError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                              f"got {redact_url(value)!r}")
+        return value
+
+    def chain_id(name: str, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{name}: {text!r} is not a chain id") from None
+        if not 1 <= value <= 2**53:
+            raise ConfigError(f"{name}: chain id {value} is out of range")
+        return value
+
+    def pairs(name: str) -> dict[int, str]:
+        result: dict[int, str] = {}
+        for item in filter(None, (p.strip() for p in raw(name).split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not value.strip():
+                raise ConfigError(f"{name}: expected chain_id=value, got {scrub_url_passwords(item)!r}")
+            result[chain_id(name, key.strip())] = value.strip()
+        return result
+
+    provider = raw("SYNC_PROVIDER").lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(f"SYNC_PROVIDER must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+
+    chains = tuple(dict.fromkeys(chain_id("SYNC_CHAINS", c.strip()) for c in raw("SYNC_CHAINS").split(",") if c.strip()))
+    if not chains:
+        raise ConfigError("SYNC_CHAINS must name at least one chain id")
+
+    namespace = raw("SYNC_NAMESPACE")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", namespace):
+        raise ConfigError(f"SYNC_NAMESPACE must be 1-64 letters, digits, '_', '.' or '-', got {namespace!r}")
+
+    rpc_urls = pairs("RPC_URLS")
+    for cid, value in rpc_urls.items():
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ConfigError(f"RPC_URLS: the URL of chain {cid} must start with http:// or https://")
+    rpc_tokens: dict[int, tuple[str, ...]] = {}
+    for cid, value in pairs("RPC_TOKENS").items():
+        tokens = tuple(t.lower() for t in value.split())
+        for token in tokens:
+            if not re.fullmatch(r"0x[0-9a-f]{40}", token):
+                raise ConfigError(f"RPC_TOKENS: {token!r} (chain {cid}) is not a 0x-prefixed 20-byte address")
+        rpc_tokens[cid] = tokens
+    alchemy_urls = pairs("ALCHEMY_URLS")
+
+    if provider == "rpc":
+        missing = [c for c in chains if c not in rpc_urls]
+        if missing:
+            raise ConfigError(f"RPC_URLS has no endpoint for chain(s) {', '.join(map(str, missing))} of SYNC_CHAINS")
+    if provider == "alchemy":
+        if not raw("ALCHEMY_API_KEY"):
+            raise ConfigError("ALCHEMY_API_KEY is required when SYNC_PROVIDER=alchemy")
+        missing = [c for c in chains if c not in alchemy_urls]
+        if missing:
+            raise ConfigError(f"ALCHEMY_URLS has no base URL for chain(s) {', '.join(map(str, missing))} of SYNC_CHAINS")
+
+    log_level = raw("LOG_LEVEL").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+
+    return Settings(
+        redis_url=url("REDIS_URL", ("redis", "rediss", "unix")),
+        database_url=url("DATABASE_URL", ("postgresql", "postgres")),
+        port=integer("PORT", 1, 65535),
+        namespace=namespace,
+        provider=provider,
+        chains=chains,
+        cooldown_seconds=integer("SYNC_COOLDOWN_SECONDS", 0, 86400 * 30),
+        max_attempts=integer("SYNC_MAX_ATTEMPTS", 1, 50),
+        retry_min_backoff_ms=integer("SYNC_RETRY_MIN_BACKOFF_MS", 1, 86_400_000),
+        retry_max_backoff_ms=integer("SYNC_RETRY_MAX_BACKOFF_MS", 1, 86_400_000),
+        time_limit_ms=integer("SYNC_TIME_LIMIT_MS", 100, 86_400_000),
+        max_age_ms=integer("SYNC_MAX_AGE_MS", 1000, 7 * 86_400_000),
+        worker_processes=integer("WORKER_PROCESSES", 1, 256),
+        worker_threads=integer("WORKER_THREADS", 1, 1024),
+        db_pool_max=integer("DB_POOL_MAX", 1, 1000),
+        db_connect_timeout_s=integer("DB_CONNECT_TIMEOUT_S", 1, 300),
+        db_statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", 10, 3_600_000),
+        redis_timeout_s=integer("REDIS_TIMEOUT_S", 1, 300),
+        http_timeout_s=integer("HTTP_TIMEOUT_S", 1, 300),
+        simulated_latency_ms=integer("SIMULATED_LATENCY_MS", 0, 600_000),
+        simulated_failure_rate=fraction("SIMULATED_FAILURE_RATE"),
+        simulated_tokens_per_chain=integer("SIMULATED_TOKENS_PER_CHAIN", 1, 1000),
+        rpc_urls=rpc_urls,
+        rpc_tokens=rpc_tokens,
+        alchemy_api_key=raw("ALCHEMY_API_KEY") if env.get("ALCHEMY_API_KEY") else "",
+        alchemy_urls=alchemy_urls,
+        price_api_url=url("PRICE_API_URL", ("http", "https"), required=False),
+        price_api_key=raw("PRICE_API_KEY") if env.get("PRICE_API_KEY") else "",
+        price_cache_ttl_s=integer("PRICE_CACHE_TTL_S", 1, 86400 * 7),
+        log_level=log_level,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load()

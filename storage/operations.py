@@ -1,0 +1,133 @@
+"""The audit trail (``sync_operations``) and the holdings it writes.
+
+Each attempt of a sync costs two round trips here: ``start_attempt`` and
+``finish_attempt``; a whole batch of requests costs one (``insert_operations``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from .pool import get_pool
+from .queries import QUERIES
+
+
+@dataclasses.dataclass(frozen=True)
+class NewOperation:
+    id: str
+    user_id: str
+    wallet_address: str
+    chain_ids: tuple[int, ...]
+    priority: str
+    trigger: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptOutcome:
+    """What one attempt produced, written by :func:`finish_attempt` in one statement.
+
+    ``holdings`` are the rows of every chain in ``synced_chains`` (the chains read
+    successfully in this attempt): those chains' holdings are replaced by them.
+    Chains not in ``synced_chains`` keep what they had.
+    """
+
+    status: str  # 'succeeded', 'failed' or 'retrying'
+    holdings: Sequence[dict[str, Any]]
+    synced_chains: Sequence[int]
+    chain_results: dict[str, dict[str, Any]]
+    holdings_count: int | None
+    total_value_usd: Decimal | None
+    unpriced_count: int | None
+    as_of: dt.datetime
+    provider: str
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> None:
+    """Write ``operations`` as ``queued`` audit rows (and track their wallets) in one statement."""
+    if not operations:
+        return
+    params = {
+        "ids": [op.id for op in operations],
+        "user_ids": [op.user_id for op in operations],
+        "wallets": [op.wallet_address for op in operations],
+        # int[][] cannot be ragged, so each row's chain list travels as an array literal.
+        "chain_ids": ["{" + ",".join(map(str, op.chain_ids)) + "}" for op in operations],
+        "priorities": [op.priority for op in operations],
+        "triggers": [op.trigger for op in operations],
+        "provider": provider,
+    }
+    with get_pool().connection() as conn:
+        conn.execute(QUERIES["insert_operations"], params)
+
+
+def start_attempt(operation_id: str, *, worker_id: str, message_id: str | None) -> dict | None:
+    """Mark the operation ``running`` and return its row; ``None`` if unknown or already final."""
+    with get_pool().connection() as conn:
+        return conn.execute(
+            QUERIES["start_attempt"],
+            {"id": operation_id, "worker_id": worker_id, "message_id": message_id},
+        ).fetchone()
+
+
+def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
+    """Record ``outcome``; ``False`` if the operation was already final (nothing written)."""
+    params = {
+        "id": operation_id,
+        "status": outcome.status,
+        "holdings": Jsonb(list(outcome.holdings), dumps=_dumps),
+        "synced_chains": list(outcome.synced_chains),
+        "chain_results": Jsonb(outcome.chain_results, dumps=_dumps),
+        "holdings_count": outcome.holdings_count,
+        "total_value_usd": outcome.total_value_usd,
+        "unpriced_count": outcome.unpriced_count,
+        "as_of": outcome.as_of,
+        "provider": outcome.provider,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+    }
+    with get_pool().connection() as conn:
+        row = conn.execute(QUERIES["finish_attempt"], params).fetchone()
+    return bool(row and row["finished"])
+
+
+def fail_operation(operation_id: str, *, error_code: str, error_message: str) -> dict | None:
+    """Mark an operation ``failed`` without an attempt result; returns its user and wallet, or ``None``."""
+    with get_pool().connection() as conn:
+        return conn.execute(
+            QUERIES["fail_operation"],
+            {"id": operation_id, "error_code": error_code, "error_message": error_message},
+        ).fetchone()
+
+
+def get_operation(operation_id: str) -> dict | None:
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
+
+
+def get_holdings(user_id: str, wallet_address: str) -> list[dict]:
+    with get_pool().connection() as conn:
+        return conn.execute(
+            QUERIES["get_holdings"], {"user_id": user_id, "wallet_address": wallet_address}
+        ).fetchall()
+
+
+def _dumps(value: Any) -> str:
+    # Decimals and datetimes travel as strings, so numeric columns get them exactly.
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -1,0 +1,125 @@
+-- Every SQL statement of the worker and its producers, one named block each.
+-- A block starts with `-- name --`, then a line of description; storage.queries
+-- loads them by name.  Parameters are always bound, never formatted in.
+
+-- insert_operations --
+-- Record accepted requests as queued operations (one statement for a whole batch) and
+-- remember each wallet as tracked; a user's own request refreshes last_requested_at.
+WITH new AS (
+    SELECT *
+    FROM unnest(%(ids)s::uuid[], %(user_ids)s::text[], %(wallets)s::text[], %(chain_ids)s::text[],
+                %(priorities)s::text[], %(triggers)s::text[])
+         AS r(id, user_id, wallet_address, chain_ids, priority, trigger)
+), inserted AS (
+    INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger, provider, message_id)
+    SELECT id, user_id, wallet_address, chain_ids::int[], priority, trigger, %(provider)s, NULL
+    FROM new
+    RETURNING id
+)
+INSERT INTO tracked_wallets AS t (user_id, wallet_address, chain_ids, last_requested_at, last_operation_id)
+SELECT DISTINCT ON (user_id, wallet_address)
+       user_id, wallet_address, chain_ids::int[],
+       CASE WHEN trigger = 'scheduled' THEN NULL ELSE now() END, id
+FROM new
+ORDER BY user_id, wallet_address
+ON CONFLICT (user_id, wallet_address) DO UPDATE
+SET chain_ids = (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(t.chain_ids || excluded.chain_ids) AS c),
+    last_requested_at = coalesce(excluded.last_requested_at, t.last_requested_at),
+    last_operation_id = excluded.last_operation_id;
+
+-- start_attempt --
+-- Mark an operation running for a new attempt and return what the worker needs;
+-- no row for an unknown operation or one that is already final (a duplicate delivery).
+UPDATE sync_operations
+SET status = 'running',
+    attempts = attempts + 1,
+    started_at = clock_timestamp(),
+    queue_wait_ms = coalesce(queue_wait_ms,
+                             (extract(epoch FROM clock_timestamp() - enqueued_at) * 1000)::int),
+    worker_id = %(worker_id)s,
+    message_id = %(message_id)s
+WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running')
+RETURNING id, user_id, wallet_address, chain_ids, priority, trigger, attempts, chain_results;
+
+-- finish_attempt --
+-- End an attempt in one statement: the operation's new status and results, the holdings of
+-- every chain read in this attempt (replaced whole, never by older data), and the tracked
+-- wallet's health.  Does nothing if the operation is already final.
+WITH op AS (
+    UPDATE sync_operations
+    SET status = %(status)s,
+        finished_at = CASE WHEN %(status)s IN ('succeeded', 'failed') THEN clock_timestamp() END,
+        duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::int,
+        holdings_count = %(holdings_count)s,
+        total_value_usd = %(total_value_usd)s,
+        unpriced_count = %(unpriced_count)s,
+        chain_results = chain_results || %(chain_results)s::jsonb,
+        error_code = %(error_code)s,
+        error_message = %(error_message)s
+    WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
+    RETURNING id, user_id, wallet_address
+), new AS (
+    SELECT op.user_id, op.wallet_address, h.*
+    FROM op, jsonb_to_recordset(%(holdings)s::jsonb) AS h(
+        chain_id int, token_address text, symbol text, name text, decimals int,
+        raw_balance numeric, balance numeric, price_usd numeric, value_usd numeric,
+        price_source text, priced_at timestamptz)
+), removed AS (
+    DELETE FROM holdings AS old
+    USING op
+    WHERE old.user_id = op.user_id AND old.wallet_address = op.wallet_address
+      AND old.chain_id = ANY(%(synced_chains)s::int[])
+      AND old.as_of <= %(as_of)s
+      AND NOT EXISTS (SELECT 1 FROM new
+                      WHERE new.chain_id = old.chain_id AND new.token_address = old.token_address)
+), upserted AS (
+    INSERT INTO holdings AS cur (user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
+                                 raw_balance, balance, price_usd, value_usd, price_source, priced_at,
+                                 provider, operation_id, as_of)
+    SELECT user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
+           raw_balance, balance, price_usd, value_usd, price_source, priced_at,
+           %(provider)s, %(id)s, %(as_of)s
+    FROM new
+    ON CONFLICT (user_id, wallet_address, chain_id, token_address) DO UPDATE
+    SET symbol = excluded.symbol, name = excluded.name, decimals = excluded.decimals,
+        raw_balance = excluded.raw_balance, balance = excluded.balance,
+        price_usd = excluded.price_usd, value_usd = excluded.value_usd,
+        price_source = excluded.price_source, priced_at = excluded.priced_at,
+        provider = excluded.provider, operation_id = excluded.operation_id,
+        as_of = excluded.as_of, updated_at = now()
+    WHERE cur.as_of < excluded.as_of
+), tracked AS (
+    UPDATE tracked_wallets AS t
+    SET last_operation_id = op.id,
+        last_success_at = CASE WHEN %(status)s = 'succeeded' THEN now() ELSE t.last_success_at END,
+        last_failure_at = CASE WHEN %(status)s = 'failed' THEN now() ELSE t.last_failure_at END,
+        consecutive_failures = CASE %(status)s WHEN 'succeeded' THEN 0
+                                               WHEN 'failed' THEN t.consecutive_failures + 1
+                                               ELSE t.consecutive_failures END
+    FROM op
+    WHERE t.user_id = op.user_id AND t.wallet_address = op.wallet_address
+)
+SELECT count(*) AS finished FROM op;
+
+-- fail_operation --
+-- Fail an operation that never ran to the end (malformed message, expired, not enqueued).
+UPDATE sync_operations
+SET status = 'failed', finished_at = clock_timestamp(), error_code = %(error_code)s, error_message = %(error_message)s
+WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
+RETURNING user_id, wallet_address;
+
+-- get_operation --
+-- One operation's full record.
+SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
+       enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count,
+       total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id
+FROM sync_operations
+WHERE id = %(id)s;
+
+-- get_holdings --
+-- A wallet's current holdings, most valuable first, unpriced last.
+SELECT chain_id, token_address, symbol, name, decimals, raw_balance, balance, price_usd, value_usd,
+       price_source, priced_at, provider, operation_id::text, as_of, updated_at
+FROM holdings
+WHERE user_id = %(user_id)s AND wallet_address = %(wallet_address)s
+ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
