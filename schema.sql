@@ -40,8 +40,7 @@ CREATE INDEX IF NOT EXISTS sync_operations_active_idx ON sync_operations (enqueu
     WHERE status IN ('queued', 'running', 'retrying');
 
 -- Current holdings.  A chain's rows are replaced by one statement, so a reader
--- never sees half a portfolio; `as_of` (when the provider was read) only moves
--- forward, so a late or repeated delivery never overwrites fresher data.
+-- never sees half a portfolio; `as_of` is when the provider was read.
 CREATE TABLE IF NOT EXISTS holdings (
     user_id          text          NOT NULL,
     wallet_address   text          NOT NULL,
@@ -63,6 +62,18 @@ CREATE TABLE IF NOT EXISTS holdings (
     PRIMARY KEY (user_id, wallet_address, chain_id, token_address)
 );
 CREATE INDEX IF NOT EXISTS holdings_wallet_idx ON holdings (wallet_address);
+
+-- Which read of the provider each wallet's chain currently shows.  A chain's holdings are
+-- replaced only by a read newer than this one, so a late or repeated delivery never brings
+-- back older data (not even tokens since sold, nor holdings on a chain since emptied).
+CREATE TABLE IF NOT EXISTS wallet_chain_snapshots (
+    user_id          text        NOT NULL,
+    wallet_address   text        NOT NULL,
+    chain_id         int         NOT NULL,
+    as_of            timestamptz NOT NULL,
+    operation_id     uuid        NOT NULL,
+    PRIMARY KEY (user_id, wallet_address, chain_id)
+);
 
 -- Wallets the system keeps fresh: who asked, which chains, how the last syncs went.
 CREATE TABLE IF NOT EXISTS tracked_wallets (

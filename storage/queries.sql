@@ -43,8 +43,8 @@ RETURNING id, user_id, wallet_address, chain_ids, priority, trigger, attempts, c
 
 -- finish_attempt --
 -- End an attempt in one statement: the operation's new status and results, the holdings of
--- every chain read in this attempt (replaced whole, never by older data), and the tracked
--- wallet's health.  Does nothing if the operation is already final.
+-- every chain read in this attempt (each chain replaced whole, and only by a newer read than
+-- the one stored), and the tracked wallet's health.  Does nothing if the operation is final.
 WITH op AS (
     UPDATE sync_operations
     SET status = %(status)s,
@@ -58,18 +58,27 @@ WITH op AS (
         error_message = %(error_message)s
     WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
     RETURNING id, user_id, wallet_address
+), fresh AS (
+    -- The chains this attempt may replace: those never stored, or stored from an older read.
+    INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id)
+    SELECT op.user_id, op.wallet_address, chain_id, %(as_of)s, op.id
+    FROM op, unnest(%(synced_chains)s::int[]) AS chain_id
+    ON CONFLICT (user_id, wallet_address, chain_id) DO UPDATE
+    SET as_of = excluded.as_of, operation_id = excluded.operation_id
+    WHERE snap.as_of < excluded.as_of
+    RETURNING chain_id
 ), new AS (
     SELECT op.user_id, op.wallet_address, h.*
     FROM op, jsonb_to_recordset(%(holdings)s::jsonb) AS h(
         chain_id int, token_address text, symbol text, name text, decimals int,
         raw_balance numeric, balance numeric, price_usd numeric, value_usd numeric,
         price_source text, priced_at timestamptz)
+    WHERE h.chain_id IN (SELECT chain_id FROM fresh)
 ), removed AS (
     DELETE FROM holdings AS old
     USING op
     WHERE old.user_id = op.user_id AND old.wallet_address = op.wallet_address
-      AND old.chain_id = ANY(%(synced_chains)s::int[])
-      AND old.as_of <= %(as_of)s
+      AND old.chain_id IN (SELECT chain_id FROM fresh)
       AND NOT EXISTS (SELECT 1 FROM new
                       WHERE new.chain_id = old.chain_id AND new.token_address = old.token_address)
 ), upserted AS (
@@ -87,7 +96,6 @@ WITH op AS (
         price_source = excluded.price_source, priced_at = excluded.priced_at,
         provider = excluded.provider, operation_id = excluded.operation_id,
         as_of = excluded.as_of, updated_at = now()
-    WHERE cur.as_of < excluded.as_of
 ), tracked AS (
     UPDATE tracked_wallets AS t
     SET last_operation_id = op.id,

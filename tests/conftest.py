@@ -1,0 +1,92 @@
+"""Test isolation: every run gets its own PostgreSQL database and its own Redis key namespace.
+
+The environment is set here, before any test imports ``actors`` (which reads
+its settings at import): the database named in ``DATABASE_URL`` (or the local
+default) only tells which server to use; the run creates
+``portfolio_sync_test_<random>`` on it and drops it at the end, and deletes
+every Redis key under its namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+import settings
+
+RUN_ID = uuid.uuid4().hex[:10]
+TEST_DATABASE = f"portfolio_sync_test_{RUN_ID}"
+NAMESPACE = f"portfolio-sync-test-{RUN_ID}"
+
+_server_url = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"][0]
+os.environ.update({
+    "DATABASE_URL": urlunsplit(urlsplit(_server_url)._replace(path="/" + TEST_DATABASE)),
+    "SYNC_NAMESPACE": NAMESPACE,
+    "SYNC_PROVIDER": "simulated",
+    "SIMULATED_LATENCY_MS": "10",
+    "SIMULATED_FAILURE_RATE": "0",
+    "SYNC_RETRY_MIN_BACKOFF_MS": "100",
+    "SYNC_RETRY_MAX_BACKOFF_MS": "400",
+    "LOG_LEVEL": "INFO",
+})
+for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MAX_ATTEMPTS", "SYNC_TIME_LIMIT_MS"):
+    os.environ.pop(_name, None)
+
+
+def _maintenance_conninfo() -> str:
+    return make_conninfo(os.environ["DATABASE_URL"], dbname="postgres", connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def database() -> str:
+    """The run's own database, with the schema applied; dropped at the end of the run."""
+    from storage import migrate, pool
+
+    with psycopg.connect(_maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
+    try:
+        migrate.apply_schema(os.environ["DATABASE_URL"], connect_timeout=5)
+        yield os.environ["DATABASE_URL"]
+    finally:
+        pool.close_pool()
+        with psycopg.connect(_maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DATABASE)))
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    """A client of the test Redis; every key of the run's namespace is deleted at the end."""
+    client = redis.Redis.from_url(settings.get().redis_url, socket_timeout=5)
+    client.ping()
+    try:
+        yield client
+    finally:
+        keys = list(client.scan_iter(match=f"{NAMESPACE}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+        client.close()
+
+
+@pytest.fixture
+def db_conn(database):
+    """A plain autocommit connection to the run's database, for checking what the code wrote."""
+    with psycopg.connect(database, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A user id no other test uses, so dedup and cooldown keys never collide across tests."""
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def wallet() -> str:
+    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]

@@ -1,0 +1,123 @@
+"""Holdings semantics on the real PostgreSQL: replaced whole per chain, never by older data,
+never erased by a failed chain, unchanged by a repeated delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+import actors
+from actors import context, lifecycle
+from chaindata.base import PermanentProviderError
+from storage import operations
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def empty_queues(database, redis_client):
+    yield
+    actors.broker.flush_all()
+
+
+def holdings_by_chain(user_id, wallet):
+    result: dict[int, dict[str, dict]] = {}
+    for h in operations.get_holdings(user_id, wallet):
+        result.setdefault(h["chain_id"], {})[h["token_address"]] = h
+    return result
+
+
+def test_repeated_delivery_of_a_finished_operation_changes_nothing(user_id, wallet):
+    op_id = actors.request_sync(user_id, wallet, [1, 10])
+    lifecycle.sync_portfolio(op_id)
+    before = operations.get_holdings(user_id, wallet.lower())
+    record = actors.get_sync(op_id)
+
+    lifecycle.sync_portfolio(op_id)  # the same message delivered again
+
+    assert operations.get_holdings(user_id, wallet.lower()) == before
+    assert actors.get_sync(op_id) == record
+
+
+class _FailingChain:
+    """Wraps the real provider; one chain answers with a permanent error."""
+
+    def __init__(self, inner, chain_id):
+        self.inner, self.chain_id, self.name = inner, chain_id, inner.name
+
+    def fetch_balances(self, chain_id, wallet):
+        if chain_id == self.chain_id:
+            raise PermanentProviderError("provider_rejected", f"chain {chain_id}: HTTP 400 from the provider")
+        return self.inner.fetch_balances(chain_id, wallet)
+
+
+def test_a_failed_chain_keeps_its_previous_holdings(user_id, wallet, monkeypatch):
+    first = actors.request_sync(user_id, wallet, [1, 10])
+    lifecycle.sync_portfolio(first)
+    before = holdings_by_chain(user_id, wallet.lower())
+
+    failing = _FailingChain(context.provider(), 10)
+    monkeypatch.setattr(context, "provider", lambda: failing)
+    second = actors.request_sync(user_id, wallet, [1, 10], force=True)
+    with pytest.raises(actors.SyncAttemptFailed):
+        lifecycle.sync_portfolio(second)
+
+    op = actors.get_sync(second)
+    assert op["status"] == "failed" and op["error_code"] == "provider_rejected" and op["attempts"] == 1
+    after = holdings_by_chain(user_id, wallet.lower())
+    assert {h["operation_id"] for h in after[10].values()} == {first}  # chain 10 untouched
+    assert {h["operation_id"] for h in after[1].values()} == {second}  # chain 1 rewritten
+    assert after[10].keys() == before[10].keys()
+
+
+def _write(op_id: str, *, as_of: dt.datetime, tokens: dict[str, int]) -> None:
+    holdings = [{"chain_id": 1, "token_address": addr, "symbol": "T", "name": "Token", "decimals": 0,
+                 "raw_balance": raw, "balance": Decimal(raw), "price_usd": None, "value_usd": None,
+                 "price_source": None, "priced_at": None} for addr, raw in tokens.items()]
+    assert operations.start_attempt(op_id, worker_id="test", message_id=None)
+    assert operations.finish_attempt(op_id, operations.AttemptOutcome(
+        status="succeeded", holdings=holdings, synced_chains=[1], chain_results={}, holdings_count=len(holdings),
+        total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test"))
+
+
+def _new_operation(user_id, wallet) -> str:
+    op_id = str(uuid.uuid4())
+    operations.insert_operations([operations.NewOperation(op_id, user_id, wallet, (1,), "normal", "api")],
+                                 provider="test")
+    return op_id
+
+
+def test_newer_data_replaces_a_chain_whole_and_older_data_never_does(user_id, wallet):
+    wallet = wallet.lower()
+    a, b, c = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    _write(_new_operation(user_id, wallet), as_of=now, tokens={a: 1, b: 2**200})
+
+    late = _new_operation(user_id, wallet)  # read earlier, finished later (a reordered delivery)
+    _write(late, as_of=now - dt.timedelta(seconds=30), tokens={c: 3})
+    assert {t: h["raw_balance"] for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 1, b: 2**200}
+
+    newer = _new_operation(user_id, wallet)
+    _write(newer, as_of=now + dt.timedelta(seconds=30), tokens={b: 5, c: 6})
+    after = holdings_by_chain(user_id, wallet)[1]
+    assert {t: h["raw_balance"] for t, h in after.items()} == {b: 5, c: 6}  # a is no longer held: removed
+    assert {h["operation_id"] for h in after.values()} == {newer}
+
+
+def test_raw_balances_keep_every_digit(user_id, wallet):
+    wallet = wallet.lower()
+    big = 2**256 - 1  # the largest uint256
+    _write(_new_operation(user_id, wallet), as_of=dt.datetime.now(dt.timezone.utc), tokens={"0x" + "d" * 40: big})
+    (h,) = operations.get_holdings(user_id, wallet)
+    assert int(h["raw_balance"]) == big
+
+
+def test_a_late_read_does_not_refill_a_chain_emptied_since(user_id, wallet):
+    wallet = wallet.lower()
+    now = dt.datetime.now(dt.timezone.utc)
+    _write(_new_operation(user_id, wallet), as_of=now, tokens={})  # the wallet holds nothing on chain 1
+    _write(_new_operation(user_id, wallet), as_of=now - dt.timedelta(seconds=5), tokens={"0x" + "e" * 40: 7})
+    assert operations.get_holdings(user_id, wallet) == []
