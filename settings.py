@@ -46,6 +46,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "HTTP_TIMEOUT_S": ("10", "Timeout of every provider and price HTTP call."),
     "SIMULATED_LATENCY_MS": ("100", "Simulated provider: latency of one chain call."),
     "SIMULATED_FAILURE_RATE": ("0", "Simulated provider: fraction (0..1) of chain calls that fail transiently."),
+    "SIMULATED_SEED": ("", "Simulated provider: seed of its failure draws, for a reproducible failure sequence (empty: random)."),
     "SIMULATED_TOKENS_PER_CHAIN": ("12", "Simulated provider: at most this many tokens held per chain."),
     "RPC_URLS": ("", "`rpc` provider: JSON-RPC endpoint per chain, `chain_id=url` pairs separated by commas."),
     "RPC_TOKENS": ("", "`rpc` provider: ERC-20 contracts to read per chain, `chain_id=0xaddr 0xaddr` pairs separated by commas."),
@@ -89,6 +90,7 @@ class Settings:
     http_timeout_s: float
     simulated_latency_ms: int
     simulated_failure_rate: float
+    simulated_seed: int | None
     simulated_tokens_per_chain: int
     rpc_urls: Mapping[int, str] = dataclasses.field(repr=False)
     rpc_tokens: Mapping[int, tuple[str, ...]]
@@ -260,6 +262,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         http_timeout_s=integer("HTTP_TIMEOUT_S", 1, 300),
         simulated_latency_ms=integer("SIMULATED_LATENCY_MS", 0, 600_000),
         simulated_failure_rate=fraction("SIMULATED_FAILURE_RATE"),
+        simulated_seed=integer("SIMULATED_SEED", 0, 2**63) if raw("SIMULATED_SEED") else None,
         simulated_tokens_per_chain=integer("SIMULATED_TOKENS_PER_CHAIN", 1, 1000),
         rpc_urls=rpc_urls,
         rpc_tokens=rpc_tokens,

@@ -107,7 +107,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
     for future in not_done:
         future.cancel()
-        errors[futures[future]] = TransientProviderError("chain_timeout", "no answer within the attempt's time limit")
+        errors[futures[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
     for future in done:
         chain_id = futures[future]
         try:

@@ -20,7 +20,7 @@ def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
         from .simulated import SimulatedProvider
 
         return SimulatedProvider(latency_ms=cfg.simulated_latency_ms, failure_rate=cfg.simulated_failure_rate,
-                                 tokens_per_chain=cfg.simulated_tokens_per_chain)
+                                 tokens_per_chain=cfg.simulated_tokens_per_chain, seed=cfg.simulated_seed)
     if cfg.provider == "rpc":
         from .rpc import RpcProvider
 

@@ -71,16 +71,18 @@ class SimulatedProvider:
       latency_ms(int): time each ``fetch_balances`` call takes. Default 100.
       failure_rate(float): fraction of calls that raise ``TransientProviderError``. Default 0.
       tokens_per_chain(int): at most this many ERC-20 tokens held per chain. Default 12.
+      seed(int | None): seed of the failure draws, for a reproducible sequence. Default None (random).
     """
 
     name = "simulated"
 
-    def __init__(self, *, latency_ms: int = 100, failure_rate: float = 0.0, tokens_per_chain: int = 12):
+    def __init__(self, *, latency_ms: int = 100, failure_rate: float = 0.0, tokens_per_chain: int = 12,
+                 seed: int | None = None):
         self.latency_s = latency_ms / 1000
         self.failure_rate = failure_rate
         self.tokens_per_chain = tokens_per_chain
         # Failures are random per call (unlike balances), so a retry can succeed.
-        self._chaos = random.Random()
+        self._chaos = random.Random(seed)
 
     def fetch_balances(self, chain_id: int, wallet: str) -> list[TokenBalance]:
         if self.latency_s:
