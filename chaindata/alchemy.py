@@ -1,0 +1,199 @@
+"""Balances from Alchemy's enhanced JSON-RPC API (``SYNC_PROVIDER=alchemy``), which lists every ERC-20 a wallet holds.
+
+A fetch is one HTTP request carrying a JSON-RPC batch of ``eth_getBalance``
+and the first page of ``alchemy_getTokenBalances`` (plus ``eth_chainId`` the
+first time, to check the endpoint serves the chain it is configured for);
+then one request per further page (following ``pageKey``, at most
+``MAX_PAGES`` pages in all); then, for the held tokens not seen yet, one
+batch of ``alchemy_getTokenMetadata``.
+
+Choices worth knowing:
+
+* A token whose balance comes with an ``error``, or as ``null``, ``"0x"`` or
+  zero, is left out.
+* Metadata with ``decimals: null`` (Alchemy does not know it) keeps the
+  token, with decimals 0: its integer balance stays exact and is counted in
+  base units, as ERC-20 says of a token without ``decimals()``.  Such
+  incomplete metadata, or a metadata call that failed for good, is not
+  cached, so a later sync can learn better; complete metadata is cached for
+  the life of the provider, as it never changes.
+* Past ``MAX_PAGES`` pages (airdrop spam can make lists huge) the remaining
+  tokens are left out with a warning, rather than failing the wallet forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from chaindata.base import PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
+from chaindata.chains import native_balance
+from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from chaindata.rpc import MAX_NAME_LEN, MAX_SYMBOL_LEN, TokenInfo, check_wallet, clean_text
+
+_log = logging.getLogger(__name__)
+
+#: Most pages of ``alchemy_getTokenBalances`` read per fetch (Alchemy lists 100 tokens a page).
+MAX_PAGES = 20
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+class AlchemyProvider:
+    """``BalanceProvider`` backed by Alchemy's ``alchemy_getTokenBalances`` and ``alchemy_getTokenMetadata``.
+
+    :param urls: the base URL of each supported chain id, e.g. ``https://eth-mainnet.g.alchemy.com/v2``;
+        the endpoint is that URL, without a trailing slash, followed by ``/`` and ``api_key``.
+        A chain absent here is unsupported.
+    :param api_key: the Alchemy API key (secret: it is in no message or log line).
+    :param timeout_s: timeout, in seconds, of every HTTP request.
+
+    Safe to share between threads.  Call :meth:`close` to release its connections.
+    """
+
+    name = "alchemy"
+
+    def __init__(self, urls: Mapping[int, str], api_key: str, timeout_s: float):
+        self._http = httpx.Client(timeout=timeout_s)
+        self._clients = {
+            chain_id: JsonRpcClient(self._http, url.rstrip("/") + "/" + api_key, timeout_s=timeout_s,
+                                    where=f"chain {chain_id}", peer="the alchemy provider")
+            for chain_id, url in urls.items()
+        }
+        self._lock = threading.Lock()  # guards the two caches below
+        self._info: dict[tuple[int, str], TokenInfo] = {}
+        self._verified_chains: set[int] = set()
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def fetch_balances(self, chain_id: int, wallet: str) -> list[TokenBalance]:
+        """Every non-zero balance of ``wallet`` on ``chain_id``: native coin first, then tokens in Alchemy's order."""
+        client = self._clients.get(chain_id)
+        if client is None:
+            raise PermanentProviderError("unsupported_chain", f"chain {chain_id}: no alchemy URL is configured")
+        wallet = check_wallet(chain_id, wallet)
+        with self._lock:
+            verify = chain_id not in self._verified_chains
+
+        calls: list[tuple[str, list[Any]]] = [("eth_chainId", [])] if verify else []
+        calls += [("eth_getBalance", [wallet, "latest"]), ("alchemy_getTokenBalances", [wallet, "erc20"])]
+        outcomes = client.batch(calls)
+        for outcome in outcomes:
+            if isinstance(outcome, TransientProviderError):
+                raise outcome
+        *first, native_outcome, page = (_result(o) for o in outcomes)
+        if verify:
+            self._check_chain_id(chain_id, first[0])
+        native = _parse(chain_id, "eth_getBalance", parse_quantity, native_outcome)
+
+        balances: dict[str, int] = {}
+        for pages in range(1, MAX_PAGES + 1):
+            page_key = _read_page(chain_id, page, balances)
+            if page_key is None:
+                break
+            if pages == MAX_PAGES:
+                _log.warning("chain %d: wallet %s lists more than %d pages of tokens; the rest are left out",
+                             chain_id, wallet, MAX_PAGES)
+                break
+            page = client.call("alchemy_getTokenBalances", [wallet, "erc20", {"pageKey": page_key}])
+
+        infos = self._token_infos(chain_id, client, list(balances))
+        holdings = [native_balance(chain_id, native)] if native else []
+        holdings += [
+            TokenBalance(chain_id=chain_id, token_address=token, symbol=infos[token].symbol, name=infos[token].name,
+                         decimals=infos[token].decimals, raw_balance=raw)
+            for token, raw in balances.items()
+        ]
+        return holdings
+
+    def _check_chain_id(self, chain_id: int, outcome: Any) -> None:
+        served = _parse(chain_id, "eth_chainId", parse_quantity, outcome)
+        if served != chain_id:
+            raise PermanentProviderError("provider_misconfigured",
+                                         f"chain {chain_id}: the alchemy URL configured for it serves chain {served}")
+        with self._lock:
+            self._verified_chains.add(chain_id)
+
+    def _token_infos(self, chain_id: int, client: JsonRpcClient, tokens: list[str]) -> dict[str, TokenInfo]:
+        """The metadata of each of ``tokens``: cached, or read in one batch and cached when complete."""
+        with self._lock:
+            infos = {t: self._info[(chain_id, t)] for t in tokens if (chain_id, t) in self._info}
+        unseen = [t for t in tokens if t not in infos]
+        outcomes = client.batch([("alchemy_getTokenMetadata", [token]) for token in unseen])
+        for outcome in outcomes:
+            if isinstance(outcome, TransientProviderError):
+                raise outcome
+        complete: dict[tuple[int, str], TokenInfo] = {}
+        for token, outcome in zip(unseen, outcomes):
+            info, is_complete = _token_info(chain_id, token, outcome)
+            infos[token] = info
+            if is_complete:
+                complete[(chain_id, token)] = info
+        with self._lock:
+            self._info.update(complete)
+        return infos
+
+
+def _result(outcome: Any) -> Any:
+    """``outcome`` itself, raised if it is a (permanent) error of its call."""
+    if isinstance(outcome, ProviderError):
+        raise outcome
+    return outcome
+
+
+def _parse(chain_id: int, method: str, parse: Callable[[Any], int], value: Any) -> int:
+    try:
+        return parse(value)
+    except ValueError:
+        raise PermanentProviderError("provider_bad_response",
+                                     f"chain {chain_id}: bad answer from the alchemy provider to {method}") from None
+
+
+def _read_page(chain_id: int, page: Any, balances: dict[str, int]) -> str | None:
+    """Add the non-zero balances of one ``alchemy_getTokenBalances`` page to ``balances``; return its ``pageKey``."""
+    items = page.get("tokenBalances") if isinstance(page, dict) else None
+    if not isinstance(items, list):
+        raise _bad_page(chain_id, "no tokenBalances list")
+    for item in items:
+        address = item.get("contractAddress") if isinstance(item, dict) else None
+        if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+            raise _bad_page(chain_id, "an entry has no contract address")
+        raw = item.get("tokenBalance")
+        if item.get("error") is not None or raw is None or raw == "0x":
+            continue  # Alchemy could not read this balance, or there is none
+        try:
+            value = parse_quantity(raw)
+        except ValueError:
+            raise _bad_page(chain_id, "a tokenBalance is not hex") from None
+        if value:
+            balances.setdefault(address.lower(), value)  # a token repeated on a later page counts once
+    page_key = page.get("pageKey")
+    if page_key is not None and not (isinstance(page_key, str) and page_key):
+        raise _bad_page(chain_id, "pageKey is not a string")
+    return page_key
+
+
+def _bad_page(chain_id: int, detail: str) -> PermanentProviderError:
+    return PermanentProviderError("provider_bad_response",
+                                  f"chain {chain_id}: bad answer from the alchemy provider to "
+                                  f"alchemy_getTokenBalances: {detail}")
+
+
+def _token_info(chain_id: int, token: str, outcome: Any) -> tuple[TokenInfo, bool]:
+    """The metadata in one ``alchemy_getTokenMetadata`` outcome, and whether it is complete enough to cache."""
+    meta = outcome if isinstance(outcome, dict) else {}
+    symbol, name, decimals = meta.get("symbol"), meta.get("name"), meta.get("decimals")
+    symbol_text = clean_text(symbol, MAX_SYMBOL_LEN) if isinstance(symbol, str) else ""
+    name_text = (clean_text(name, MAX_NAME_LEN) if isinstance(name, str) else "") or symbol_text
+    # type() rather than isinstance(): JSON true is no number of decimals.
+    known_decimals = decimals if type(decimals) is int and 0 <= decimals <= 255 else None
+    if known_decimals is None:
+        _log.warning("chain %d: token %s has no known decimals; counting it in base units", chain_id, token)
+    info = TokenInfo(symbol=symbol_text, name=name_text, decimals=known_decimals or 0)
+    return info, isinstance(outcome, dict) and known_decimals is not None

@@ -1,0 +1,213 @@
+"""A tiny JSON-RPC 2.0 over HTTP client, and the HTTP error mapping every real data source shares.
+
+Failures become the errors of :mod:`chaindata.base`:
+
+=====================================================  =========  ==========================
+what happened                                          transient  code
+=====================================================  =========  ==========================
+no answer in time (connect, read, write, pool; 408)    yes        ``provider_timeout``
+connection refused or reset, HTTP 5xx                  yes        ``provider_unavailable``
+HTTP 429; JSON-RPC error 429, -32005 and kin           yes        ``provider_rate_limited``
+JSON-RPC error 500-599 or saying "overloaded"          yes        ``provider_unavailable``
+a URL that cannot be used (unknown scheme)             no         ``provider_misconfigured``
+any other HTTP status than 2xx (4xx, 3xx)              no         ``provider_rejected``
+any other JSON-RPC error object (revert, bad params)   no         ``provider_rejected``
+a body that is not JSON, or no JSON-RPC answer         no         ``provider_bad_response``
+=====================================================  =========  ==========================
+
+The providers add ``unsupported_chain`` (no endpoint configured for the
+chain), ``invalid_wallet`` and ``provider_misconfigured`` (an endpoint serving
+another chain than the one it is configured for), all permanent.
+
+Endpoint URLs often carry an API key in their path, or a password, so no
+message built here contains the URL, and text quoted from the server is
+scrubbed of every long part of it.  Errors are raised ``from None`` so that a
+logged traceback does not show httpx's own exception, whose request holds the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import httpx
+
+from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
+
+#: JSON-RPC error codes providers use for "slow down": Alchemy's 429, Infura's -32005
+#: "limit exceeded", and the -32016/-32029/-32090 of other public endpoints.
+_RATE_LIMIT_CODES = frozenset({429, -32005, -32016, -32029, -32090})
+_RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
+_OVERLOAD_WORDS = re.compile(r"overloaded|temporarily unavailable", re.IGNORECASE)
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
+#: Quoted server text is cut to this many characters, so a chatty server cannot flood the audit trail.
+_MAX_QUOTED = 200
+#: URL parts at least this long are scrubbed from quoted server text (shorter ones, like "v2", are no secret).
+_MIN_SECRET_LEN = 6
+
+
+def request_json(http: httpx.Client, method: str, url: str, *, timeout_s: float, where: str, peer: str,
+                 **kwargs: Any) -> Any:
+    """Send one HTTP request and return its body parsed as JSON, every failure mapped to a ``ProviderError``.
+
+    :param http: the client to send with (its connections are reused).
+    :param method: the HTTP method, e.g. ``"POST"``.
+    :param url: the full URL; it never appears in an error message.
+    :param timeout_s: timeout, in seconds, of each phase (connect, write, read, pool) of this request.
+    :param where: what the request is for, starting every message, e.g. ``"chain 1"``.
+    :param peer: who answers, as messages name it, e.g. ``"the rpc provider"``.
+    :param kwargs: passed on to :meth:`httpx.Client.request` (``json=``, ``params=``, ``headers=``).
+
+    Numbers with a fraction parse as :class:`~decimal.Decimal` (never through
+    ``float``), and so do ``NaN`` and ``Infinity``, which callers can then reject.
+    """
+    try:
+        response = http.request(method, url, timeout=timeout_s, **kwargs)
+    except httpx.TimeoutException:
+        raise TransientProviderError("provider_timeout",
+                                     f"{where}: no answer from {peer} within {timeout_s:g} s") from None
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+        raise PermanentProviderError("provider_misconfigured", f"{where}: the URL of {peer} cannot be used") from None
+    except httpx.DecodingError:
+        raise PermanentProviderError("provider_bad_response", f"{where}: undecodable body from {peer}") from None
+    except httpx.RequestError as exc:  # connection refused or reset, protocol errors...
+        raise TransientProviderError("provider_unavailable",
+                                     f"{where}: cannot reach {peer} ({type(exc).__name__})") from None
+
+    status = response.status_code
+    if status == 429:
+        raise TransientProviderError("provider_rate_limited", f"{where}: HTTP 429 (rate limited) from {peer}")
+    if status == 408:
+        raise TransientProviderError("provider_timeout", f"{where}: HTTP 408 (request timeout) from {peer}")
+    if status >= 500:
+        raise TransientProviderError("provider_unavailable", f"{where}: HTTP {status} from {peer}")
+    if not 200 <= status < 300:
+        raise PermanentProviderError("provider_rejected", f"{where}: HTTP {status} from {peer}")
+    try:
+        return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise PermanentProviderError("provider_bad_response", f"{where}: malformed JSON from {peer}") from None
+
+
+def parse_quantity(value: Any) -> int:
+    """The integer of a JSON-RPC hex quantity such as ``"0x1bc16d674ec80000"``; ``ValueError`` if it is none."""
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+        raise ValueError("not a hex quantity")
+    return int(value, 16)
+
+
+class JsonRpcClient:
+    """JSON-RPC 2.0 calls to one endpoint; safe to share between threads (it keeps no state per call).
+
+    :param http: the HTTP client to send with; the caller owns and closes it.
+    :param url: the endpoint; kept out of every message, and scrubbed from quoted server text.
+    :param timeout_s: timeout of every HTTP request, in seconds (see :func:`request_json`).
+    :param where: start of every error message, e.g. ``"chain 1"``.
+    :param peer: how messages name the server, e.g. ``"the rpc provider"``.
+    :param max_batch: most calls sent in one HTTP request by :meth:`batch` (default 100, a limit many
+        public endpoints enforce); a longer batch goes out as several requests.
+    """
+
+    def __init__(self, http: httpx.Client, url: str, *, timeout_s: float, where: str, peer: str,
+                 max_batch: int = 100):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._http = http
+        self._url = url
+        self._timeout_s = timeout_s
+        self._where = where
+        self._peer = peer
+        self._max_batch = max_batch
+        self._secrets = _url_secrets(url)
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        """The ``result`` of one call of ``method`` with ``params``; raises ``ProviderError`` on any failure."""
+        answer = self._post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        # An error answer may carry id null (the server could not read our id), so only results must match it.
+        if not isinstance(answer, dict) or (answer.get("error") is None and answer.get("id") != 1):
+            raise self._bad_response(f"{method}: not a JSON-RPC answer")
+        outcome = self._outcome(answer, method)
+        if isinstance(outcome, ProviderError):
+            raise outcome
+        return outcome
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """The outcome of each ``(method, params)`` of ``calls``, in the same order.
+
+        Each outcome is the call's ``result``, or a ``ProviderError`` *instance*
+        (returned, not raised) for a call the server answered with a JSON-RPC
+        error, so the caller decides whether that one call sinks the rest.
+        Failures of a whole request (HTTP, transport, malformed answer) are
+        raised.  Calls go out ``max_batch`` at a time; no call means no request.
+        """
+        outcomes: list[Any] = []
+        for start in range(0, len(calls), self._max_batch):
+            outcomes.extend(self._batch_once(calls[start:start + self._max_batch]))
+        return outcomes
+
+    def _batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        answer = self._post([{"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
+                             for i, (method, params) in enumerate(calls)])
+        if isinstance(answer, dict) and answer.get("error") is not None:
+            # Servers that refuse a batch as a whole (too large, rate limited) answer with one error object.
+            error = self._outcome(answer, "batch")
+            raise error if isinstance(error, ProviderError) else self._bad_response("batch: not a JSON-RPC answer")
+        if not isinstance(answer, list):
+            raise self._bad_response("batch: the answer is not a list")
+        by_id: dict[int, dict[str, Any]] = {}
+        for item in answer:
+            item_id = item.get("id") if isinstance(item, dict) else None
+            # type() rather than isinstance(): True is an int in Python, but no id of ours.
+            if type(item_id) is not int or not 0 <= item_id < len(calls) or item_id in by_id:
+                raise self._bad_response("batch: an answer has a missing, unknown or repeated id")
+            by_id[item_id] = item
+        if len(by_id) != len(calls):
+            raise self._bad_response(f"batch: {len(calls) - len(by_id)} of {len(calls)} calls went unanswered")
+        return [self._outcome(by_id[i], method) for i, (method, _) in enumerate(calls)]
+
+    def _post(self, payload: Any) -> Any:
+        return request_json(self._http, "POST", self._url, timeout_s=self._timeout_s, where=self._where,
+                            peer=self._peer, json=payload)
+
+    def _outcome(self, answer: dict[str, Any], method: str) -> Any:
+        """The result of one answer object, or the ``ProviderError`` its error object means."""
+        error = answer.get("error")
+        if error is None:
+            if "result" not in answer:
+                return self._bad_response(f"{method}: an answer has neither result nor error")
+            return answer["result"]
+        code = error.get("code") if isinstance(error, dict) else None
+        text = error.get("message") if isinstance(error, dict) else None
+        if type(code) is not int or not isinstance(text, str):
+            return self._bad_response(f"{method}: malformed JSON-RPC error object")
+        message = f"{self._where}: {method} failed at {self._peer}: JSON-RPC error {code}: {self._quote(text)}"
+        if code in _RATE_LIMIT_CODES or _RATE_LIMIT_WORDS.search(text):
+            return TransientProviderError("provider_rate_limited", message)
+        if 500 <= code <= 599 or _OVERLOAD_WORDS.search(text):
+            return TransientProviderError("provider_unavailable", message)
+        return PermanentProviderError("provider_rejected", message)
+
+    def _bad_response(self, detail: str) -> PermanentProviderError:
+        return PermanentProviderError("provider_bad_response", f"{self._where}: bad answer from {self._peer}: {detail}")
+
+    def _quote(self, text: str) -> str:
+        """Server text made safe to quote: every long part of our URL replaced by ``***``, then shortened."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:_MAX_QUOTED]
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The parts of ``url`` that may be secret (the whole, user info, path segments, query values), longest first."""
+    parts = urlsplit(url)
+    found = {url, parts.username or "", parts.password or ""}
+    for segment in parts.path.split("/"):
+        found.update((segment, unquote(segment)))
+    for _, value in parse_qsl(parts.query):
+        found.add(value)
+    # Longest first, so a secret containing another is replaced whole.
+    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True))

@@ -1,0 +1,285 @@
+"""AlchemyProvider against a local server of this module speaking Alchemy's JSON-RPC (on 127.0.0.1, any port)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import chaindata.alchemy
+from chaindata.alchemy import AlchemyProvider
+from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
+
+pytestmark = pytest.mark.integration
+
+KEY = "alchemy-test-key-6c1f0e2b9d"
+CHAIN = 1
+WALLET = "0x00000000000000000000000000000000c0ffee02"
+NATIVE = 1_500_000_000_000_000_001
+ALPHA = "0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+BRAVO = "0xB2b2B2b2b2B2b2b2B2B2b2b2B2b2b2B2b2b2b2B2"  # mixed case, as some answers are
+NO_DECIMALS = "0xd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3"
+BIG = 123456789012345678901234567
+
+PAGES = {
+    None: {
+        "address": WALLET,
+        "tokenBalances": [
+            {"contractAddress": ALPHA, "tokenBalance": "0x" + f"{BIG:064x}", "error": None},
+            {"contractAddress": "0xe0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0", "tokenBalance": "0x" + "0" * 64,
+             "error": None},
+            {"contractAddress": "0xf0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0", "tokenBalance": None,
+             "error": "execution reverted"},
+        ],
+        "pageKey": "page-two",
+    },
+    "page-two": {
+        "address": WALLET,
+        "tokenBalances": [
+            {"contractAddress": BRAVO, "tokenBalance": "0x7", "error": None},
+            {"contractAddress": "0xe1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1", "tokenBalance": "0x", "error": None},
+            {"contractAddress": NO_DECIMALS, "tokenBalance": "0x2a", "error": None},
+        ],
+    },
+}
+METADATA = {
+    ALPHA: {"name": "Alpha Token", "symbol": "ALPHA", "decimals": 18, "logo": None},
+    BRAVO.lower(): {"name": "Bravo\x00 Dollar", "symbol": "BRV", "decimals": 6, "logo": None},
+    NO_DECIMALS: {"name": None, "symbol": "ND", "decimals": None, "logo": None},
+}
+EXPECTED = [
+    TokenBalance(CHAIN, NATIVE_TOKEN, "ETH", "Ether", 18, NATIVE),
+    TokenBalance(CHAIN, ALPHA, "ALPHA", "Alpha Token", 18, BIG),
+    TokenBalance(CHAIN, BRAVO.lower(), "BRV", "Bravo Dollar", 6, 7),
+    TokenBalance(CHAIN, NO_DECIMALS, "ND", "ND", 0, 42),
+]
+
+
+class FakeAlchemy(http.server.ThreadingHTTPServer):
+    """Answers like Alchemy at ``/v2/<KEY>``; ``status``, ``sleep_s``, ``rpc_error`` and ``body`` change how."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[tuple[str, Any]] = []  # (path, JSON body) of each request
+        self.chain_id = CHAIN
+        self.status = 200
+        self.sleep_s = 0.0
+        self.rpc_error: int | None = None
+        self.body: bytes | None = None
+        self.released = threading.Event()  # ends a sleep early when the test is over
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v2/"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out and left is expected here, not worth a traceback
+
+    def answer(self, call: dict[str, Any]) -> dict[str, Any]:
+        method, params = call["method"], call["params"]
+        if self.rpc_error is not None:
+            # Some servers echo what they were sent, key included: the provider must not pass it on.
+            return {"error": {"code": self.rpc_error, "message": f"refused for key {KEY}"}}
+        if method == "eth_chainId":
+            return {"result": hex(self.chain_id)}
+        if method == "eth_getBalance" and params == [WALLET, "latest"]:
+            return {"result": hex(NATIVE)}
+        if method == "alchemy_getTokenBalances" and params[:2] == [WALLET, "erc20"]:
+            page_key = params[2]["pageKey"] if len(params) > 2 else None
+            return {"result": PAGES[page_key]}
+        if method == "alchemy_getTokenMetadata":
+            return {"result": METADATA[params[0]]}
+        return {"error": {"code": -32601, "message": f"no method {method}"}}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeAlchemy
+
+    def do_POST(self) -> None:
+        server = self.server
+        payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        server.requests.append((self.path, payload))
+        if server.sleep_s:
+            server.released.wait(server.sleep_s)
+        if self.path != f"/v2/{KEY}":
+            return self.reply(401, b'{"error": "Must be authenticated!"}')
+        if server.status != 200 or server.body is not None:
+            return self.reply(server.status, server.body or b"{}")
+        if isinstance(payload, list):
+            answers: Any = [{"jsonrpc": "2.0", "id": call["id"], **server.answer(call)} for call in payload]
+        else:
+            answers = {"jsonrpc": "2.0", "id": payload["id"], **server.answer(payload)}
+        self.reply(200, json.dumps(answers).encode())
+
+    def reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture()
+def server() -> Iterator[FakeAlchemy]:
+    fake = FakeAlchemy()
+    thread = threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield fake
+    fake.released.set()
+    fake.shutdown()
+    fake.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture()
+def provider(server: FakeAlchemy) -> Iterator[AlchemyProvider]:
+    made = AlchemyProvider({CHAIN: server.base_url}, KEY, timeout_s=5)
+    yield made
+    made.close()
+
+
+def methods(payload: Any) -> list[str]:
+    return [call["method"] for call in payload] if isinstance(payload, list) else [payload["method"]]
+
+
+def assert_secret_kept(error: ProviderError) -> None:
+    message = str(error)
+    assert KEY not in message and "127.0.0.1" not in message and "/v2" not in message, message
+    assert message.startswith(f"chain {CHAIN}: ")
+
+
+def test_holdings_across_two_pages(server: FakeAlchemy, provider: AlchemyProvider) -> None:
+    assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
+
+    # The key is a path segment of every request (the base URL's trailing slash is not doubled).
+    assert {path for path, _ in server.requests} == {f"/v2/{KEY}"}
+    bodies = [body for _, body in server.requests]
+    assert [methods(body) for body in bodies] == [
+        ["eth_chainId", "eth_getBalance", "alchemy_getTokenBalances"],
+        ["alchemy_getTokenBalances"],
+        ["alchemy_getTokenMetadata"] * 3,  # one batch, for the held tokens only
+    ]
+    assert bodies[0][2]["params"] == [WALLET, "erc20"]
+    assert bodies[1]["params"] == [WALLET, "erc20", {"pageKey": "page-two"}]
+    assert [call["params"] for call in bodies[2]] == [[ALPHA], [BRAVO.lower()], [NO_DECIMALS]]
+
+
+def test_complete_metadata_is_cached(server: FakeAlchemy, provider: AlchemyProvider) -> None:
+    provider.fetch_balances(CHAIN, WALLET)
+    server.requests.clear()
+
+    assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
+    bodies = [body for _, body in server.requests]
+    assert [methods(body) for body in bodies] == [
+        ["eth_getBalance", "alchemy_getTokenBalances"],  # the chain id was checked already
+        ["alchemy_getTokenBalances"],
+        ["alchemy_getTokenMetadata"],  # asked again only for the token whose decimals were unknown
+    ]
+    assert bodies[2][0]["params"] == [NO_DECIMALS]
+
+
+def test_pages_past_the_cap_are_left_out_with_a_warning(server: FakeAlchemy, provider: AlchemyProvider,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(chaindata.alchemy, "MAX_PAGES", 1)
+
+    with caplog.at_level(logging.WARNING, logger="chaindata.alchemy"):
+        assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED[:2]
+    assert "more than 1 pages" in caplog.text
+    assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize(("status", "error_class", "code"), [
+    (429, TransientProviderError, "provider_rate_limited"),
+    (503, TransientProviderError, "provider_unavailable"),
+    (500, TransientProviderError, "provider_unavailable"),
+    (400, PermanentProviderError, "provider_rejected"),
+    (401, PermanentProviderError, "provider_rejected"),
+])
+def test_http_statuses_map_to_errors(server: FakeAlchemy, provider: AlchemyProvider, status: int,
+                                     error_class: type[ProviderError], code: str) -> None:
+    server.status = status
+
+    with pytest.raises(ProviderError) as caught:
+        provider.fetch_balances(CHAIN, WALLET)
+    assert type(caught.value) is error_class and caught.value.code == code
+    assert f"HTTP {status}" in str(caught.value)
+    assert_secret_kept(caught.value)
+
+
+def test_a_wrong_key_is_rejected_for_good(server: FakeAlchemy) -> None:
+    wrong = AlchemyProvider({CHAIN: server.base_url}, "not-the-key-at-all", timeout_s=5)
+    try:
+        with pytest.raises(PermanentProviderError) as caught:
+            wrong.fetch_balances(CHAIN, WALLET)
+    finally:
+        wrong.close()
+    assert caught.value.code == "provider_rejected"
+    assert "not-the-key-at-all" not in str(caught.value)
+
+
+def test_a_slow_server_is_a_transient_timeout(server: FakeAlchemy) -> None:
+    server.sleep_s = 3.0
+    slow = AlchemyProvider({CHAIN: server.base_url}, KEY, timeout_s=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientProviderError) as caught:
+            slow.fetch_balances(CHAIN, WALLET)
+    finally:
+        slow.close()
+    assert time.monotonic() - started < 2.5
+    assert caught.value.code == "provider_timeout"
+    assert_secret_kept(caught.value)
+
+
+@pytest.mark.parametrize(("rpc_code", "error_class", "code"), [
+    (429, TransientProviderError, "provider_rate_limited"),
+    (-32005, TransientProviderError, "provider_rate_limited"),
+    (-32602, PermanentProviderError, "provider_rejected"),
+])
+def test_json_rpc_errors_map_to_errors_without_echoing_the_key(server: FakeAlchemy, provider: AlchemyProvider,
+                                                               rpc_code: int, error_class: type[ProviderError],
+                                                               code: str) -> None:
+    server.rpc_error = rpc_code
+
+    with pytest.raises(ProviderError) as caught:
+        provider.fetch_balances(CHAIN, WALLET)
+    assert type(caught.value) is error_class and caught.value.code == code
+    assert f"JSON-RPC error {rpc_code}: refused for key ***" in str(caught.value)
+    assert_secret_kept(caught.value)
+
+
+def test_malformed_json_is_a_permanent_bad_response(server: FakeAlchemy, provider: AlchemyProvider) -> None:
+    server.body = b"<html>gateway says hi</html>"
+
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.fetch_balances(CHAIN, WALLET)
+    assert caught.value.code == "provider_bad_response"
+    assert_secret_kept(caught.value)
+
+
+def test_an_url_of_another_chain_is_refused(server: FakeAlchemy, provider: AlchemyProvider) -> None:
+    server.chain_id = 137
+
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.fetch_balances(CHAIN, WALLET)
+    assert caught.value.code == "provider_misconfigured"
+    assert_secret_kept(caught.value)
+
+
+def test_a_chain_without_url_is_unsupported(provider: AlchemyProvider) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.fetch_balances(10, WALLET)
+    assert caught.value.code == "unsupported_chain"

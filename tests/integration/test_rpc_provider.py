@@ -1,0 +1,316 @@
+"""RpcProvider against a real Anvil node, with ERC-20s deployed from tests/evm/contracts/*.bin.
+
+Anvil comes from the npm package pinned in tests/evm/package.json; install it
+with ``npm ci --prefix tests/evm``.  Every node started here listens on
+127.0.0.1 on a port of its choosing and is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import platform
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, TransientProviderError
+from chaindata.rpc import RpcProvider
+
+pytestmark = pytest.mark.integration
+
+EVM_DIR = Path(__file__).resolve().parents[1] / "evm"
+CONTRACTS = EVM_DIR / "contracts"
+START_TIMEOUT_S = 15.0
+MINT = "0x40c10f19"  # mint(address,uint256)
+WALLET = "0x00000000000000000000000000000000c0ffee01"  # no key, no history: only what the tests give it
+BIG = 123456789012345678901234567
+SMALL = 7
+NATIVE = 987654321987654321987  # ~987.65 ETH
+
+
+def anvil_binary() -> Path:
+    """The anvil of tests/evm/node_modules: the platform package's binary, found whatever the platform."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, "*")
+    pattern = f"node_modules/@foundry-rs/anvil-{platform.system().lower()}-{arch}/bin/anvil"
+    found = sorted(EVM_DIR.glob(pattern))
+    if not found:
+        pytest.fail(f"no anvil binary matches tests/evm/{pattern}: run `npm ci --prefix tests/evm` first")
+    return found[0]
+
+
+class Anvil:
+    """A running anvil: its URL, and JSON-RPC calls to it."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._http = httpx.Client(timeout=10)
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        answer = self._http.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        body = answer.json()
+        assert "error" not in body, f"{method} failed: {body['error']}"
+        return body["result"]
+
+    def transact(self, data: str, to: str | None = None) -> dict[str, Any]:
+        """Send ``data`` from the first dev account, which anvil signs for; return the receipt once mined."""
+        sender = self.rpc("eth_accounts")[0]
+        tx = {"from": sender, "data": data, "gas": hex(3_000_000)}
+        if to is not None:
+            tx["to"] = to
+        tx_hash = self.rpc("eth_sendTransaction", tx)
+        # Anvil mines each transaction at once, yet may answer before the receipt is stored.
+        deadline = time.monotonic() + 5
+        while (receipt := self.rpc("eth_getTransactionReceipt", tx_hash)) is None:
+            assert time.monotonic() < deadline, f"transaction {tx_hash} was not mined within 5 s"
+            time.sleep(0.01)
+        assert receipt["status"] == "0x1", receipt
+        return receipt
+
+    def deploy(self, contract: str, constructor_args: str = "") -> str:
+        """Deploy tests/evm/contracts/<contract>.bin; return its address, in lower case."""
+        creation = (CONTRACTS / f"{contract}.bin").read_text().strip()
+        return self.transact("0x" + creation + constructor_args)["contractAddress"].lower()
+
+    def mint(self, token: str, to: str, amount: int) -> None:
+        self.transact(MINT + word(int(to, 16)) + word(amount), to=token)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@contextlib.contextmanager
+def running_anvil(tmp_path: Path, chain_id: int) -> Iterator[Anvil]:
+    """Start anvil with ``chain_id`` on a free port of 127.0.0.1, wait until it answers; stop it by its pid after."""
+    log_path = tmp_path / f"anvil-{chain_id}.log"
+    with log_path.open("wb") as log:
+        # Port 0: anvil picks a free port and prints it, so there is no race for a port chosen here.
+        process = subprocess.Popen([str(anvil_binary()), "--host", "127.0.0.1", "--port", "0",
+                                    "--chain-id", str(chain_id)], stdout=log, stderr=subprocess.STDOUT)
+    anvil = None
+    try:
+        anvil = Anvil(_wait_for_listening(process, log_path))
+        yield anvil
+    finally:
+        if anvil is not None:
+            anvil.close()
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _wait_for_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        match = re.search(r"Listening on (127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+        if match:
+            return f"http://{match.group(1)}"
+        if process.poll() is not None:
+            pytest.fail(f"anvil exited with {process.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"anvil did not listen within {START_TIMEOUT_S} s")
+
+
+def word(value: int) -> str:
+    """``value`` as one 32-byte ABI word, in hex without 0x."""
+    return f"{value:064x}"
+
+
+def token_args(name: str, symbol: str, decimals: int) -> str:
+    """ABI encoding of TestToken's ``(string name, string symbol, uint8 decimals)``, in hex without 0x."""
+    def tail(text: str) -> str:
+        data = text.encode()
+        return word(len(data)) + data.hex().ljust(64 * ((len(data) + 31) // 32), "0")
+
+    name_tail = tail(name)
+    return word(3 * 32) + word(3 * 32 + len(name_tail) // 2) + word(decimals) + name_tail + tail(symbol)
+
+
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
+    with running_anvil(tmp_path_factory.mktemp("anvil"), 31337) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def tokens(anvil: Anvil) -> dict[str, str]:
+    """Three tokens on the module's node: WALLET holds BIG of ``big``, SMALL of ``small``, none of ``none``."""
+    deployed = {
+        "big": anvil.deploy("TestToken", token_args("Big Test Token", "BIG", 18)),
+        "small": anvil.deploy("TestToken", token_args("Small Dollar Ünicode", "sUSD", 6)),
+        "none": anvil.deploy("TestToken", token_args("Nobody's Token", "NONE", 18)),
+    }
+    anvil.mint(deployed["big"], WALLET, BIG)
+    anvil.mint(deployed["small"], WALLET, SMALL)
+    anvil.rpc("anvil_setBalance", WALLET, hex(NATIVE))
+    return deployed
+
+
+@pytest.fixture()
+def provider_factory() -> Iterator[Any]:
+    """Makes RpcProviders that are closed after the test."""
+    made: list[RpcProvider] = []
+
+    def make(urls: dict[int, str], tokens: dict[int, list[str]], timeout_s: float = 5.0) -> RpcProvider:
+        made.append(RpcProvider(urls, tokens, timeout_s))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def test_reads_native_and_token_balances_exactly(anvil: Anvil, tokens: dict[str, str], provider_factory: Any) -> None:
+    provider = provider_factory({31337: anvil.url}, {31337: [tokens["big"], tokens["none"], tokens["small"]]})
+
+    holdings = provider.fetch_balances(31337, WALLET)
+
+    assert holdings == [
+        TokenBalance(31337, NATIVE_TOKEN, "ETH", "Ether", 18, NATIVE),
+        TokenBalance(31337, tokens["big"], "BIG", "Big Test Token", 18, BIG),
+        TokenBalance(31337, tokens["small"], "sUSD", "Small Dollar Ünicode", 6, SMALL),
+    ]
+    assert all(type(h.raw_balance) is int for h in holdings)
+
+
+@contextlib.contextmanager
+def recording_relay(target: str) -> Iterator[tuple[str, list[Any]]]:
+    """A local HTTP server passing each POST on to ``target``; yields its URL and the JSON bodies it relayed."""
+    bodies: list[Any] = []
+    upstream = httpx.Client(timeout=10)
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            bodies.append(json.loads(body))
+            answer = upstream.post(target, content=body, headers={"content-type": "application/json"})
+            self.send_response(answer.status_code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *args: Any) -> None:  # keep the test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        upstream.close()
+
+
+def test_one_batched_request_per_fetch(anvil: Anvil, tokens: dict[str, str], provider_factory: Any) -> None:
+    token_list = [tokens["big"], tokens["small"], tokens["none"]]
+    with recording_relay(anvil.url) as (url, bodies):
+        provider = provider_factory({31337: url}, {31337: token_list})
+        first = provider.fetch_balances(31337, WALLET)
+        second = provider.fetch_balances(31337, WALLET)
+
+    assert first == second
+    assert len(bodies) == 2 and all(isinstance(body, list) for body in bodies)
+    # First: eth_chainId, eth_getBalance, 3 balanceOf and 3 x (symbol, decimals, name); then balances only.
+    assert [call["method"] for call in bodies[0]] == ["eth_chainId", "eth_getBalance"] + ["eth_call"] * 12
+    assert [call["method"] for call in bodies[1]] == ["eth_getBalance"] + ["eth_call"] * 3
+    assert {call["params"][0]["data"][:10] for call in bodies[1][1:]} == {"0x70a08231"}
+
+
+def test_a_wallet_holding_nothing_gets_no_holdings(anvil: Anvil, tokens: dict[str, str], provider_factory: Any) -> None:
+    provider = provider_factory({31337: anvil.url}, {31337: list(tokens.values())})
+
+    assert provider.fetch_balances(31337, "0x00000000000000000000000000000000deadbe01") == []
+
+
+def test_metadata_is_read_once_and_cached(anvil: Anvil, provider_factory: Any) -> None:
+    token = anvil.deploy("TestToken", token_args("Cached Token", "CACHE", 18))
+    anvil.mint(token, WALLET, 5)
+    provider = provider_factory({31337: anvil.url}, {31337: [token]})
+    assert provider.fetch_balances(31337, WALLET)[-1].symbol == "CACHE"
+
+    # Rewrite the symbol in storage (slot 1; a short string is stored in place, its length * 2 in the last byte).
+    anvil.rpc("anvil_setStorageAt", token, hex(1), "0x" + b"NEW".hex().ljust(62, "0") + f"{2 * 3:02x}")
+    anvil.mint(token, WALLET, 1)
+
+    again = provider.fetch_balances(31337, WALLET)[-1]
+    assert (again.symbol, again.raw_balance) == ("CACHE", 6)  # balances are fresh, metadata is not re-read
+    fresh = provider_factory({31337: anvil.url}, {31337: [token]}).fetch_balances(31337, WALLET)[-1]
+    assert fresh.symbol == "NEW"  # proof that the chain did change: a new provider reads it
+
+
+def test_bytes32_symbol_and_name(anvil: Anvil, provider_factory: Any) -> None:
+    token = anvil.deploy("LegacyToken")
+    anvil.mint(token, WALLET, 42)
+    provider = provider_factory({31337: anvil.url}, {31337: [token]})
+
+    assert provider.fetch_balances(31337, WALLET)[-1] == TokenBalance(31337, token, "LGCY", "Legacy Token", 18, 42)
+
+
+def test_a_configured_address_without_code_is_a_permanent_error(anvil: Anvil, provider_factory: Any) -> None:
+    provider = provider_factory({31337: anvil.url}, {31337: ["0x00000000000000000000000000000000000b0b01"]})
+
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.fetch_balances(31337, WALLET)
+    assert caught.value.code == "provider_bad_response"
+    assert "0x00000000000000000000000000000000000b0b01" in str(caught.value)
+
+
+def test_the_chain_id_of_the_node_is_honoured(tmp_path: Path, provider_factory: Any) -> None:
+    with running_anvil(tmp_path, 8453) as base:
+        token = base.deploy("TestToken", token_args("Based Token", "BASED", 8))
+        base.mint(token, WALLET, BIG)
+        base.rpc("anvil_setBalance", WALLET, hex(3))
+
+        holdings = provider_factory({8453: base.url}, {8453: [token]}).fetch_balances(8453, WALLET)
+        assert holdings == [
+            TokenBalance(8453, NATIVE_TOKEN, "ETH", "Ether", 18, 3),
+            TokenBalance(8453, token, "BASED", "Based Token", 8, BIG),
+        ]
+
+        # The same node configured as chain 1 is refused: its balances are not chain 1's.
+        misconfigured = provider_factory({1: base.url}, {1: [token]})
+        with pytest.raises(PermanentProviderError) as caught:
+            misconfigured.fetch_balances(1, WALLET)
+        assert caught.value.code == "provider_misconfigured"
+        assert "8453" in str(caught.value)
+
+
+def test_a_chain_without_url_is_unsupported(anvil: Anvil, provider_factory: Any) -> None:
+    provider = provider_factory({31337: anvil.url}, {})
+
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.fetch_balances(10, WALLET)
+    assert caught.value.code == "unsupported_chain"
+
+
+def test_an_unreachable_node_is_transient_and_its_url_stays_secret(provider_factory: Any) -> None:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connections are refused
+        url = f"http://user:hunter2pass@127.0.0.1:{port}/v2/secretkey123456"
+        provider = provider_factory({1: url}, {}, timeout_s=2)
+
+        with pytest.raises(TransientProviderError) as caught:
+            provider.fetch_balances(1, WALLET)
+    assert caught.value.code == "provider_unavailable"
+    message = str(caught.value)
+    assert message.startswith("chain 1: ")
+    for secret in ("hunter2pass", "secretkey123456", str(port)):
+        assert secret not in message

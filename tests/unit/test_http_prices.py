@@ -1,0 +1,263 @@
+"""HttpPriceSource against a local CoinGecko-style server of this module (on 127.0.0.1, any port)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.http_prices import HttpPriceSource
+
+KEY = "cg-pro-key-5b8e1d9a77"
+ALPHA = "0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+BRAVO = "0xb2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
+UNLISTED = "0xc3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"
+
+#: The JSON text of each price the server knows, exactly as it sends it.
+TOKEN_PRICES = {ALPHA: "0.000001234567890123456789", BRAVO: "1.0001"}
+COIN_PRICES = {"ethereum": "3456.789012345678901234567", "polygon-ecosystem-token": "0.2345", "binancecoin": "600"}
+
+
+def default_token_price(address: str) -> str | None:
+    """Besides TOKEN_PRICES, the server knows every address whose last hex digit is even, at ``<int>.5``."""
+    if address in TOKEN_PRICES:
+        return TOKEN_PRICES[address]
+    return f"{int(address, 16) % 1000}.5" if int(address[-1], 16) % 2 == 0 and address != UNLISTED else None
+
+
+class FakePriceApi(http.server.ThreadingHTTPServer):
+    """A CoinGecko-style API under ``/api/v3``; ``status``, ``body`` and ``sleep_s`` change how it answers."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.released = threading.Event()  # ends a sleep early when the test is over
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []  # path, query, headers
+        self.status = 200
+        self.body: str | None = None
+        self.sleep_s = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api/v3/"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out and left is expected here, not worth a traceback
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> str:
+        """The JSON text answering ``path``: built by hand, so the numbers are sent exactly as written."""
+        if path.startswith("/api/v3/simple/token_price/"):
+            wanted = query["contract_addresses"][0].split(",")
+            prices = {a: p for a in wanted if (p := default_token_price(a)) is not None}
+        elif path == "/api/v3/simple/price":
+            prices = {c: COIN_PRICES[c] for c in query["ids"][0].split(",") if c in COIN_PRICES}
+        else:
+            return "{}"
+        return "{" + ", ".join(f'"{key}": {{"usd": {price}}}' for key, price in prices.items()) + "}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: FakePriceApi
+
+    def do_GET(self) -> None:
+        server = self.server
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        server.requests.append((url.path, query, {k.lower(): v for k, v in self.headers.items()}))
+        if server.sleep_s:
+            server.released.wait(server.sleep_s)
+        body = (server.body if server.body is not None else server.answer(url.path, query)).encode()
+        self.send_response(server.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakePriceApi]:
+    fake = FakePriceApi()
+    thread = threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield fake
+    fake.released.set()
+    fake.shutdown()
+    fake.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture()
+def server(api: FakePriceApi) -> FakePriceApi:
+    api.reset()
+    return api
+
+
+@pytest.fixture()
+def prices(server: FakePriceApi) -> Iterator[HttpPriceSource]:
+    source = HttpPriceSource(server.base_url, KEY, timeout_s=5)
+    yield source
+    source.close()
+
+
+def test_prices_are_exact_decimals_and_unknown_tokens_absent(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    before = dt.datetime.now(dt.UTC)
+    result = prices.get_prices(1, [ALPHA, BRAVO, UNLISTED, NATIVE_TOKEN])
+
+    assert set(result) == {ALPHA, BRAVO, NATIVE_TOKEN}
+    assert {a: str(p.usd) for a, p in result.items()} == {
+        ALPHA: "0.000001234567890123456789",
+        BRAVO: "1.0001",
+        NATIVE_TOKEN: "3456.789012345678901234567",
+    }
+    assert all(type(p.usd) is Decimal and p.source == "http" for p in result.values())
+    assert all(before <= p.as_of <= dt.datetime.now(dt.UTC) and p.as_of.tzinfo is not None for p in result.values())
+    paths = [path for path, _, _ in server.requests]
+    assert paths == ["/api/v3/simple/price", "/api/v3/simple/token_price/ethereum"]
+    assert server.requests[0][1] == {"ids": ["ethereum"], "vs_currencies": ["usd"]}
+    assert server.requests[1][1] == {"contract_addresses": [f"{ALPHA},{BRAVO},{UNLISTED}"], "vs_currencies": ["usd"]}
+
+
+def test_the_key_goes_in_a_header_and_only_if_set(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    prices.get_prices(1, [ALPHA])
+    keyless = HttpPriceSource(server.base_url, "", timeout_s=5)
+    try:
+        keyless.get_prices(1, [ALPHA])
+    finally:
+        keyless.close()
+
+    (_, query, headers), (_, keyless_query, keyless_headers) = server.requests
+    assert headers["x-cg-pro-api-key"] == KEY
+    assert "x-cg-pro-api-key" not in keyless_headers
+    assert KEY not in str(query) and KEY not in str(keyless_query)
+
+
+def test_addresses_keep_the_case_they_were_given_in(prices: HttpPriceSource) -> None:
+    upper = "0x" + ALPHA[2:].upper()
+
+    assert set(prices.get_prices(1, [upper])) == {upper}
+
+
+@pytest.mark.parametrize(("chain_id", "platform", "coin"), [
+    (10, "optimistic-ethereum", "ethereum"),
+    (56, "binance-smart-chain", "binancecoin"),
+    (137, "polygon-pos", "polygon-ecosystem-token"),
+    (8453, "base", "ethereum"),
+    (42161, "arbitrum-one", "ethereum"),
+    (43114, "avalanche", "avalanche-2"),
+])
+def test_each_chain_asks_its_platform_and_coin(server: FakePriceApi, prices: HttpPriceSource, chain_id: int,
+                                               platform: str, coin: str) -> None:
+    result = prices.get_prices(chain_id, [NATIVE_TOKEN, ALPHA])
+
+    assert [(path, query.get("ids")) for path, query, _ in server.requests] == [
+        ("/api/v3/simple/price", [coin]), (f"/api/v3/simple/token_price/{platform}", None)]
+    assert (NATIVE_TOKEN in result) == (coin in COIN_PRICES)  # avalanche-2 is unknown to this server: no price
+
+
+def test_a_chain_without_platform_gets_no_price_and_no_request(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    assert prices.get_prices(31337, [NATIVE_TOKEN, ALPHA]) == {}
+    assert prices.get_prices(1, []) == {}
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("entry", ['{"usd": NaN}', '{"usd": -1.5}', '{"usd": "12"}', '{"usd": true}', '{"eur": 3}',
+                                   '{"usd": null}', '7'])
+def test_unusable_prices_are_absent(server: FakePriceApi, prices: HttpPriceSource, entry: str) -> None:
+    server.body = f'{{"{ALPHA}": {entry}, "{BRAVO}": {{"usd": 2}}}}'
+
+    result = prices.get_prices(1, [ALPHA, BRAVO])
+    assert set(result) == {BRAVO} and result[BRAVO].usd == Decimal(2)
+
+
+def test_prices_of_tokens_not_asked_for_are_ignored(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    server.body = f'{{"{ALPHA}": {{"usd": 1}}, "{BRAVO}": {{"usd": 2}}}}'
+
+    assert set(prices.get_prices(1, [ALPHA])) == {ALPHA}
+
+
+def test_more_than_100_addresses_are_batched(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    addresses = [f"0x{i:040x}" for i in range(1, 251)]
+
+    result = prices.get_prices(1, addresses)
+
+    batches = [query["contract_addresses"][0].split(",") for _, query, _ in server.requests]
+    assert [len(batch) for batch in batches] == [100, 100, 50]
+    assert sum(batches, []) == addresses
+    assert set(result) == {a for a in addresses if int(a[-1], 16) % 2 == 0}
+    assert result[addresses[1]].usd == Decimal("2.5")
+
+
+@pytest.mark.parametrize(("status", "body", "error_class", "code"), [
+    (429, "{}", TransientProviderError, "provider_rate_limited"),
+    (503, "{}", TransientProviderError, "provider_unavailable"),
+    (401, '{"error": "bad key"}', PermanentProviderError, "provider_rejected"),
+    (404, "{}", PermanentProviderError, "provider_rejected"),
+    (200, "<html>not json</html>", PermanentProviderError, "provider_bad_response"),
+    (200, "[1, 2]", PermanentProviderError, "provider_bad_response"),
+])
+def test_failures_map_to_errors_without_url_or_key(server: FakePriceApi, prices: HttpPriceSource, status: int,
+                                                   body: str, error_class: type[ProviderError], code: str) -> None:
+    server.status, server.body = status, body
+
+    with pytest.raises(ProviderError) as caught:
+        prices.get_prices(1, [ALPHA])
+    assert type(caught.value) is error_class and caught.value.code == code
+    assert_secret_kept(caught.value)
+
+
+def test_a_slow_api_is_a_transient_timeout(server: FakePriceApi) -> None:
+    server.sleep_s = 3.0
+    slow = HttpPriceSource(server.base_url, KEY, timeout_s=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientProviderError) as caught:
+            slow.get_prices(1, [ALPHA])
+    finally:
+        slow.close()
+    assert time.monotonic() - started < 2.5
+    assert caught.value.code == "provider_timeout"
+    assert_secret_kept(caught.value)
+    server.released.set()  # let the sleeping handler go
+    server.released.clear()
+
+
+def test_a_base_url_that_is_no_http_url_is_refused() -> None:
+    with pytest.raises(ValueError) as caught:
+        HttpPriceSource(f"ftp://user:{KEY}@example.invalid/", KEY, timeout_s=1)
+    assert KEY not in str(caught.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=30))
+def test_any_price_comes_back_exactly(api: FakePriceApi, price: Decimal) -> None:
+    api.reset()
+    api.body = f'{{"{ALPHA}": {{"usd": {price}}}}}'  # str(Decimal) is valid JSON number text, exponents included
+    source = HttpPriceSource(api.base_url, KEY, timeout_s=5)
+    try:
+        assert source.get_prices(1, [ALPHA])[ALPHA].usd == price
+    finally:
+        source.close()
+
+
+def assert_secret_kept(error: ProviderError) -> None:
+    message = str(error)
+    assert KEY not in message and "127.0.0.1" not in message and "/api/v3" not in message, message
+    assert message.startswith("chain 1: ")
