@@ -1,0 +1,32 @@
+import psycopg
+import pytest
+import redis
+
+from actors.broker import make_retry_when
+from actors.errors import SyncAttemptFailed
+from storage.queries import QUERIES, load
+
+
+def test_every_named_query_is_loaded():
+    assert {"insert_operations", "start_attempt", "finish_attempt", "fail_operation", "get_operation",
+            "get_holdings"} <= set(QUERIES)
+    assert all(q.strip() and not q.rstrip().endswith(";") for q in QUERIES.values())
+
+
+def test_a_query_name_may_not_repeat():
+    with pytest.raises(ValueError, match="defined twice"):
+        load("-- a --\nSELECT 1;\n-- a --\nSELECT 2;")
+
+
+@pytest.mark.parametrize("retries, exception, expected", [
+    (0, SyncAttemptFailed("provider_unavailable", "", retry=True), True),
+    (1, SyncAttemptFailed("provider_unavailable", "", retry=True), True),
+    (2, SyncAttemptFailed("provider_unavailable", "", retry=True), False),  # the third attempt was the last
+    (0, SyncAttemptFailed("unsupported_chain", "", retry=False), False),
+    (0, psycopg.OperationalError("server closed the connection"), True),
+    (0, redis.ConnectionError("refused"), True),
+    (0, TypeError("sync_portfolio() takes 1 positional argument"), False),
+    (0, ValueError("bad"), False),
+])
+def test_only_transient_errors_are_retried_and_only_up_to_max_attempts(retries, exception, expected):
+    assert make_retry_when(max_attempts=3)(retries, exception) is expected
