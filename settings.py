@@ -279,3 +279,15 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 def get() -> Settings:
     """The process-wide settings, loaded on first use."""
     return load()
+
+
+def markdown_table() -> str:
+    """The configuration table of the README, from ``VARIABLES``."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, (default, meaning) in VARIABLES.items():
+        lines.append(f"| `{name}` | {f'`{default}`' if default else '(empty)'} | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -59,3 +59,10 @@ def test_secrets_stay_out_of_repr_and_errors():
     with pytest.raises(settings.ConfigError) as excinfo:
         settings.load({"REDIS_URL": "http://u:redis-Secret-6@h/"})
     assert "redis-Secret-6" not in str(excinfo.value)
+
+
+def test_the_readme_lists_every_variable_as_settings_defines_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings.markdown_table() in readme, "README is stale: paste the output of `python settings.py`"
