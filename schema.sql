@@ -90,3 +90,18 @@ CREATE TABLE IF NOT EXISTS tracked_wallets (
     PRIMARY KEY (user_id, wallet_address)
 );
 CREATE INDEX IF NOT EXISTS tracked_wallets_freshness_idx ON tracked_wallets (status, last_success_at);
+
+-- What each scheduler tick did and why (written by the periodic actors, shown by the dashboard).
+CREATE TABLE IF NOT EXISTS scheduler_ticks (
+    schedule         text        NOT NULL,   -- the periodic actor's name
+    tick_at          timestamptz NOT NULL,   -- the cron tick (periodiq's scheduled_at)
+    scheduler_id     text,                   -- host:pid of the periodiq process that enqueued it
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    stale_count      int,                    -- wallets found stale
+    requested_count  int,                    -- syncs requested
+    held_back_count  int,                    -- stale wallets not requested (backpressure, batch cap)
+    backlog          int,                    -- depth of the low queue when the tick ran
+    details          jsonb       NOT NULL DEFAULT '{}'::jsonb,  -- why: thresholds, deleted rows, ...
+    PRIMARY KEY (schedule, tick_at)
+);
