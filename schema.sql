@@ -27,8 +27,11 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     error_code       text,
     error_message    text,
     worker_id        text,
-    message_id       text
+    message_id       text,                 -- Redis id of the message that carries (or last carried) it
+    requeues         int         NOT NULL DEFAULT 0  -- times the reconciler sent it again
 );
+-- Added after the first release: applied to databases created before it.
+ALTER TABLE sync_operations ADD COLUMN IF NOT EXISTS requeues int NOT NULL DEFAULT 0;
 
 -- The dashboard reads by time range, per user, per wallet and per status.
 CREATE INDEX IF NOT EXISTS sync_operations_enqueued_at_idx ON sync_operations USING brin (enqueued_at);

@@ -37,6 +37,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SYNC_RETRY_MAX_BACKOFF_MS": ("60000", "Cap of the retry delay."),
     "SYNC_TIME_LIMIT_MS": ("60000", "Time limit of one attempt (Dramatiq TimeLimit)."),
     "SYNC_MAX_AGE_MS": ("3600000", "A message older than this is not started (Dramatiq AgeLimit); the operation fails as `expired`."),
+    "SYNC_INFRA_MAX_RETRIES": ("20", "Retries of a message whose attempt could not even run because Redis or PostgreSQL was away (they do not use up SYNC_MAX_ATTEMPTS)."),
+    "SYNC_LEASE_MS": ("8000", "Lease of a running operation in Redis, renewed every third of it; a crashed worker's operations are taken over once it lapses."),
+    "RECONCILE_INTERVAL_S": ("2", "How often the reconciler runs (in one worker at a time) to re-enqueue operations whose message or worker was lost."),
+    "CIRCUIT_FAIL_MAX": ("5", "Consecutive transient failures of one chain's provider that open its circuit breaker."),
+    "CIRCUIT_RESET_S": ("20", "How long an open circuit stays open before one trial call."),
+    "BROKER_HEARTBEAT_TIMEOUT_MS": ("15000", "Dramatiq: a worker silent this long is dead and its in-flight messages are requeued."),
+    "BROKER_MAINTENANCE_CHANCE": ("50000", "Dramatiq: per million broker commands, how many also run queue maintenance (dead-worker recovery)."),
+    "QUARANTINE_MAX": ("10000", "Undecodable messages kept in the quarantine list (oldest dropped first)."),
     "WORKER_PROCESSES": ("2", "Worker processes started by the Procfile's `worker`."),
     "WORKER_THREADS": ("8", "Threads per worker process."),
     "DB_POOL_MAX": ("8", "Largest size of each process's PostgreSQL pool."),
@@ -55,6 +63,18 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
     "PRICE_API_KEY": ("", "Key of the price API (secret), sent as a header."),
     "PRICE_CACHE_TTL_S": ("300", "How long a price is cached in Redis."),
+    "SCHEDULER_CRON": ("* * * * *", "Cron (periodiq, minute resolution) of the tick that requests `low` syncs of stale tracked wallets."),
+    "SCHEDULER_ACTIVE_WINDOW_S": ("86400", "A tracked wallet whose owner requested a sync within this window is `active` (refreshed every SCHEDULER_ACTIVE_INTERVAL_S)."),
+    "SCHEDULER_ACTIVE_INTERVAL_S": ("300", "An `active` wallet is stale once its last successful sync is this old."),
+    "SCHEDULER_IDLE_INTERVAL_S": ("86400", "Any other active tracked wallet is stale once its last successful sync is this old."),
+    "SCHEDULER_BACKOFF_BASE_S": ("300", "A wallet whose last N syncs failed waits min(cap, base x 2^(N-1)) after its last failure before the next scheduled one."),
+    "SCHEDULER_BACKOFF_CAP_S": ("86400", "Cap of that backoff."),
+    "SCHEDULER_BATCH_SIZE": ("500", "Syncs requested per batch (one `request_syncs` call) within a tick."),
+    "SCHEDULER_MAX_PER_TICK": ("5000", "At most this many syncs requested per tick."),
+    "SCHEDULER_BACKLOG_LIMIT": ("10000", "A tick requests at most this minus the `sync_low` backlog (waiting + delayed messages): nothing while the backlog is at or above it."),
+    "HOUSEKEEPING_CRON": ("*/10 * * * *", "Cron of housekeeping: retention of the audit trail and tick records, cleanup of the project's Redis keys, a reconciler pass."),
+    "SYNC_RETENTION_DAYS": ("30", "Finished `sync_operations` rows older than this are deleted by housekeeping (never unfinished ones)."),
+    "SCHEDULER_TICK_RETENTION_DAYS": ("7", "`scheduler_ticks` rows older than this are deleted by housekeeping."),
     "LOG_LEVEL": ("INFO", "Log level of every process."),
 }
 
@@ -81,6 +101,14 @@ class Settings:
     retry_max_backoff_ms: int
     time_limit_ms: int
     max_age_ms: int
+    infra_max_retries: int
+    lease_ms: int
+    reconcile_interval_s: int
+    circuit_fail_max: int
+    circuit_reset_s: int
+    broker_heartbeat_timeout_ms: int
+    broker_maintenance_chance: int
+    quarantine_max: int
     worker_processes: int
     worker_threads: int
     db_pool_max: int
@@ -100,6 +128,18 @@ class Settings:
     price_api_key: str = dataclasses.field(repr=False)
     price_cache_ttl_s: int
     log_level: str
+    scheduler_cron: str
+    scheduler_active_window_s: int
+    scheduler_active_interval_s: int
+    scheduler_idle_interval_s: int
+    scheduler_backoff_base_s: int
+    scheduler_backoff_cap_s: int
+    scheduler_batch_size: int
+    scheduler_max_per_tick: int
+    scheduler_backlog_limit: int
+    housekeeping_cron: str
+    sync_retention_days: int
+    scheduler_tick_retention_days: int
 
     @property
     def redis_url_display(self) -> str:
@@ -236,6 +276,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if missing:
             raise ConfigError(f"ALCHEMY_URLS has no base URL for chain(s) {', '.join(map(str, missing))} of SYNC_CHAINS")
 
+    def cron(name: str) -> str:
+        text = " ".join(raw(name).split())
+        problem = cron_problem(text)
+        if problem:
+            raise ConfigError(f"{name} must be a cron expression (minute hour day-of-month month day-of-week, "
+                              f"or @hourly/@daily/...): {problem}, got {text!r}")
+        return text
+
+    backoff_base = integer("SCHEDULER_BACKOFF_BASE_S", 1, 30 * 86400)
+    backoff_cap = integer("SCHEDULER_BACKOFF_CAP_S", 1, 30 * 86400)
+    if backoff_cap < backoff_base:
+        raise ConfigError(f"SCHEDULER_BACKOFF_CAP_S ({backoff_cap}) must not be below "
+                          f"SCHEDULER_BACKOFF_BASE_S ({backoff_base})")
+
     log_level = raw("LOG_LEVEL").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -253,6 +307,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         retry_max_backoff_ms=integer("SYNC_RETRY_MAX_BACKOFF_MS", 1, 86_400_000),
         time_limit_ms=integer("SYNC_TIME_LIMIT_MS", 100, 86_400_000),
         max_age_ms=integer("SYNC_MAX_AGE_MS", 1000, 7 * 86_400_000),
+        infra_max_retries=integer("SYNC_INFRA_MAX_RETRIES", 0, 1000),
+        lease_ms=integer("SYNC_LEASE_MS", 1000, 3_600_000),
+        reconcile_interval_s=integer("RECONCILE_INTERVAL_S", 1, 3600),
+        circuit_fail_max=integer("CIRCUIT_FAIL_MAX", 1, 1000),
+        circuit_reset_s=integer("CIRCUIT_RESET_S", 1, 3600),
+        broker_heartbeat_timeout_ms=integer("BROKER_HEARTBEAT_TIMEOUT_MS", 1000, 3_600_000),
+        broker_maintenance_chance=integer("BROKER_MAINTENANCE_CHANCE", 0, 1_000_000),
+        quarantine_max=integer("QUARANTINE_MAX", 1, 10_000_000),
         worker_processes=integer("WORKER_PROCESSES", 1, 256),
         worker_threads=integer("WORKER_THREADS", 1, 1024),
         db_pool_max=integer("DB_POOL_MAX", 1, 1000),
@@ -272,7 +334,52 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         price_api_key=raw("PRICE_API_KEY") if env.get("PRICE_API_KEY") else "",
         price_cache_ttl_s=integer("PRICE_CACHE_TTL_S", 1, 86400 * 7),
         log_level=log_level,
+        scheduler_cron=cron("SCHEDULER_CRON"),
+        scheduler_active_window_s=integer("SCHEDULER_ACTIVE_WINDOW_S", 60, 365 * 86400),
+        scheduler_active_interval_s=integer("SCHEDULER_ACTIVE_INTERVAL_S", 60, 365 * 86400),
+        scheduler_idle_interval_s=integer("SCHEDULER_IDLE_INTERVAL_S", 60, 365 * 86400),
+        scheduler_backoff_base_s=backoff_base,
+        scheduler_backoff_cap_s=backoff_cap,
+        scheduler_batch_size=integer("SCHEDULER_BATCH_SIZE", 1, 10_000),
+        scheduler_max_per_tick=integer("SCHEDULER_MAX_PER_TICK", 1, 1_000_000),
+        scheduler_backlog_limit=integer("SCHEDULER_BACKLOG_LIMIT", 1, 100_000_000),
+        housekeeping_cron=cron("HOUSEKEEPING_CRON"),
+        sync_retention_days=integer("SYNC_RETENTION_DAYS", 1, 36500),
+        scheduler_tick_retention_days=integer("SCHEDULER_TICK_RETENTION_DAYS", 1, 36500),
     )
+
+
+#: The named schedules periodiq understands, and the bounds of the five cron fields.
+_CRON_NAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_ITEM = re.compile(r"(?:\*|(?P<start>\d+)(?:-(?P<end>\d+))?)(?:/(?P<step>\d+))?")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_problem(text: str) -> str | None:
+    """What is wrong with the cron expression ``text`` (as periodiq reads it), or ``None`` if nothing."""
+    if text.startswith("@"):
+        return None if text in _CRON_NAMES else f"unknown schedule name (known: {', '.join(_CRON_NAMES)})"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"expected 5 fields, got {len(fields)}"
+    for (label, low, high), field in zip(_CRON_FIELDS, fields):
+        if label == "day of week":
+            for number, day in enumerate(_WEEKDAYS):
+                field = field.lower().replace(day, str(number))
+        for item in field.split(","):
+            match = _CRON_ITEM.fullmatch(item)
+            if not match:
+                return f"{label} {item!r} is not *, N, N-M, */S or N-M/S"
+            start, end, step = match["start"], match["end"], match["step"]
+            for value in filter(None, (start, end)):
+                if not low <= int(value) <= high:
+                    return f"{label} {value} is outside {low}-{high}"
+            if start and end and int(end) < int(start):
+                return f"{label} range {item!r} is empty"
+            if step is not None and int(step) == 0:
+                return f"{label} step must be at least 1"
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -289,5 +396,22 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+def write_readme_table(readme: str = "README.md") -> None:
+    """Replace the table between the README's config-table markers with :func:`markdown_table`."""
+    import pathlib
+
+    path = pathlib.Path(readme)
+    text = path.read_text()
+    start, end = "<!-- config-table -->\n", "\n<!-- /config-table -->"
+    head, rest = text.split(start, 1)
+    _old, tail = rest.split(end, 1)
+    path.write_text(head + start + markdown_table() + end + tail)
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    if sys.argv[1:] == ["--write-readme"]:
+        write_readme_table()
+    else:
+        print(markdown_table())

@@ -12,6 +12,8 @@ import chaindata
 import settings as settings_module
 
 from .admission import Admissions
+from .circuits import ChainCircuits
+from .lease import Leases
 
 
 def cfg() -> settings_module.Settings:
@@ -36,6 +38,19 @@ def provider() -> chaindata.BalanceProvider:
 @functools.cache
 def price_source() -> chaindata.PriceSource:
     return chaindata.build_price_source(cfg(), dramatiq.get_broker().client)
+
+
+@functools.cache
+def leases() -> Leases:
+    c = cfg()
+    return Leases(dramatiq.get_broker().client, namespace=c.namespace, ttl_ms=c.lease_ms)
+
+
+@functools.cache
+def circuits() -> ChainCircuits:
+    c = cfg()
+    return ChainCircuits(dramatiq.get_broker().client, namespace=c.namespace, provider=provider().name,
+                         fail_max=c.circuit_fail_max, reset_s=c.circuit_reset_s)
 
 
 def worker_id() -> str:

@@ -102,17 +102,19 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
 
 def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
     cfg = context.cfg()
+    broker = dramatiq.get_broker()
     admitted = [(r.user_id, r.wallet_address, op_id) for r, op_id in new]
+    # Each row records the Redis id of its message, so the reconciler can tell a lost message.
+    messages = [broker.prepare(broker.get_actor(actor_name(r.priority)).message(op_id)) for r, op_id in new]
     try:
         operations.insert_operations(
-            [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger) for r, op_id in new],
+            [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger,
+                          m.options["redis_message_id"]) for (r, op_id), m in zip(new, messages)],
             provider=context.provider().name)
     except psycopg.Error as exc:
         _release_quietly(admitted)
         raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
 
-    broker = dramatiq.get_broker()
-    messages = [broker.get_actor(actor_name(r.priority)).message(op_id) for r, op_id in new]
     try:
         broker.enqueue_batch(messages)
     except redis.RedisError as exc:
@@ -121,7 +123,7 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
             try:
                 operations.fail_operation(op_id, error_code="enqueue_failed", error_message=reason)
             except psycopg.Error:
-                pass  # the reconciler finds the queued row later; the caller learns of the failure now
+                pass  # the row stays queued without a message: the reconciler will send it
         _release_quietly(admitted)
         raise SyncUnavailable(reason) from None
 

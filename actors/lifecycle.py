@@ -46,9 +46,21 @@ def sync_portfolio(operation_id: str) -> None:
         logger.error("Rejected a sync message whose operation id is not a UUID: %.80r", operation_id)
         raise SyncAttemptFailed("malformed_message", "the operation id is not a UUID", retry=False)
 
+    leases = context.leases()
+    token = leases.acquire(op_id)
+    if token is None:
+        logger.info("Operation %s is running under another delivery's lease; this one does nothing.", op_id)
+        return
+    try:
+        _run_attempt(op_id)
+    finally:
+        leases.release(op_id, token)
+
+
+def _run_attempt(op_id: str) -> None:
     message = CurrentMessage.get_current_message()
     row = operations.start_attempt(op_id, worker_id=context.worker_id(),
-                                   message_id=message.message_id if message else None)
+                                   message_id=message.options.get("redis_message_id") if message else None)
     if row is None:
         logger.info("Operation %s is unknown or already final; this delivery does nothing.", op_id)
         return
@@ -73,8 +85,11 @@ def sync_portfolio(operation_id: str) -> None:
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
     if outcome.status != "succeeded":
+        delay_ms = None
+        if outcome.refund_attempt:  # every chain's circuit is open: come back when one lets a call through
+            delay_ms = int(max(context.circuits().seconds_until_trial(c) for c in row["chain_ids"]) * 1000) + 500
         raise SyncAttemptFailed(outcome.error_code or "failed", outcome.error_message or "",
-                                retry=outcome.status == "retrying")
+                                retry=outcome.status == "retrying", delay_ms=delay_ms)
 
 
 def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
@@ -131,9 +146,11 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
                                   "transient": exc.transient}
 
     ok = [r for r in results.values() if r["status"] == "ok"]
+    # No provider was called at all when every chain read was turned away by an open circuit.
+    refund = bool(errors) and not portfolios and all(e.code == "circuit_open" for e in errors.values())
     if not errors:
         status = "succeeded"
-    elif any(e.transient for e in errors.values()) and row["attempts"] < cfg.max_attempts:
+    elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.max_attempts):
         status = "retrying"
     else:
         status = "failed"
@@ -151,12 +168,13 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         error_code=first_error.code if first_error else None,
         error_message="; ".join(f"chain {c}: {cfg.redact(str(e))}" for c, e in sorted(errors.items()))[
             :_MAX_ERROR_MESSAGE] if errors else None,
+        refund_attempt=refund,
     )
 
 
 def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
     started = time.monotonic()
-    balances = context.provider().fetch_balances(chain_id, wallet)
+    balances = context.circuits().call(chain_id, context.provider().fetch_balances, chain_id, wallet)
     prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
     return price_chain(chain_id, balances, prices), int((time.monotonic() - started) * 1000)
 

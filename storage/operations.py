@@ -27,6 +27,7 @@ class NewOperation:
     chain_ids: tuple[int, ...]
     priority: str
     trigger: str
+    message_id: str | None = None  # the Redis id of the message that will carry it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class AttemptOutcome:
     provider: str
     error_code: str | None = None
     error_message: str | None = None
+    refund_attempt: bool = False  # no provider was called: the attempt is not counted
 
 
 def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> None:
@@ -63,6 +65,7 @@ def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> N
         "chain_ids": ["{" + ",".join(map(str, op.chain_ids)) + "}" for op in operations],
         "priorities": [op.priority for op in operations],
         "triggers": [op.trigger for op in operations],
+        "message_ids": [op.message_id for op in operations],
         "provider": provider,
     }
     with get_pool().connection() as conn:
@@ -93,6 +96,7 @@ def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
         "provider": outcome.provider,
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
+        "refund_attempt": outcome.refund_attempt,
     }
     with get_pool().connection() as conn:
         row = conn.execute(QUERIES["finish_attempt"], params).fetchone()
@@ -106,6 +110,32 @@ def fail_operation(operation_id: str, *, error_code: str, error_message: str) ->
             QUERIES["fail_operation"],
             {"id": operation_id, "error_code": error_code, "error_message": error_message},
         ).fetchone()
+
+
+def reconcile_candidates(*, after, grace_ms: int, lease_ms: int, max_age_ms: int, limit: int) -> list[dict]:
+    """Non-final operations enqueued at or after ``after`` that may have lost their message or worker."""
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["reconcile_candidates"], {
+            "after": after, "grace_ms": grace_ms, "lease_ms": lease_ms, "max_age_ms": max_age_ms, "limit": limit,
+        }).fetchall()
+
+
+def requeue_operation(candidate: dict, *, message_id: str) -> bool:
+    """Mark ``candidate`` (a row of :func:`reconcile_candidates`) queued again; ``False`` if it moved on."""
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["requeue_operation"], {
+            "id": candidate["id"], "status": candidate["status"], "started_at": candidate["started_at"],
+            "message_id": message_id,
+        }).fetchone() is not None
+
+
+def fail_stuck_operation(candidate: dict, *, error_code: str, error_message: str) -> bool:
+    """Fail ``candidate`` (a row of :func:`reconcile_candidates`); ``False`` if it moved on."""
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["fail_stuck_operation"], {
+            "id": candidate["id"], "status": candidate["status"], "started_at": candidate["started_at"],
+            "error_code": error_code, "error_message": error_message,
+        }).fetchone() is not None
 
 
 def get_operation(operation_id: str) -> dict | None:

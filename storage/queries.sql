@@ -8,11 +8,11 @@
 WITH new AS (
     SELECT *
     FROM unnest(%(ids)s::uuid[], %(user_ids)s::text[], %(wallets)s::text[], %(chain_ids)s::text[],
-                %(priorities)s::text[], %(triggers)s::text[])
-         AS r(id, user_id, wallet_address, chain_ids, priority, trigger)
+                %(priorities)s::text[], %(triggers)s::text[], %(message_ids)s::text[])
+         AS r(id, user_id, wallet_address, chain_ids, priority, trigger, message_id)
 ), inserted AS (
     INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger, provider, message_id)
-    SELECT id, user_id, wallet_address, chain_ids::int[], priority, trigger, %(provider)s, NULL
+    SELECT id, user_id, wallet_address, chain_ids::int[], priority, trigger, %(provider)s, message_id
     FROM new
     RETURNING id
 )
@@ -50,6 +50,8 @@ WITH op AS (
     SET status = %(status)s,
         finished_at = CASE WHEN %(status)s IN ('succeeded', 'failed') THEN clock_timestamp() END,
         duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::int,
+        -- An attempt that called no provider (every chain's circuit open) does not use one up.
+        attempts = attempts - CASE WHEN %(refund_attempt)s THEN 1 ELSE 0 END,
         holdings_count = %(holdings_count)s,
         total_value_usd = %(total_value_usd)s,
         unpriced_count = %(unpriced_count)s,
@@ -120,7 +122,8 @@ RETURNING user_id, wallet_address;
 -- One operation's full record.
 SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
        enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count,
-       total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id
+       total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id,
+       requeues
 FROM sync_operations
 WHERE id = %(id)s;
 
@@ -131,3 +134,34 @@ SELECT chain_id, token_address, symbol, name, decimals, raw_balance, balance, pr
 FROM holdings
 WHERE user_id = %(user_id)s AND wallet_address = %(wallet_address)s
 ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
+
+-- reconcile_candidates --
+-- Operations not final whose message or worker may be lost: queued or retrying for longer than a
+-- grace period, running for longer than a lease.  The reconciler checks each in Redis.
+SELECT id::text, user_id, wallet_address, priority, status, attempts, message_id, enqueued_at, started_at,
+       enqueued_at < now() - %(max_age_ms)s * interval '1 millisecond' AS too_old
+FROM sync_operations
+WHERE status IN ('queued', 'running', 'retrying')
+  AND enqueued_at >= %(after)s
+  AND CASE status
+        WHEN 'queued' THEN enqueued_at < now() - %(grace_ms)s * interval '1 millisecond'
+        WHEN 'running' THEN started_at < now() - %(lease_ms)s * interval '1 millisecond'
+        ELSE started_at < now() - %(grace_ms)s * interval '1 millisecond'
+      END
+ORDER BY enqueued_at
+LIMIT %(limit)s;
+
+-- requeue_operation --
+-- The reconciler sends an operation again: it is queued anew under its new message, unless it moved on
+-- (a new attempt started, or it finished) since the reconciler looked at it.
+UPDATE sync_operations
+SET status = 'queued', message_id = %(message_id)s, requeues = requeues + 1
+WHERE id = %(id)s AND status = %(status)s AND started_at IS NOT DISTINCT FROM %(started_at)s
+RETURNING id;
+
+-- fail_stuck_operation --
+-- The reconciler gives up on an operation (too old, or out of attempts), unless it moved on since.
+UPDATE sync_operations
+SET status = 'failed', finished_at = clock_timestamp(), error_code = %(error_code)s, error_message = %(error_message)s
+WHERE id = %(id)s AND status = %(status)s AND started_at IS NOT DISTINCT FROM %(started_at)s
+RETURNING user_id, wallet_address;

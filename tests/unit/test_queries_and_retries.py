@@ -19,14 +19,19 @@ def test_a_query_name_may_not_repeat():
 
 
 @pytest.mark.parametrize("retries, exception, expected", [
+    # The actor counted the attempt in the audit trail and said whether another is due.
     (0, SyncAttemptFailed("provider_unavailable", "", retry=True), True),
     (1, SyncAttemptFailed("provider_unavailable", "", retry=True), True),
-    (2, SyncAttemptFailed("provider_unavailable", "", retry=True), False),  # the third attempt was the last
     (0, SyncAttemptFailed("unsupported_chain", "", retry=False), False),
+    (0, SyncAttemptFailed("provider_unavailable", "", retry=False), False),  # its last attempt
+    (10, SyncAttemptFailed("circuit_open", "", retry=True), False),  # the message's own safety cap
+    # An attempt that could not run because Redis or PostgreSQL was away has its own, larger budget.
     (0, psycopg.OperationalError("server closed the connection"), True),
-    (0, redis.ConnectionError("refused"), True),
+    (9, redis.ConnectionError("refused"), True),
+    (10, redis.ConnectionError("refused"), False),
+    # Anything else is a bug or bad input: never retried.
     (0, TypeError("sync_portfolio() takes 1 positional argument"), False),
     (0, ValueError("bad"), False),
 ])
-def test_only_transient_errors_are_retried_and_only_up_to_max_attempts(retries, exception, expected):
-    assert make_retry_when(max_attempts=3)(retries, exception) is expected
+def test_only_transient_errors_are_retried_within_their_budget(retries, exception, expected):
+    assert make_retry_when(max_attempts=3, infra_max_retries=10)(retries, exception) is expected

@@ -65,4 +65,4 @@ def test_the_readme_lists_every_variable_as_settings_defines_it():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert settings.markdown_table() in readme, "README is stale: paste the output of `python settings.py`"
+    assert settings.markdown_table() in readme, "README is stale: run `python settings.py --write-readme`"
