@@ -42,7 +42,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RECONCILE_INTERVAL_S": ("2", "How often the reconciler runs (in one worker at a time) to re-enqueue operations whose message or worker was lost."),
     "CIRCUIT_FAIL_MAX": ("5", "Consecutive transient failures of one chain's provider that open its circuit breaker."),
     "CIRCUIT_RESET_S": ("20", "How long an open circuit stays open before one trial call."),
-    "BROKER_HEARTBEAT_TIMEOUT_MS": ("15000", "Dramatiq: a worker silent this long is dead and its in-flight messages are requeued."),
+    "BROKER_HEARTBEAT_TIMEOUT_MS": ("8000", "Dramatiq: a worker silent this long is dead and its in-flight messages are requeued (a live one speaks to Redis every second or so)."),
     "BROKER_MAINTENANCE_CHANCE": ("50000", "Dramatiq: per million broker commands, how many also run queue maintenance (dead-worker recovery)."),
     "QUARANTINE_MAX": ("10000", "Undecodable messages kept in the quarantine list (oldest dropped first)."),
     "WORKER_PROCESSES": ("2", "Worker processes started by the Procfile's `worker`."),

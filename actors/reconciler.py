@@ -56,7 +56,9 @@ def reconcile() -> collections.Counter:
     raw_cursor = client.get(cursor_key)
     after = dt.datetime.fromisoformat(raw_cursor.decode()) if raw_cursor else _EPOCH
     grace_ms = max(10_000, 2 * cfg.lease_ms)
-    rows = operations.reconcile_candidates(after=after, grace_ms=grace_ms, lease_ms=cfg.lease_ms + 2000,
+    # A running operation is a candidate a moment after it started: its lease, checked below,
+    # is what says whether its worker is alive.
+    rows = operations.reconcile_candidates(after=after, grace_ms=grace_ms, lease_ms=2000,
                                            max_age_ms=cfg.max_age_ms, limit=BATCH)
     client.set(cursor_key, (rows[-1]["enqueued_at"] if len(rows) == BATCH else _EPOCH).isoformat())
 
@@ -64,7 +66,10 @@ def reconcile() -> collections.Counter:
     if not rows:
         return done
     leased = context.leases().live([r["id"] for r in rows])
-    present = _messages_present(client, cfg.namespace, [r for r in rows if r["id"] not in leased])
+    # A running operation's message is in its worker's in-flight set whether the worker lives or
+    # not: for it, the lease alone tells.  For the others, the message must still be in Redis.
+    present = _messages_present(client, cfg.namespace,
+                                [r for r in rows if r["id"] not in leased and r["status"] != "running"])
     for row in rows:
         if row["id"] in leased or row["id"] in present:
             continue

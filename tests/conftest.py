@@ -90,3 +90,18 @@ def user_id() -> str:
 @pytest.fixture
 def wallet() -> str:
     return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def clean_queues(database, redis_client):
+    """Empty the run's queues before and after the test, and end the operations it left unfinished,
+    so that no message or half-done operation of one test is picked up (by a worker's reconciler,
+    say) in another."""
+    import actors
+
+    actors.broker.flush_all()
+    yield
+    actors.broker.flush_all()
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("UPDATE sync_operations SET status = 'failed', finished_at = now(), error_code = 'test_cleanup'"
+                     " WHERE status IN ('queued', 'running', 'retrying')")

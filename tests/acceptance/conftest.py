@@ -6,9 +6,9 @@ from tests.processes import WorkerProcess
 
 
 @pytest.fixture
-def start_worker(database, redis_client, tmp_path):
+def start_worker(clean_queues, tmp_path):
     """Start ``dramatiq actors`` processes (``start_worker(env={...})``); all are stopped after the test,
-    and the run's queues are emptied so no message outlives its test."""
+    before ``clean_queues`` empties the queues and ends what the test left unfinished."""
     started: list[WorkerProcess] = []
 
     def start(*, processes: int = 1, threads: int = 4, env: dict[str, str] | None = None) -> WorkerProcess:
@@ -19,6 +19,3 @@ def start_worker(database, redis_client, tmp_path):
     yield start
     for worker in started:
         worker.stop()
-    import actors
-
-    actors.broker.flush_all()

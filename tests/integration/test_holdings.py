@@ -18,9 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def empty_queues(database, redis_client):
+def _clean(clean_queues):
     yield
-    actors.broker.flush_all()
 
 
 def holdings_by_chain(user_id, wallet):

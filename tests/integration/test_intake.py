@@ -15,10 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def empty_queues(database, redis_client):
-    actors.broker.flush_all()
+def _clean(clean_queues):
     yield
-    actors.broker.flush_all()
 
 
 def queued(queue: str = "sync") -> int:
