@@ -1,4 +1,4 @@
-"""Real processes for acceptance tests: the ``dramatiq`` command line, started and stopped by pid."""
+"""Real processes for acceptance tests: the ``dramatiq`` and ``periodiq`` command lines, started and stopped by pid."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [str(BIN / "dramatiq"), "actors", "--processes", str(processes), "--threads", str(threads)],
             cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # its own group, as on a platform's dyno
         )
 
     @property
@@ -43,7 +43,55 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def children(self) -> list[int]:
+        """Pids of the worker processes Dramatiq's main process forked."""
+        try:
+            return [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def kill_group(self, signum: int) -> None:
+        """Send ``signum`` to every process of the group, as a Heroku-style platform or honcho does."""
+        os.killpg(self.proc.pid, signum)
+
     def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+class PeriodiqProcess:
+    """``periodiq actors`` (the Procfile's ``scheduler``) with the run's environment plus ``env``
+    overrides, logging to ``log_path``."""
+
+    def __init__(self, log_path: Path, *, env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "periodiq"), "actors"], cwd=ROOT, env={**os.environ, **(env or {})},
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> "PeriodiqProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "Registered periodic actors" in self.log:
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"periodiq exited with {self.proc.returncode}:\n{self.log[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"periodiq was not ready within {timeout} s:\n{self.log[-3000:]}")
+
+    def stop(self, timeout: float = 10) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
