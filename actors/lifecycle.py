@@ -23,7 +23,7 @@ from decimal import Decimal
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
-from chaindata.portfolio import ChainPortfolio, price_chain
+from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from storage import operations
 from storage.operations import AttemptOutcome
 
@@ -161,15 +161,21 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         synced_chains=sorted(portfolios),
         chain_results={k: results[k] for k in map(str, {*portfolios, *errors})},
         holdings_count=sum(r["holdings"] for r in ok),
-        total_value_usd=sum((Decimal(r["value_usd"]) for r in ok), Decimal(0)),
+        total_value_usd=exact_sum(Decimal(r["value_usd"]) for r in ok),
         unpriced_count=sum(r["unpriced"] for r in ok),
         as_of=as_of,
         provider=context.provider().name,
         error_code=first_error.code if first_error else None,
-        error_message="; ".join(f"chain {c}: {cfg.redact(str(e))}" for c, e in sorted(errors.items()))[
+        error_message="; ".join(_chain_message(c, cfg.redact(str(e))) for c, e in sorted(errors.items()))[
             :_MAX_ERROR_MESSAGE] if errors else None,
         refund_attempt=refund,
     )
+
+
+def _chain_message(chain_id: int, message: str) -> str:
+    """``message`` prefixed with its chain, once (provider errors often name it already)."""
+    prefix = f"chain {chain_id}: "
+    return message if message.startswith(prefix) else prefix + message
 
 
 def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:

@@ -30,6 +30,9 @@ def install(cfg: settings_module.Settings) -> None:
     if not root.handlers:
         logging.basicConfig(format="[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
     root.setLevel(cfg.log_level)
+    # httpx logs every request with its full URL at INFO; a provider URL may carry a key, and one
+    # line per chain read is noise anyway.  Its warnings and errors still show.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(cfg))

@@ -34,14 +34,14 @@ def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> Pr
     """The price source for ``cfg.provider``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
     inner: PriceSource
     if cfg.provider == "simulated":
-        inner = StaticPriceTable(cfg.simulated_tokens_per_chain)
+        inner, source = StaticPriceTable(cfg.simulated_tokens_per_chain), "simulated"
     elif cfg.price_api_url:
         from .http_prices import HttpPriceSource
 
-        inner = HttpPriceSource(cfg.price_api_url, cfg.price_api_key, timeout_s=cfg.http_timeout_s)
+        inner, source = HttpPriceSource(cfg.price_api_url, cfg.price_api_key, timeout_s=cfg.http_timeout_s), "http"
     else:
-        inner = NoPrices()
-    return CachedPriceSource(inner, client, namespace=cfg.namespace, ttl_s=cfg.price_cache_ttl_s)
+        inner, source = NoPrices(), "none"
+    return CachedPriceSource(inner, client, namespace=cfg.namespace, ttl_s=cfg.price_cache_ttl_s, source=source)
 
 
 class NoPrices:

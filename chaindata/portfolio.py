@@ -1,12 +1,28 @@
-"""Turn raw balances and prices into priced holdings: pure Decimal arithmetic, no I/O."""
+"""Turn raw balances and prices into priced holdings: exact Decimal arithmetic, no I/O.
+
+Python's default decimal context keeps 28 significant digits, and a uint256 balance has up to 78:
+every operation here runs in :data:`EXACT`, whose precision is ample for products and sums of such
+numbers and which raises rather than round, so a stored value is never silently cut.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 
 from .base import Price, TokenBalance
+
+
+#: Exact arithmetic for balances and values (raises decimal.Inexact instead of rounding).
+EXACT = Context(prec=1000, traps=[Inexact, InvalidOperation, Overflow])
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +37,7 @@ class ChainPortfolio:
 
 def human_balance(raw_balance: int, decimals: int) -> Decimal:
     """``raw_balance / 10**decimals``, exactly."""
-    return Decimal(raw_balance).scaleb(-decimals)
+    return EXACT.scaleb(Decimal(raw_balance), -decimals)
 
 
 def price_chain(chain_id: int, balances: Iterable[TokenBalance], prices: Mapping[str, Price]) -> ChainPortfolio:
@@ -35,11 +51,11 @@ def price_chain(chain_id: int, balances: Iterable[TokenBalance], prices: Mapping
             continue
         balance = human_balance(b.raw_balance, b.decimals)
         price = prices.get(b.token_address)
-        value = None if price is None else balance * price.usd
+        value = None if price is None else EXACT.multiply(balance, price.usd)
         if value is None:
             unpriced += 1
         else:
-            total += value
+            total = EXACT.add(total, value)
         holdings.append({
             "chain_id": chain_id,
             "token_address": b.token_address,

@@ -42,16 +42,19 @@ class CachedPriceSource:
       client(redis.Redis): the Redis to cache in.
       namespace(str): prefix of the cache keys.
       ttl_s(int): lifetime of a cached price, in seconds.
+      source(str): which kind of source ``inner`` is; part of the keys, so that switching sources
+        never serves the other one's prices.
     """
 
-    def __init__(self, inner: PriceSource, client: redis.Redis, *, namespace: str, ttl_s: int):
+    def __init__(self, inner: PriceSource, client: redis.Redis, *, namespace: str, ttl_s: int, source: str):
         self.inner = inner
         self.client = client
         self.namespace = namespace
         self.ttl_s = ttl_s
+        self.source = source
 
     def _key(self, chain_id: int, address: str) -> str:
-        return f"{self.namespace}:price:{chain_id}:{address}"
+        return f"{self.namespace}:price:{self.source}:{chain_id}:{address}"
 
     def get_prices(self, chain_id: int, token_addresses: list[str]) -> dict[str, Price]:
         if not token_addresses:

@@ -57,7 +57,8 @@ WITH op AS (
         unpriced_count = %(unpriced_count)s,
         chain_results = chain_results || %(chain_results)s::jsonb,
         error_code = %(error_code)s,
-        error_message = %(error_message)s
+        error_message = %(error_message)s,
+        provider = %(provider)s  -- the worker's provider, which may differ from the producer's
     WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
     RETURNING id, user_id, wallet_address
 ), fresh AS (
@@ -137,7 +138,7 @@ ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
 
 -- reconcile_candidates --
 -- Operations not final whose message or worker may be lost: queued or retrying for longer than a
--- grace period, running for longer than a lease.  The reconciler checks each in Redis.
+-- grace period, running for longer than lease_ms.  The reconciler checks each in Redis.
 SELECT id::text, user_id, wallet_address, priority, status, attempts, message_id, enqueued_at, started_at,
        enqueued_at < now() - %(max_age_ms)s * interval '1 millisecond' AS too_old
 FROM sync_operations

@@ -9,7 +9,8 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 def test_human_balance_is_exact():
     assert human_balance(1, 18) == Decimal("0.000000000000000001")
-    assert human_balance(2**256 - 1, 18) == Decimal(2**256 - 1) / Decimal(10**18)
+    # Every one of the 78 digits of the largest uint256 is kept (the default context keeps 28).
+    assert str(human_balance(2**256 - 1, 18)) == str(2**256 - 1)[:-18] + "." + str(2**256 - 1)[-18:]
     assert human_balance(123456789, 0) == 123456789
 
 
@@ -32,4 +33,13 @@ def test_pricing_keeps_unpriced_tokens_and_drops_nothing_of_value():
     assert by_symbol["DUST"]["value_usd"] == Decimal("1E-21")  # worth less than a cent: still kept
     assert by_symbol["MEME"]["price_usd"] is None and by_symbol["MEME"]["value_usd"] is None
     assert p.unpriced == 1
-    assert p.value_usd == Decimal("4500.150") + Decimal("2.49975") + Decimal("1E-21")
+    assert p.value_usd == Decimal("4502.649750000000000000001")
+
+
+def test_values_of_huge_balances_are_exact():
+    token = "0x" + "5" * 40
+    raw = 123456789012345678901234567890123456789
+    p = price_chain(1, [TokenBalance(1, token, "BIG", "Big", 18, raw)],
+                    {token: Price(Decimal("1.2345"), "test", NOW)})
+    assert p.holdings[0]["balance"] == Decimal("123456789012345678901.234567890123456789")
+    assert p.holdings[0]["value_usd"] == Decimal("152407406035740740603.5740740603574074060205")

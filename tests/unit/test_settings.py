@@ -66,3 +66,16 @@ def test_the_readme_lists_every_variable_as_settings_defines_it():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert settings.markdown_table() in readme, "README is stale: run `python settings.py --write-readme`"
+
+
+def test_keys_in_provider_urls_and_password_parameters_are_secrets():
+    cfg = settings.load({"RPC_URLS": "1=https://mainnet.infura.io/v3/0123456789abcdef0123,"
+                                     "10=https://rpc.example/?apikey=KeyInQuery123456",
+                         "DATABASE_URL": "postgresql://db.internal/prod?password=QueryPassw0rd"})
+    text = ("POST https://mainnet.infura.io/v3/0123456789abcdef0123 and https://rpc.example/?apikey=KeyInQuery123456"
+            " and postgresql://db.internal/prod?password=QueryPassw0rd")
+    redacted = cfg.redact(text)
+    assert "0123456789abcdef0123" not in redacted and "KeyInQuery123456" not in redacted
+    assert "QueryPassw0rd" not in redacted and "https://mainnet.infura.io/v3/***" in redacted
+    assert "QueryPassw0rd" not in cfg.database_url_display
+    assert cfg.database_url_display == "postgresql://db.internal/prod?password=***"
