@@ -18,7 +18,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Chains synced when a request names none (Ethereum, Optimism, Polygon, Base, Arbitrum One).
 DEFAULT_CHAINS = "1,10,137,8453,42161"
@@ -28,6 +28,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis holding the job queue, dedup/cooldown keys and price cache."),
     "DATABASE_URL": ("postgresql://127.0.0.1:5432/portfolio_sync", "PostgreSQL holding holdings and the audit trail."),
     "PORT": ("8050", "Port of the `web` process."),
+    "DASHBOARD_HOST": ("127.0.0.1", "Address the dashboard (`web`) binds to; any other than loopback needs DASHBOARD_USERNAME/PASSWORD or DASHBOARD_PROTECTED_ELSEWHERE=true."),
+    "DASHBOARD_USERNAME": ("", "Dashboard: HTTP basic-auth user name; set with DASHBOARD_PASSWORD to require a login on every page and callback."),
+    "DASHBOARD_PASSWORD": ("", "Dashboard: HTTP basic-auth password (secret, at least 12 characters)."),
+    "DASHBOARD_PROTECTED_ELSEWHERE": ("false", "Dashboard: `true` if a proxy in front of it authenticates users, so it may listen on a public address without its own login."),
+    "DASHBOARD_DATABASE_URL": ("", "Dashboard: PostgreSQL URL for its reads, e.g. of a read-only role (empty: DATABASE_URL; reads are read-only either way)."),
+    "DASHBOARD_DB_POOL_MAX": ("4", "Dashboard: largest size of each web process's read-only PostgreSQL pool."),
+    "DASHBOARD_STATEMENT_TIMEOUT_MS": ("5000", "Dashboard: statement_timeout of its reads."),
+    "DASHBOARD_REFRESH_S": ("30", "Dashboard: auto-refresh interval of its pages (seconds)."),
     "SYNC_NAMESPACE": ("portfolio-sync", "Prefix of every Redis key the project owns (queues included)."),
     "SYNC_PROVIDER": ("simulated", "Where balances come from: `simulated`, `rpc` or `alchemy`."),
     "SYNC_CHAINS": (DEFAULT_CHAINS, "Supported EVM chain ids, comma separated; a request naming no chain syncs all."),
@@ -79,7 +87,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
 }
 
 PROVIDERS = ("simulated", "rpc", "alchemy")
-_SECRET_VARIABLES = ("ALCHEMY_API_KEY", "PRICE_API_KEY")
+_SECRET_VARIABLES = ("ALCHEMY_API_KEY", "PRICE_API_KEY", "DASHBOARD_PASSWORD")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 
 
@@ -92,6 +100,14 @@ class Settings:
     redis_url: str = dataclasses.field(repr=False)
     database_url: str = dataclasses.field(repr=False)
     port: int
+    dashboard_host: str
+    dashboard_username: str
+    dashboard_password: str = dataclasses.field(repr=False)
+    dashboard_protected_elsewhere: bool
+    dashboard_database_url: str = dataclasses.field(repr=False)
+    dashboard_db_pool_max: int
+    dashboard_statement_timeout_ms: int
+    dashboard_refresh_s: int
     namespace: str
     provider: str
     chains: tuple[int, ...]
@@ -151,12 +167,16 @@ class Settings:
 
     @functools.cached_property
     def _secrets(self) -> tuple[str, ...]:
-        found = {self.alchemy_api_key, self.price_api_key}
-        for url in (self.redis_url, self.database_url, self.price_api_url, *self.rpc_urls.values(),
-                    *self.alchemy_urls.values()):
-            password = urlsplit(url).password
-            if password:
-                found.add(password)
+        found = {self.alchemy_api_key, self.price_api_key, self.dashboard_password}
+        for url in (self.redis_url, self.database_url, self.dashboard_database_url):
+            found.update(_url_passwords(url))
+        # A provider's URL often carries its key in the path (/v3/<key>) or the query (?apikey=...):
+        # every long path segment and query value of those URLs counts as secret.
+        for url in (self.price_api_url, *self.rpc_urls.values(), *self.alchemy_urls.values()):
+            parts = urlsplit(url)
+            found.update(_url_passwords(url))
+            found.update(seg for seg in parts.path.split("/") if len(seg) >= _KEY_LIKE)
+            found.update(v for _k, v in parse_qsl(parts.query) if len(v) >= _KEY_LIKE)
         # Longest first, so a secret containing another is removed whole.
         return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
@@ -168,20 +188,37 @@ class Settings:
         return text
 
 
+#: Path segments and query values at least this long in a provider URL are treated as keys.
+_KEY_LIKE = 12
+
+
+def _url_passwords(url: str) -> set[str]:
+    """The password of ``url``, as user info or as a ``password`` query parameter."""
+    parts = urlsplit(url)
+    found = {v for k, v in parse_qsl(parts.query) if k.lower() in ("password", "pass", "pwd")}
+    if parts.password:
+        found.add(parts.password)
+    return found
+
+
 def scrub_url_passwords(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` in it replaced by ``***``."""
     return _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
+    """``url`` with its password (user info or ``password`` query parameter) replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() in ("password", "pass", "pwd") for k, _v in query):
+        parts = parts._replace(query=urlencode(
+            [(k, "***" if k.lower() in ("password", "pass", "pwd") else v) for k, v in query], safe="*"))
+    return urlunsplit(parts)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -290,6 +327,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"SCHEDULER_BACKOFF_CAP_S ({backoff_cap}) must not be below "
                           f"SCHEDULER_BACKOFF_BASE_S ({backoff_base})")
 
+    dashboard_username = raw("DASHBOARD_USERNAME") if env.get("DASHBOARD_USERNAME") else ""
+    dashboard_password = env.get("DASHBOARD_PASSWORD") or ""  # not stripped: every character counts
+    if bool(dashboard_username) != bool(dashboard_password):
+        raise ConfigError("DASHBOARD_USERNAME and DASHBOARD_PASSWORD must be set together (or neither)")
+    if dashboard_password and len(dashboard_password) < 12:
+        raise ConfigError("DASHBOARD_PASSWORD must be at least 12 characters long")
+    if ":" in dashboard_username:
+        raise ConfigError("DASHBOARD_USERNAME must not contain ':' (HTTP basic auth splits on it)")
+    dashboard_host = raw("DASHBOARD_HOST")
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]_-]{1,255}", dashboard_host):
+        raise ConfigError(f"DASHBOARD_HOST must be a host name or IP address, got {dashboard_host!r}")
+    protected_elsewhere = raw("DASHBOARD_PROTECTED_ELSEWHERE").lower()
+    if protected_elsewhere not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"DASHBOARD_PROTECTED_ELSEWHERE must be true or false, got {protected_elsewhere!r}")
+
     log_level = raw("LOG_LEVEL").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -298,6 +350,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=url("REDIS_URL", ("redis", "rediss", "unix")),
         database_url=url("DATABASE_URL", ("postgresql", "postgres")),
         port=integer("PORT", 1, 65535),
+        dashboard_host=dashboard_host,
+        dashboard_username=dashboard_username,
+        dashboard_password=dashboard_password,
+        dashboard_protected_elsewhere=protected_elsewhere in ("true", "1", "yes"),
+        dashboard_database_url=url("DASHBOARD_DATABASE_URL", ("postgresql", "postgres"), required=False),
+        dashboard_db_pool_max=integer("DASHBOARD_DB_POOL_MAX", 1, 100),
+        dashboard_statement_timeout_ms=integer("DASHBOARD_STATEMENT_TIMEOUT_MS", 100, 600_000),
+        dashboard_refresh_s=integer("DASHBOARD_REFRESH_S", 2, 86400),
         namespace=namespace,
         provider=provider,
         chains=chains,
