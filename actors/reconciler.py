@@ -9,7 +9,9 @@ at the operations that are not final and asks Redis about each:
 
 - ``running`` with no live lease: its worker died mid-attempt;
 - ``queued`` or ``retrying`` whose message is in none of its queue's message
-  tables (waiting, delayed or in flight).
+  tables (waiting, delayed or in flight), or has sat in a live worker's
+  in-flight set, unrun, for longer than an attempt can take (its processing
+  failed while Redis was away, and Dramatiq only recovers dead workers' sets).
 
 Such an operation is sent again (its row goes back to ``queued``, with
 ``requeues + 1``), or failed with a clear ``error_code`` once it is hopeless:
@@ -24,6 +26,7 @@ import collections
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 
 import dramatiq
@@ -67,12 +70,25 @@ def reconcile() -> collections.Counter:
         return done
     leased = context.leases().live([r["id"] for r in rows])
     # A running operation's message is in its worker's in-flight set whether the worker lives or
-    # not: for it, the lease alone tells.  For the others, the message must still be in Redis.
-    present = _messages_present(client, cfg.namespace,
-                                [r for r in rows if r["id"] not in leased and r["status"] != "running"])
+    # not: for it, the lease alone tells.  For the others, where is the message?
+    states = _message_states(broker, [r for r in rows if r["id"] not in leased and r["status"] != "running"])
+    suspects_key = f"{cfg.namespace}:reconciler:stranded"
+    now = time.time()
     for row in rows:
-        if row["id"] in leased or row["id"] in present:
+        state = states.get(row["id"])
+        if row["id"] in leased or state == "waiting":
             continue
+        if state == "in_flight":
+            # Held by a live worker without being run.  Normal for a moment (a prefetched message
+            # waits for a free thread), but a message whose processing failed while Redis was
+            # away stays in its worker's in-flight set for good, and Dramatiq only recovers those
+            # of dead workers.  Past a full attempt's time, it is sent again.
+            client.hsetnx(suspects_key, row["id"], now)
+            client.expire(suspects_key, 3600)
+            first_seen = float(client.hget(suspects_key, row["id"]) or now)
+            if now - first_seen < cfg.time_limit_ms / 1000 + 30:
+                continue
+            client.hdel(suspects_key, row["id"])
         if row["too_old"]:
             _fail(row, "expired", "its message was lost and it is older than SYNC_MAX_AGE_MS", done)
         elif row["status"] != "queued" and row["attempts"] >= cfg.max_attempts:
@@ -83,12 +99,24 @@ def reconcile() -> collections.Counter:
     return done
 
 
-def _messages_present(client: redis.Redis, namespace: str, rows: list[dict]) -> set[str]:
-    """The ids of ``rows`` whose message still exists in Redis: waiting, delayed or in flight."""
+def _message_states(broker, rows: list[dict]) -> dict[str, str]:
+    """Where each row's message is: ``waiting`` (in its queue or delay queue), ``in_flight`` (only in
+    a live worker's in-flight set) or, when absent from both, no entry: lost."""
     from .broker import QUEUES
 
     if not rows:
-        return set()
+        return {}
+    client, namespace, cfg = broker.client, broker.namespace, context.cfg()
+    # Every message a live worker holds: the in-flight sets are small (a prefetch each).
+    live = client.zrangebyscore(f"{namespace}:__heartbeats__", int(time.time() * 1000) - broker.heartbeat_timeout,
+                                "+inf")
+    queues = [q for queue, _ in QUEUES.values() for q in (queue, f"{queue}.DQ")]
+    pipe = client.pipeline(transaction=False)
+    for worker in live:
+        for queue in queues:
+            pipe.smembers(f"{namespace}:__acks__.{worker.decode()}.{queue}")
+    in_flight = {m.decode() for members in pipe.execute() for m in members}
+
     retry_ids = client.mget([message_key(namespace, r["id"]) for r in rows])
     pipe = client.pipeline(transaction=False)
     checks = []
@@ -97,8 +125,14 @@ def _messages_present(client: redis.Redis, namespace: str, rows: list[dict]) -> 
         for redis_id in filter(None, [row["message_id"], retry_id.decode() if retry_id else None]):
             for table in (f"{namespace}:{queue}.msgs", f"{namespace}:{queue}.DQ.msgs"):
                 pipe.hexists(table, redis_id)
-                checks.append(row["id"])
-    return {op_id for op_id, exists in zip(checks, pipe.execute()) if exists}
+                checks.append((row["id"], redis_id))
+    states: dict[str, str] = {}
+    for (op_id, redis_id), exists in zip(checks, pipe.execute()):
+        if exists:
+            state = "in_flight" if redis_id in in_flight else "waiting"
+            if states.get(op_id) != "waiting":
+                states[op_id] = state
+    return states
 
 
 def _requeue(broker, row: dict, done: collections.Counter) -> None:
