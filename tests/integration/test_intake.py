@@ -184,3 +184,29 @@ def test_sql_and_html_lookalikes_are_stored_as_text(db_conn, wallet):
     lifecycle.sync_portfolio(op_id)
     assert actors.get_sync(op_id)["user_id"] == user
     assert db_conn.execute("SELECT count(*) AS n FROM holdings WHERE user_id = %s", (user,)).fetchone()["n"] > 0
+
+
+from hypothesis import HealthCheck, given, settings as hypothesis_settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_anything = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                      st.floats(allow_nan=True), st.text(max_size=300), st.binary(max_size=50),
+                      st.lists(st.integers(min_value=-2**70, max_value=2**70), max_size=5))
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.one_of(_anything, st.text(min_size=1, max_size=140)),
+       wallet=st.one_of(_anything, st.from_regex(r"0x[0-9a-fA-F]{40}", fullmatch=True)),
+       chains=st.one_of(st.none(), _anything, st.lists(st.sampled_from([1, 10, 137, -1, 0, 2**63]), max_size=4)),
+       priority=st.one_of(st.sampled_from(["high", "normal", "low"]), _anything))
+def test_any_request_is_accepted_whole_or_rejected_with_nothing_written(db_conn, user, wallet, chains, priority):
+    before = db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"]
+    try:
+        op_id = actors.request_sync(user, wallet, chains, priority=priority, force=True)
+    except actors.InvalidSyncRequest as exc:
+        assert str(exc)
+        assert db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"] == before
+    else:
+        row = db_conn.execute("SELECT * FROM sync_operations WHERE id = %s", (op_id,)).fetchone()
+        assert row["user_id"] == user and row["wallet_address"] == wallet.lower()
+    actors.broker.flush_all()
