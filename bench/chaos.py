@@ -10,8 +10,9 @@ Then it waits for every accepted operation to be final and prints:
 
 - requests accepted, and operations in each final status;
 - operations lost (accepted, but not final at the end): must be 0;
-- operations executed more than once (a run cut short by a killed worker and run again), and
-  attempts whose result was dropped because another delivery had finished first;
+- operations executed more than once (a run cut short by a killed worker, run again), those the
+  reconciler resent, and attempts whose result was dropped because another delivery had finished
+  first;
 - wallets whose holdings disagree with their last successful operation: must be 0;
 - recovery: seconds from each kill to the restart of each operation it interrupted.
 """
@@ -253,7 +254,9 @@ def run(args, redis_server: RedisServer, pg: PostgresServer, workers: Workers) -
                                      for r in rows if r["status"] in final_statuses)),
         "operations_lost": len(accepted) - sum(statuses[s] for s in final_statuses),
         "not_final_at_the_end": [dict(r) for r in stuck],
-        "operations_run_again_after_a_kill": sum(1 for r in rows if r["requeues"]),
+        # An operation whose run a kill cut short ran (part of) its attempt again.
+        "operations_executed_more_than_once": len(restarts),
+        "resent_by_the_reconciler": sum(1 for r in rows if r["requeues"]),
         "attempt_results_dropped_as_duplicates": dropped,
         "wallets_checked": wallets_checked,
         "wallets_with_holdings_disagreeing": mismatches,
