@@ -106,7 +106,7 @@ def _message_states(broker, rows: list[dict]) -> dict[str, str]:
 
     if not rows:
         return {}
-    client, namespace, cfg = broker.client, broker.namespace, context.cfg()
+    client, namespace = broker.client, broker.namespace
     # Every message a live worker holds: the in-flight sets are small (a prefetch each).
     live = client.zrangebyscore(f"{namespace}:__heartbeats__", int(time.time() * 1000) - broker.heartbeat_timeout,
                                 "+inf")

@@ -30,7 +30,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -96,12 +96,21 @@ def wallet() -> str:
 def clean_queues(database, redis_client):
     """Empty the run's queues before and after the test, and end the operations it left unfinished,
     so that no message or half-done operation of one test is picked up (by a worker's reconciler,
-    say) in another."""
+    say) in another.  Cached prices and circuit breakers, which every worker of the run shares
+    through Redis, are reset too: a circuit a test opened on purpose must not turn away the next
+    test's reads, nor one source's cached prices be served to another's test."""
     import actors
 
-    actors.broker.flush_all()
+    def reset() -> None:
+        actors.broker.flush_all()
+        keys = [*redis_client.scan_iter(match=f"{NAMESPACE}:price:*", count=1000),
+                *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000)]
+        if keys:
+            redis_client.delete(*keys)
+
+    reset()
     yield
-    actors.broker.flush_all()
+    reset()
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("UPDATE sync_operations SET status = 'failed', finished_at = now(), error_code = 'test_cleanup'"
                      " WHERE status IN ('queued', 'running', 'retrying')")

@@ -14,12 +14,11 @@ import time
 import uuid
 
 import pytest
-from dramatiq import Message
 
 import actors
 from actors import lifecycle
 from storage import operations
-from tests.acceptance.test_worker import wait_for
+from tests.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.acceptance
 
@@ -29,15 +28,6 @@ FAST_RECOVERY = {"SYNC_LEASE_MS": "3000", "RECONCILE_INTERVAL_S": "1", "BROKER_H
 def wallets(n: int) -> list[str]:
     return ["0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(n)]
 
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(message)
 
 
 def test_kill_9_of_a_worker_mid_job_every_operation_completes_elsewhere(start_worker, user_id, capsys):

@@ -14,7 +14,6 @@ import decimal
 import http.server
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,17 +21,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 
 import actors
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
-from tests.conftest import NAMESPACE
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
-FINAL = ("succeeded", "failed")
 #: Enough digits for any uint256 balance times any price: arithmetic of the expected values is exact.
 EXACT = decimal.Context(prec=200, traps=[decimal.Inexact, decimal.InvalidOperation])
 
@@ -49,15 +46,6 @@ HUGE_NAME, HUGE_SYMBOL = "Huge Supply Token", "HUGE"
 HUGE = 123456789012345678901234567890123456789  # 39 digits: 123456789012345678901.234567890123456789 HUGE
 HUGE_PRICE = "1.2345"
 
-
-def wait_for(op_id: str, statuses=FINAL, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op = actors.get_sync(op_id)
-        if op and op["status"] in statuses:
-            return op
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op_id} not in {statuses} after {timeout} s: {actors.get_sync(op_id)}")
 
 
 def enqueue_directly(user_id: str, wallet: str, chain_ids: tuple[int, ...]) -> str:
@@ -77,22 +65,6 @@ def enqueue_directly(user_id: str, wallet: str, chain_ids: tuple[int, ...]) -> s
     actors.broker.enqueue_batch([actors.broker.get_actor("sync_portfolio").message(op_id)])
     return op_id
 
-
-@pytest.fixture(autouse=True)
-def fresh_shared_state(redis_client: redis.Redis) -> Iterator[None]:
-    """Cached prices and circuit breakers are shared through Redis by every worker of the run, keyed by
-    chain and token only: a simulated worker's cached price of chain 1's ETH would be served here instead of
-    the price API's, and this module's prices would be served to the simulated workers of later tests.  So
-    each test starts and ends without any."""
-    def reset() -> None:
-        keys = [*redis_client.scan_iter(match=f"{NAMESPACE}:price:*", count=1000),
-                *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000)]
-        if keys:
-            redis_client.delete(*keys)
-
-    reset()
-    yield
-    reset()
 
 
 def exact_balance(raw: int, decimals: int) -> Decimal:

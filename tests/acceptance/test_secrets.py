@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,10 +29,10 @@ import actors
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
 from tests.conftest import NAMESPACE
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
-FINAL = ("succeeded", "failed")
 DB_PASSWORD = "Pg-Secret-7781"
 ALCHEMY_KEY = "Alchemy-Secret-5521"
 PRICE_KEY = "Price-Secret-9931"
@@ -41,30 +40,6 @@ RPC_USER, RPC_PASSWORD = "rpcuser", "Rpc-Secret-3319"
 PRICE_USER, PRICE_URL_PASSWORD = "priceuser", "Price-Url-Secret-4417"
 
 
-def wait_for(op_id: str, statuses=FINAL, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op = actors.get_sync(op_id)
-        if op and op["status"] in statuses:
-            return op
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op_id} not in {statuses} after {timeout} s: {actors.get_sync(op_id)}")
-
-
-@pytest.fixture(autouse=True)
-def fresh_shared_state(redis_client: redis.Redis) -> Iterator[None]:
-    """Each test starts and ends without cached prices (a cached price spares a worker its call to the price
-    API) nor circuit breakers (the failures made here on purpose would open them for later tests): all
-    workers of the run share both through Redis."""
-    def reset() -> None:
-        keys = [*redis_client.scan_iter(match=f"{NAMESPACE}:price:*", count=1000),
-                *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000)]
-        if keys:
-            redis_client.delete(*keys)
-
-    reset()
-    yield
-    reset()
 
 
 def basic_auth(user: str, password: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from dramatiq import Message
 
 import actors
+from tests.waiting import wait_for
 from chaindata.portfolio import price_chain
 from chaindata.prices import StaticPriceTable
 from chaindata.simulated import SimulatedProvider
@@ -18,17 +19,7 @@ from storage import operations
 
 pytestmark = pytest.mark.acceptance
 
-FINAL = ("succeeded", "failed")
 
-
-def wait_for(op_id: str, statuses=FINAL, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op = actors.get_sync(op_id)
-        if op and op["status"] in statuses:
-            return op
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op_id} not in {statuses} after {timeout} s: {actors.get_sync(op_id)}")
 
 
 def expected_portfolio(wallet: str, chains) -> tuple[int, Decimal]:
