@@ -1,4 +1,4 @@
-"""Named SQL statements, loaded from ``queries.sql`` (one block per ``-- name --`` header)."""
+"""Named SQL statements, loaded from ``queries.sql``, ``scheduling.sql`` and ``dashboard.sql`` (one block per ``-- name --`` header)."""
 
 from __future__ import annotations
 
@@ -21,4 +21,19 @@ def load(text: str) -> dict[str, str]:
     return blocks
 
 
-QUERIES = load((Path(__file__).with_name("queries.sql")).read_text())
+#: Every file of named blocks; a name may appear only once across them.
+SQL_FILES = ("queries.sql", "scheduling.sql", "dashboard.sql", "operating.sql")
+
+
+def load_files(names: tuple[str, ...] = SQL_FILES) -> dict[str, str]:
+    """:func:`load` each file of ``names`` (relative to this module's directory) into one dict."""
+    merged: dict[str, str] = {}
+    for name in names:
+        for query, sql in load((Path(__file__).parent / name).read_text()).items():
+            if query in merged:
+                raise ValueError(f"query {query!r} is defined twice")
+            merged[query] = sql
+    return merged
+
+
+QUERIES = load_files()
