@@ -56,6 +56,7 @@ def _is_sync_actor(actor_name: str) -> bool:
 
 
 def _find_operation_id(args, kwargs) -> str | None:
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
     for value in [kwargs.get("operation_id"), *args, *kwargs.values()]:
         operation_id = parse_operation_id(value)
         if operation_id:

@@ -1,15 +1,23 @@
-"""Undecodable messages are quarantined, never allowed to stop a consumer.
+"""A Redis consumer that never lets a bad message or a slow Redis stop it.
 
-Dramatiq's Redis consumer decodes each fetched message as it hands it out; a
-body that is not a valid message (corrupt JSON placed in Redis by hand, or by a
-foreign producer) raises out of the consumer, which Dramatiq then restarts
-with an empty cache: the valid messages fetched in the same batch stay in this
-worker's in-flight set, unprocessed, until the worker restarts.
+Dramatiq's Redis consumer decodes each fetched message as it hands it out.  A
+body that is not valid JSON raises out of the consumer; so do bodies that are
+JSON but not a message this worker can handle (fields of the wrong type, an
+unknown actor, another queue's name), further down, in the worker's threads.
+Either way Dramatiq restarts the consumer, and the valid messages fetched in
+the same batch stay in this live worker's in-flight set, unprocessed, until it
+restarts.
 
-:class:`QuarantiningConsumer` catches the decode error instead: it moves the
-raw body to ``{namespace}:quarantine`` (a capped list, shown on the dashboard),
-removes it from the queue's bookkeeping, logs it, and carries on with the rest
-of the batch.
+:class:`QuarantiningConsumer` checks each body before handing it out: one that
+is not a well-formed message for one of this worker's actors and this queue is
+moved to ``{namespace}:quarantine`` (a capped list, shown on the dashboard and
+by the CLI), removed from the queue's bookkeeping, and logged; the rest of the
+batch flows on.
+
+It also treats a Redis *timeout* like a lost connection (Dramatiq only does so
+for connection errors): an ack or nack that timed out is then retried until
+Redis answers, instead of being given up, which would leave the message in
+this worker's in-flight set for good.
 """
 
 from __future__ import annotations
@@ -18,38 +26,105 @@ import json
 import logging
 import time
 
+import redis
 from dramatiq.brokers.redis import _RedisConsumer
-from dramatiq.errors import DecodeError
+from dramatiq.broker import MessageProxy
+from dramatiq.common import compute_backoff, q_name
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 
 logger = logging.getLogger(__name__)
 
 #: Bytes of a quarantined body kept for inspection.
 _KEEP_BYTES = 65536
+_FIELDS = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict, "options": dict,
+           "message_id": str, "message_timestamp": int}
+
+
+class BadMessage(ValueError):
+    """A body that is not a well-formed message for this consumer; the text says what is wrong."""
 
 
 class QuarantiningConsumer(_RedisConsumer):
     def __next__(self):
-        while True:
-            try:
-                return super().__next__()
-            except DecodeError as exc:
-                self._quarantine(exc.data, exc.error)
+        try:
+            while True:
+                if not self.message_cache:
+                    # Fetch up to the prefetch limit, as Dramatiq's consumer does; nothing came:
+                    # back off progressively up to the idle timeout and tell the worker.
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = self.broker.do_fetch(
+                            self.queue_name, self.prefetch - self.outstanding_message_count)
+                    if not self.message_cache:
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        time.sleep(backoff_ms / 1000)
+                        return None
+                data = self.message_cache.pop(0)
+                if data is None:  # dramatiq issue 266: a fetched id whose body was gone
+                    continue
+                self.misses = 0
+                try:
+                    message = self.check(data)
+                except BadMessage as exc:
+                    self._quarantine(data, exc)
+                    continue
+                self.queued_message_ids.add(message.message_id)
+                return MessageProxy(message)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionClosed(exc) from None
 
-    def _quarantine(self, data: bytes, error: BaseException) -> None:
-        broker = self.broker
+    def check(self, data: bytes) -> Message:
+        """``data`` decoded into a message this worker can process, or :class:`BadMessage`."""
+        try:
+            fields = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadMessage(f"not JSON: {exc}") from None
+        if not isinstance(fields, dict):
+            raise BadMessage(f"a JSON {type(fields).__name__}, not an object")
+        for name, kind in _FIELDS.items():
+            if not isinstance(fields.get(name), kind) or isinstance(fields.get(name), bool):
+                raise BadMessage(f"field {name!r} is missing or not a {kind.__name__}")
+        unknown = set(fields) - set(_FIELDS)
+        if unknown:
+            raise BadMessage(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+        if q_name(fields["queue_name"]) != q_name(self.queue_name):
+            raise BadMessage(f"it names queue {fields['queue_name']!r}, but came from {self.queue_name!r}")
+        if fields["actor_name"] not in self.broker.actors:
+            raise BadMessage(f"no actor named {fields['actor_name']!r}")
+        fields["args"] = tuple(fields["args"])
+        return Message(**fields)
+
+    def ack(self, message):
+        try:
+            super().ack(message)
+        except redis.TimeoutError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def nack(self, message):
+        try:
+            super().nack(message)
+        except redis.TimeoutError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def requeue(self, messages):
+        try:
+            super().requeue(messages)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _quarantine(self, data: bytes, error: BadMessage) -> None:
+        broker, client = self.broker, self.broker.client
         namespace, queue = broker.namespace, self.queue_name
         acks = f"{namespace}:__acks__.{broker.broker_id}.{queue}"
         messages = f"{namespace}:{queue}.msgs"
-        # The body could not be read, so its Redis id is found by looking for the body among the
-        # messages this consumer holds (a prefetch's worth at most).
-        client = broker.client
+        # The body may not say its Redis id, so it is found among the messages this consumer
+        # holds (a prefetch's worth at most).
         held = list(client.smembers(acks))
         bodies = client.hmget(messages, held) if held else []
         redis_ids = [rid.decode() for rid, body in zip(held, bodies) if body == data]
         entry = json.dumps({
             "queue": queue, "redis_message_ids": redis_ids, "quarantined_at": time.time(),
-            "error": f"{type(error).__name__}: {error}"[:500],
-            "body": data[:_KEEP_BYTES].decode("utf-8", errors="replace"),
+            "error": str(error)[:500], "body": data[:_KEEP_BYTES].decode("utf-8", errors="replace"),
         })
         pipe = client.pipeline(transaction=True)
         pipe.lpush(f"{namespace}:quarantine", entry)
@@ -58,5 +133,5 @@ class QuarantiningConsumer(_RedisConsumer):
             pipe.srem(acks, *redis_ids)
             pipe.hdel(messages, *redis_ids)
         pipe.execute()
-        logger.error("Quarantined an undecodable message from queue %r (Redis id %s): %s",
-                     queue, ", ".join(redis_ids) or "unknown", error)
+        logger.error("Quarantined a message from queue %r (Redis id %s): %s", queue, ", ".join(redis_ids) or "unknown",
+                     error)

@@ -37,6 +37,7 @@ from dramatiq.middleware import Middleware
 from storage import operations
 
 from . import context
+from . import observe  # metrics and completion events
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def reconcile() -> collections.Counter:
                                       "was lost with its worker or message", done)
         else:
             _requeue(broker, row, done)
+    observe.reconciled(done)
     return done
 
 
@@ -149,8 +151,21 @@ def _requeue(broker, row: dict, done: collections.Counter) -> None:
 def _fail(row: dict, code: str, reason: str, done: collections.Counter) -> None:
     if operations.fail_stuck_operation(row, error_code=code, error_message=reason):
         context.admissions().release(row["user_id"], row["wallet_address"], row["id"], succeeded=False)
+        observe.operation_failed(row["id"])
         done[f"failed_{code}"] += 1
         logger.warning("Reconciler: operation %s failed as %s: %s.", row["id"], code, reason)
+
+
+def reconcile_exclusively(token: str | None = None) -> collections.Counter | None:
+    """:func:`reconcile`, unless another process holds the reconciler's lock for this interval
+    (``None`` then).  The workers' reconciler threads and the housekeeping job both go through it,
+    so two passes never run at once."""
+    broker = dramatiq.get_broker()
+    interval_ms = context.cfg().reconcile_interval_s * 1000
+    if not broker.client.set(f"{broker.namespace}:reconciler:lock", token or uuid.uuid4().hex, nx=True,
+                             px=interval_ms):
+        return None
+    return reconcile()
 
 
 class TrackRetries(Middleware):
@@ -184,8 +199,7 @@ class ReconcilerMiddleware(Middleware):
         token = uuid.uuid4().hex
         while not self._stop.wait(interval):
             try:
-                if broker.client.set(f"{broker.namespace}:reconciler:lock", token, nx=True, px=interval * 1000):
-                    reconcile()
+                reconcile_exclusively(token)
             except (redis.RedisError, psycopg.Error) as exc:
                 logger.warning("Reconciler pass skipped: %s", context.cfg().redact(str(exc)))
             except Exception:

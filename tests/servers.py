@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,7 +88,10 @@ class PostgresServer:
     """A throwaway PostgreSQL cluster with trust auth on loopback.
 
     initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` system user
-    (as Debian's own clusters do), with a superuser role named after the current user.
+    (as Debian's own clusters do), with a superuser role named after the current user.  That user
+    cannot reach the test's ``directory`` (pytest's ``/tmp/pytest-of-root`` and ``mkdtemp``
+    directories are 0700, root's), so the cluster then lives in a directory of its own under the
+    system temp directory (``cluster_dir``), which :meth:`cleanup` removes.
     """
 
     def __init__(self, directory: Path, *, port: int | None = None):
@@ -97,6 +101,7 @@ class PostgresServer:
         self.proc: subprocess.Popen | None = None
         self._owner = "postgres" if os.geteuid() == 0 else None
         self.role = pwd.getpwuid(os.geteuid()).pw_name
+        self.cluster_dir: Path = directory
 
     def _run_as_owner(self, args: list[str], **kwargs) -> list[str]:
         return ["runuser", "-u", self._owner, "--", *args] if self._owner else args
@@ -107,10 +112,11 @@ class PostgresServer:
     def init(self) -> "PostgresServer":
         self.directory.mkdir(parents=True, exist_ok=True)
         if self._owner:
-            shutil.chown(self.directory, self._owner, self._owner)
-            os.chmod(self.directory, 0o700)
-            # The owner must be able to reach the directory; tmp directories usually allow it.
-        subprocess.run(self._run_as_owner([str(self.bindir / "initdb"), "-D", str(self.directory / "data"),
+            # /tmp is world-traversable; the new directory is 0700 and handed to the owner.
+            self.cluster_dir = Path(tempfile.mkdtemp(prefix="portfolio-sync-pg-"))
+            shutil.chown(self.cluster_dir, self._owner, self._owner)
+            (self.directory / "cluster_dir").write_text(str(self.cluster_dir))
+        subprocess.run(self._run_as_owner([str(self.bindir / "initdb"), "-D", str(self.cluster_dir / "data"),
                                            "-A", "trust", "-U", self._owner or self.role, "--no-sync"]),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
         self.start()
@@ -123,9 +129,9 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self.proc = subprocess.Popen(
-            self._run_as_owner([str(self.bindir / "postgres"), "-D", str(self.directory / "data"),
+            self._run_as_owner([str(self.bindir / "postgres"), "-D", str(self.cluster_dir / "data"),
                                 "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-                                "-c", f"unix_socket_directories={self.directory}", "-c", "fsync=off",
+                                "-c", f"unix_socket_directories={self.cluster_dir}", "-c", "fsync=off",
                                 "-c", "max_connections=200"]),
             stdout=open("/dev/null", "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, self.proc)
@@ -136,7 +142,7 @@ class PostgresServer:
     def server_pid(self) -> int | None:
         """The postmaster's own pid (under runuser, ``self.proc`` is runuser's), from its pid file."""
         try:
-            return int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+            return int((self.cluster_dir / "data" / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
 
@@ -153,3 +159,9 @@ class PostgresServer:
                     os.kill(pid, signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its cluster, if it lives outside ``directory``."""
+        self.stop()
+        if self.cluster_dir != self.directory:
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)

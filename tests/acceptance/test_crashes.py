@@ -121,7 +121,7 @@ def test_an_undecodable_message_is_quarantined_and_the_others_flow(start_worker,
     assert entry["queue"] == "sync" and entry["redis_message_ids"] == [corrupt_id]
     assert entry["body"] == '{"this is": not json'
     assert not redis_client.hexists(f"{ns}:sync.msgs", corrupt_id)
-    assert "Quarantined an undecodable message" in worker.log
+    assert "Quarantined a message from queue 'sync'" in worker.log
     assert worker.alive()
     assert wait_for(actors.request_sync(user_id, wallets(1)[0], [1]), timeout=20)["status"] == "succeeded"
 

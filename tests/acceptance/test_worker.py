@@ -12,7 +12,7 @@ from dramatiq import Message
 
 import actors
 from tests.waiting import wait_for
-from chaindata.portfolio import price_chain
+from chaindata.portfolio import EXACT, exact_sum, price_chain
 from chaindata.prices import StaticPriceTable
 from chaindata.simulated import SimulatedProvider
 from storage import operations
@@ -30,7 +30,7 @@ def expected_portfolio(wallet: str, chains) -> tuple[int, Decimal]:
         balances = provider.fetch_balances(chain, wallet)
         p = price_chain(chain, balances, prices.get_prices(chain, [b.token_address for b in balances]))
         count += len(p.holdings)
-        total += p.value_usd
+        total = EXACT.add(total, p.value_usd)
     return count, total
 
 
@@ -50,15 +50,15 @@ def test_request_is_synced_with_holdings_and_audit_row(start_worker, user_id, wa
 
     holdings = operations.get_holdings(user_id, wallet.lower())
     assert len(holdings) == count
-    assert sum(h["value_usd"] for h in holdings if h["value_usd"] is not None) == total
+    assert exact_sum(h["value_usd"] for h in holdings if h["value_usd"] is not None) == total
     assert {h["provider"] for h in holdings} == {"simulated"}
     assert all(h["operation_id"] == op_id for h in holdings)
     for h in holdings:
-        assert h["balance"] == Decimal(int(h["raw_balance"])).scaleb(-h["decimals"])
+        assert h["balance"] == EXACT.scaleb(Decimal(int(h["raw_balance"])), -h["decimals"])
         if h["price_usd"] is None:
             assert h["value_usd"] is None and h["price_source"] is None  # unpriced, never invented
         else:
-            assert h["value_usd"] == h["balance"] * h["price_usd"]
+            assert h["value_usd"] == EXACT.multiply(h["balance"], h["price_usd"])
 
 
 def _seed_failing_then_succeeding(rate: float) -> int:
