@@ -67,4 +67,54 @@ def close_pool() -> None:
         _pool = None
 
 
+
+# The dashboard's own pool: small, read-only, with its own statement timeout.  Every
+# transaction it opens is READ ONLY (``default_transaction_read_only``), whatever role
+# DASHBOARD_DATABASE_URL names; a read-only role there makes that hold on the server too.
+_readonly_pool: ConnectionPool | None = None
+_readonly_pid: int | None = None
+
+
+def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
+    kwargs = connection_kwargs(cfg, application_name="portfolio-sync-dashboard")
+    # Aggregates over a month of the audit trail sort up to a million values: in memory, no JIT.
+    kwargs["options"] = (f"-c default_transaction_read_only=on -c statement_timeout={cfg.dashboard_statement_timeout_ms}"
+                         " -c work_mem=64MB -c jit=off -c TimeZone=UTC")
+    kwargs["prepare_threshold"] = None  # custom plans: a search's empty filters fold away
+    return kwargs
+
+
+def get_readonly_pool() -> ConnectionPool:
+    """This process's read-only pool (the dashboard's), opened on first call."""
+    global _readonly_pool, _readonly_pid
+    pool = _readonly_pool
+    if pool is not None and _readonly_pid == os.getpid():
+        return pool
+    with _lock:
+        if _readonly_pool is None or _readonly_pid != os.getpid():
+            cfg = settings_module.get()
+            _readonly_pool = ConnectionPool(
+                cfg.dashboard_database_url or cfg.database_url,
+                min_size=1,
+                max_size=cfg.dashboard_db_pool_max,
+                kwargs=readonly_connection_kwargs(cfg),
+                timeout=cfg.db_connect_timeout_s,
+                name="portfolio-sync-dashboard",
+                open=True,
+            )
+            _readonly_pid = os.getpid()
+        return _readonly_pool
+
+
+def close_readonly_pool() -> None:
+    """Close this process's read-only pool, if it opened one."""
+    global _readonly_pool
+    with _lock:
+        if _readonly_pool is not None and _readonly_pid == os.getpid():
+            _readonly_pool.close()
+        _readonly_pool = None
+
+
+atexit.register(close_readonly_pool)
+
 atexit.register(close_pool)

@@ -1,0 +1,324 @@
+-- The dashboard's reads, one named block each (loaded by storage.queries with the others;
+-- storage.analytics runs them on the read-only pool and shapes the rows into DataFrames).
+-- Every figure is aggregated here, in PostgreSQL; parameters are always bound.
+--
+-- Time windows are half-open, [%(start)s, %(end)s) on enqueued_at.  The aggregates over a
+-- window read only sync_operations_window_idx (enqueued_at INCLUDE status, trigger, priority,
+-- duration_ms, queue_wait_ms, error_code, user_id, wallet_address): index-only scans.
+
+-- dash_kpis --
+-- The overview's headline numbers for a window.
+SELECT count(*) AS syncs,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status IN ('queued', 'running', 'retrying')) AS active,
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
+           FILTER (WHERE status IN ('succeeded', 'failed')) AS duration_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY queue_wait_ms) AS queue_wait_p95_ms
+FROM sync_operations
+WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s;
+
+-- dash_wallets_synced --
+-- Distinct wallets (of a user) synced successfully in a window: a hash aggregate, kept apart
+-- from dash_kpis so that neither waits for the other's sort.
+SELECT count(*) AS wallets_synced, count(DISTINCT user_id) AS users_synced
+FROM (
+    SELECT user_id, wallet_address
+    FROM sync_operations
+    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s AND status = 'succeeded'
+    GROUP BY user_id, wallet_address
+) AS w;
+
+-- dash_throughput --
+-- Operations per time bucket and status; every bucket of the window appears, empty ones with 0.
+WITH buckets AS (
+    SELECT generate_series(date_bin(%(bucket)s, %(start)s::timestamptz, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                           %(end)s::timestamptz - interval '1 microsecond', %(bucket)s) AS bucket
+), counts AS (
+    SELECT date_bin(%(bucket)s, enqueued_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket, status,
+           count(*) AS syncs
+    FROM sync_operations
+    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
+    GROUP BY 1, 2
+)
+SELECT b.bucket, s.status, coalesce(c.syncs, 0) AS syncs
+FROM buckets AS b
+CROSS JOIN unnest(ARRAY['succeeded', 'failed', 'retrying', 'running', 'queued']) AS s(status)
+LEFT JOIN counts AS c ON c.bucket = b.bucket AND c.status = s.status
+ORDER BY b.bucket, s.status;
+
+-- dash_duration_histogram --
+-- Finished operations per duration bin (bin i holds edges[i] <= duration_ms < edges[i+1]) and status.
+SELECT width_bucket(duration_ms, %(edges)s::int[]) AS bin, status, count(*) AS syncs
+FROM sync_operations
+WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
+  AND status IN ('succeeded', 'failed') AND duration_ms IS NOT NULL
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- dash_failures_by_error --
+-- Failed operations of a window by error code: how many, for how many users, the latest.
+SELECT coalesce(error_code, 'unknown') AS error_code, count(*) AS failures,
+       count(DISTINCT user_id) AS users, max(enqueued_at) AS last_seen
+FROM sync_operations
+WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s AND status = 'failed'
+GROUP BY 1
+ORDER BY failures DESC, error_code;
+
+-- dash_by_trigger_priority --
+-- Operations of a window by trigger and priority: outcomes, and the queue wait each got as exact
+-- percentiles (percentile_disc) read off a histogram of the waits, so that it stays a hash
+-- aggregate (an ordered-set aggregate per group would sort the whole window).
+WITH waits AS (
+    SELECT trigger, priority, queue_wait_ms, count(*) AS n,
+           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'failed') AS failed
+    FROM sync_operations
+    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
+    GROUP BY 1, 2, 3
+), cumulated AS (
+    SELECT waits.*,
+           sum(n) OVER (PARTITION BY trigger, priority, queue_wait_ms IS NULL ORDER BY queue_wait_ms) AS below,
+           sum(n) OVER (PARTITION BY trigger, priority, queue_wait_ms IS NULL) AS waited
+    FROM waits
+)
+SELECT trigger, priority, sum(n)::bigint AS syncs, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed,
+       min(queue_wait_ms) FILTER (WHERE below >= 0.5 * waited) AS queue_wait_p50_ms,
+       min(queue_wait_ms) FILTER (WHERE below >= 0.95 * waited) AS queue_wait_p95_ms
+FROM cumulated
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- dash_chains --
+-- Per chain: reads, successes, errors, latency of the successful reads, the commonest error.
+-- Chain results live in each operation's chain_results (jsonb), so a long window is read as a
+-- systematic sample: a slice of %(slice)s out of every %(period)s (its position in the period
+-- moves from one period to the next, so a job that runs at the same minute every hour is not
+-- always in or always out).  With %(slice)s = %(period)s = the window, every operation is read.
+WITH slices AS (
+    SELECT greatest(%(start)s::timestamptz,
+                    s + ((i * 37) %% 101) / 100.0 * (%(period)s::interval - %(slice)s::interval)) AS lo,
+           least(%(end)s::timestamptz,
+                 s + ((i * 37) %% 101) / 100.0 * (%(period)s::interval - %(slice)s::interval)
+                   + %(slice)s::interval) AS hi
+    FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 microsecond',
+                         %(period)s::interval) WITH ORDINALITY AS g(s, i)
+), results AS (
+    -- jsonb_each in the select list: a plain projection (as a join it gets a useless Memoize)
+    SELECT jsonb_each(o.chain_results) AS c
+    FROM slices
+    JOIN sync_operations AS o ON o.enqueued_at >= slices.lo AND o.enqueued_at < slices.hi
+    WHERE o.status IN ('succeeded', 'failed', 'retrying')
+), reads AS (
+    SELECT (c).key AS chain_id, (c).value->>'status' AS status, ((c).value->>'duration_ms')::int AS duration_ms,
+           (c).value->>'error_code' AS error_code
+    FROM results
+)
+SELECT chain_id::int AS chain_id, count(*) AS reads,
+       count(*) FILTER (WHERE status = 'ok') AS ok,
+       count(*) FILTER (WHERE status = 'error') AS errors,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status = 'ok') AS latency_p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status = 'ok') AS latency_p95_ms,
+       mode() WITHIN GROUP (ORDER BY error_code) FILTER (WHERE status = 'error') AS top_error
+FROM reads
+WHERE chain_id ~ '^[0-9]{1,15}$'
+GROUP BY chain_id
+ORDER BY chain_id::int;
+
+-- dash_users --
+-- Per-user statistics of a window, filtered, sorted and paginated here; `total` is the number of
+-- users matching.  Portfolio value and the p95 duration are computed for every user only when
+-- the page is sorted by them (each CTE has a one-time filter on %(sort)s); otherwise
+-- dash_user_details adds them for the users of the page alone.
+WITH stats AS (
+    SELECT user_id, count(*) AS syncs,
+           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           max(enqueued_at) AS last_sync_at,
+           avg(duration_ms::float8) FILTER (WHERE status IN ('succeeded', 'failed')) AS avg_duration_ms
+    FROM sync_operations
+    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
+      AND (%(user_pattern)s::text IS NULL OR user_id ILIKE %(user_pattern)s)
+    GROUP BY user_id
+), filtered AS (
+    SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) AS success_rate
+    FROM stats AS s
+    WHERE s.syncs >= %(min_syncs)s
+      AND (%(max_success_rate)s::float8 IS NULL
+           OR s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) <= %(max_success_rate)s)
+      AND (NOT %(failed_only)s OR s.failed > 0)
+), portfolio AS (
+    SELECT user_id, sum(value_usd) AS portfolio_value_usd
+    FROM holdings
+    WHERE %(sort)s = 'portfolio_value_usd'
+    GROUP BY user_id
+), p95 AS (
+    SELECT user_id, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms
+    FROM sync_operations
+    WHERE %(sort)s = 'p95_duration_ms' AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+      AND status IN ('succeeded', 'failed')
+    GROUP BY user_id
+), wallets AS (
+    SELECT user_id, count(*) AS wallets
+    FROM tracked_wallets
+    GROUP BY user_id
+), ranked AS (
+    SELECT f.*, coalesce(w.wallets, 0) AS wallets, v.portfolio_value_usd, p.p95_duration_ms,
+           CASE %(sort)s WHEN 'syncs' THEN f.syncs::float8
+                         WHEN 'succeeded' THEN f.succeeded::float8
+                         WHEN 'failed' THEN f.failed::float8
+                         WHEN 'success_rate' THEN f.success_rate
+                         WHEN 'last_sync_at' THEN extract(epoch FROM f.last_sync_at)::float8
+                         WHEN 'avg_duration_ms' THEN f.avg_duration_ms
+                         WHEN 'p95_duration_ms' THEN p.p95_duration_ms
+                         WHEN 'portfolio_value_usd' THEN v.portfolio_value_usd::float8
+                         WHEN 'wallets' THEN coalesce(w.wallets, 0)::float8 END AS sort_value
+    FROM filtered AS f
+    LEFT JOIN wallets AS w USING (user_id)
+    LEFT JOIN portfolio AS v USING (user_id)
+    LEFT JOIN p95 AS p USING (user_id)
+)
+SELECT user_id, syncs, succeeded, failed, success_rate, last_sync_at, avg_duration_ms, p95_duration_ms,
+       portfolio_value_usd, wallets, count(*) OVER () AS total
+FROM ranked
+ORDER BY CASE WHEN %(descending)s THEN sort_value END DESC NULLS LAST,
+         CASE WHEN NOT %(descending)s THEN sort_value END ASC NULLS LAST,
+         CASE WHEN %(descending)s AND %(sort)s = 'user_id' THEN user_id END DESC,
+         user_id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- dash_user_details --
+-- For the users of a page: the latest operation of the window and its status, the p95
+-- duration, the portfolio value (current holdings) and how many of it are unpriced.
+SELECT u.user_id, last.status AS last_status, last.enqueued_at AS last_sync_at, last.error_code AS last_error_code,
+       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY o.duration_ms)
+        FROM sync_operations AS o
+        WHERE o.user_id = u.user_id AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+          AND o.status IN ('succeeded', 'failed')) AS p95_duration_ms,
+       h.portfolio_value_usd, h.unpriced_holdings
+FROM unnest(%(user_ids)s::text[]) AS u(user_id)
+LEFT JOIN LATERAL (
+    SELECT o.status, o.enqueued_at, o.error_code
+    FROM sync_operations AS o
+    WHERE o.user_id = u.user_id AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+    ORDER BY o.enqueued_at DESC
+    LIMIT 1
+) AS last ON true
+LEFT JOIN LATERAL (
+    SELECT sum(value_usd) AS portfolio_value_usd, count(*) FILTER (WHERE value_usd IS NULL) AS unpriced_holdings
+    FROM holdings
+    WHERE holdings.user_id = u.user_id
+) AS h ON true;
+
+-- dash_user_summary --
+-- One user's headline numbers for a window, and their wallets and portfolio now.
+SELECT count(*) AS syncs,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       max(enqueued_at) AS last_sync_at,
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
+           FILTER (WHERE status IN ('succeeded', 'failed')) AS duration_ms,
+       (SELECT count(*) FROM tracked_wallets AS t WHERE t.user_id = %(user_id)s) AS wallets,
+       (SELECT sum(value_usd) FROM holdings AS h WHERE h.user_id = %(user_id)s) AS portfolio_value_usd
+FROM sync_operations
+WHERE user_id = %(user_id)s AND enqueued_at >= %(start)s AND enqueued_at < %(end)s;
+
+-- dash_user_timeline --
+-- One user's operations of a window, newest first (at most %(limit)s): the points of the timeline.
+SELECT id::text AS operation_id, enqueued_at, status, duration_ms, queue_wait_ms, wallet_address, trigger,
+       priority, attempts, error_code
+FROM sync_operations
+WHERE user_id = %(user_id)s AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+ORDER BY enqueued_at DESC
+LIMIT %(limit)s;
+
+-- dash_user_values --
+-- One user's successful syncs of a window: each is a point of a wallet's value over time.
+SELECT coalesce(finished_at, enqueued_at) AS at, wallet_address, total_value_usd
+FROM sync_operations
+WHERE user_id = %(user_id)s AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+  AND status = 'succeeded' AND total_value_usd IS NOT NULL
+ORDER BY enqueued_at DESC
+LIMIT %(limit)s;
+
+-- dash_user_holdings --
+-- One user's current holdings by chain and token (summed over their wallets).
+SELECT chain_id, symbol, min(name) AS name, token_address, count(DISTINCT wallet_address) AS wallets,
+       sum(balance) AS balance, max(price_usd) AS price_usd, sum(value_usd) AS value_usd,
+       bool_or(value_usd IS NULL) AS unpriced, max(as_of) AS as_of, min(provider) AS provider
+FROM holdings
+WHERE user_id = %(user_id)s
+GROUP BY chain_id, symbol, token_address
+ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
+
+-- dash_operations_search --
+-- Operations matching the search, newest first, one page of them.  An operation id is searched
+-- across all time; every other filter within the window.
+SELECT id::text AS operation_id, user_id, wallet_address, chain_ids, priority, trigger, status, attempts,
+       enqueued_at, finished_at, queue_wait_ms, duration_ms, total_value_usd, error_code,
+       left(error_message, 240) AS error_message
+FROM sync_operations
+WHERE (%(operation_id)s::uuid IS NOT NULL AND id = %(operation_id)s::uuid
+       OR %(operation_id)s::uuid IS NULL AND enqueued_at >= %(start)s AND enqueued_at < %(end)s)
+  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+  AND (%(wallet)s::text IS NULL OR wallet_address = %(wallet)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(error_pattern)s::text IS NULL
+       OR status IN ('failed', 'retrying')
+          AND (error_code ILIKE %(error_pattern)s OR error_message ILIKE %(error_pattern)s))
+ORDER BY enqueued_at DESC, id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- dash_operations_count --
+-- How many operations match the search (the same conditions as dash_operations_search).
+SELECT count(*) AS total
+FROM sync_operations
+WHERE (%(operation_id)s::uuid IS NOT NULL AND id = %(operation_id)s::uuid
+       OR %(operation_id)s::uuid IS NULL AND enqueued_at >= %(start)s AND enqueued_at < %(end)s)
+  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+  AND (%(wallet)s::text IS NULL OR wallet_address = %(wallet)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(error_pattern)s::text IS NULL
+       OR status IN ('failed', 'retrying')
+          AND (error_code ILIKE %(error_pattern)s OR error_message ILIKE %(error_pattern)s));
+
+-- dash_operation --
+-- One operation's full record.
+SELECT id::text AS operation_id, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
+       enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count, total_value_usd,
+       unpriced_count, chain_results, error_code, error_message, worker_id, message_id
+FROM sync_operations
+WHERE id = %(operation_id)s;
+
+-- dash_operations_by_ids --
+-- The audit rows behind a list of operation ids (the dead letters' operations).
+SELECT id::text AS operation_id, user_id, wallet_address, chain_ids, priority, trigger, status, attempts,
+       enqueued_at, started_at, finished_at, error_code, left(error_message, 240) AS error_message
+FROM sync_operations
+WHERE id = ANY(%(operation_ids)s::uuid[]);
+
+-- dash_active_operations --
+-- Operations not final, by status: how many and the oldest (the partial index of active ones).
+SELECT status, count(*) AS operations, min(enqueued_at) AS oldest_enqueued_at,
+       min(started_at) AS oldest_started_at
+FROM sync_operations
+WHERE status IN ('queued', 'running', 'retrying')
+GROUP BY status
+ORDER BY status;
+
+-- dash_in_flight --
+-- The running and retrying operations, longest running first (at most %(limit)s).
+SELECT id::text AS operation_id, user_id, wallet_address, priority, trigger, status, attempts, enqueued_at,
+       started_at, worker_id
+FROM sync_operations
+WHERE status IN ('running', 'retrying')
+ORDER BY started_at NULLS LAST, enqueued_at
+LIMIT %(limit)s;
+
+-- dash_scheduler_ticks --
+-- The latest scheduler ticks: what each requested, held back, and why.
+SELECT schedule, tick_at, scheduler_id, started_at, finished_at, stale_count, requested_count, held_back_count,
+       backlog, details
+FROM scheduler_ticks
+ORDER BY tick_at DESC, schedule
+LIMIT %(limit)s;

@@ -1,0 +1,239 @@
+"""storage.analytics on a seeded audit trail: each aggregate (computed in PostgreSQL) against the
+same figure computed here from the raw rows, which only a test may fetch."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from storage import analytics
+from storage.pool import get_readonly_pool
+
+from .conftest import ANCHOR, PREFIX, SEED_USERS, window
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def raw(seeded) -> pd.DataFrame:
+    """Every seeded operation (the test's own reference data)."""
+    with psycopg.connect(seeded) as conn:
+        cur = conn.execute("""SELECT id::text AS operation_id, user_id, wallet_address, chain_ids, priority, trigger,
+                                     status, enqueued_at, duration_ms, queue_wait_ms, error_code, error_message,
+                                     total_value_usd, chain_results
+                              FROM sync_operations WHERE user_id LIKE %s""", (PREFIX + "%",))
+        frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame["enqueued_at"] = pd.to_datetime(frame["enqueued_at"], utc=True)
+    return frame
+
+
+def in_window(raw: pd.DataFrame, key: str) -> pd.DataFrame:
+    w = window(key)
+    return raw[(raw["enqueued_at"] >= w.start) & (raw["enqueued_at"] < w.end)]
+
+
+@pytest.mark.parametrize("key", ["24h", "7d"])
+def test_kpis_match_the_raw_rows(raw, key):
+    rows = in_window(raw, key)
+    finished = rows[rows["status"].isin(["succeeded", "failed"])]
+    k = analytics.kpis(window(key)).iloc[0]
+    assert k["syncs"] == len(rows) > 0
+    assert k["succeeded"] == (rows["status"] == "succeeded").sum()
+    assert k["failed"] == (rows["status"] == "failed").sum()
+    assert k["active"] == rows["status"].isin(["queued", "running", "retrying"]).sum()
+    assert k["success_rate"] == pytest.approx(k["succeeded"] / len(finished))
+    # percentile_cont is the linear interpolation numpy does by default
+    assert k["duration_p50_ms"] == pytest.approx(np.percentile(finished["duration_ms"].astype(float), 50))
+    assert k["duration_p95_ms"] == pytest.approx(np.percentile(finished["duration_ms"].astype(float), 95))
+    waits = rows["queue_wait_ms"].dropna().astype(float)
+    assert k["queue_wait_p95_ms"] == pytest.approx(np.percentile(waits, 95))
+    wallets = analytics.wallets_synced(window(key)).iloc[0]
+    ok = rows[rows["status"] == "succeeded"]
+    assert wallets["wallets_synced"] == len(ok.drop_duplicates(["user_id", "wallet_address"]))
+    assert wallets["users_synced"] == ok["user_id"].nunique()
+
+
+def test_throughput_has_every_bucket_and_adds_up(raw):
+    w = window("24h")
+    frame = analytics.throughput(w)
+    buckets = frame["bucket"].drop_duplicates()
+    assert len(buckets) == 96 + 1 or len(buckets) == 96  # 15-minute buckets; the window may straddle one more
+    assert set(frame["status"]) == set(analytics.STATUSES)
+    rows = in_window(raw, "24h")
+    assert frame["syncs"].sum() == len(rows)
+    by_status = frame.groupby("status")["syncs"].sum()
+    assert by_status["failed"] == (rows["status"] == "failed").sum()
+
+
+def test_duration_histogram_bins_every_finished_operation(raw):
+    frame = analytics.duration_histogram(window("7d"))
+    rows = in_window(raw, "7d")
+    finished = rows[rows["status"].isin(["succeeded", "failed"])]
+    assert frame["syncs"].sum() == len(finished)
+    edges = analytics.DURATION_EDGES
+    for record in frame.to_dict("records"):
+        inside = finished[(finished["duration_ms"] >= record["lower_ms"])
+                          & ((finished["duration_ms"] < record["upper_ms"]) if record["upper_ms"] else True)
+                          & (finished["status"] == record["status"])]
+        assert len(inside) == record["syncs"], record
+    assert analytics.duration_label(1) == f"0–{edges[1]} ms"
+
+
+def test_failures_by_error_code(raw):
+    frame = analytics.failures_by_error(window("7d")).set_index("error_code")
+    failed = in_window(raw, "7d").query("status == 'failed'")
+    expected = failed.groupby("error_code").size()
+    assert frame["failures"].to_dict() == expected.to_dict()
+    assert frame.loc["provider_timeout", "users"] == failed.query("error_code == 'provider_timeout'")["user_id"].nunique()
+
+
+def test_trigger_and_priority_with_exact_queue_wait_percentiles(raw):
+    frame = analytics.by_trigger_priority(window("7d"))
+    rows = in_window(raw, "7d")
+    assert frame["syncs"].sum() == len(rows)
+    for record in frame.to_dict("records"):
+        part = rows[(rows["trigger"] == record["trigger"]) & (rows["priority"] == record["priority"])]
+        assert record["syncs"] == len(part)
+        waits = np.sort(part["queue_wait_ms"].dropna().astype(int).to_numpy())
+        # percentile_disc: the smallest value whose cumulative share reaches the fraction
+        assert record["queue_wait_p95_ms"] == waits[int(np.ceil(0.95 * len(waits))) - 1]
+        assert record["queue_wait_p50_ms"] == waits[int(np.ceil(0.5 * len(waits))) - 1]
+    assert {"scheduled", "api"} <= set(frame["trigger"])
+
+
+def test_chains_are_exact_within_a_day_and_sampled_beyond(raw):
+    exact = analytics.chains(window("24h"))
+    assert exact.attrs["sample_fraction"] == 1.0
+    rows = in_window(raw, "24h")
+    rows = rows[rows["status"].isin(["succeeded", "failed", "retrying"])]
+    reads = [(int(c), r["status"], r.get("duration_ms")) for results in rows["chain_results"]
+             for c, r in results.items()]
+    expected = pd.DataFrame(reads, columns=["chain_id", "status", "duration_ms"])
+    for record in exact.to_dict("records"):
+        part = expected[expected["chain_id"] == record["chain_id"]]
+        assert record["reads"] == len(part)
+        assert record["ok"] == (part["status"] == "ok").sum()
+        ok_ms = part[part["status"] == "ok"]["duration_ms"].astype(float)
+        assert record["latency_p95_ms"] == pytest.approx(np.percentile(ok_ms, 95))
+    sampled = analytics.chains(window("7d"))
+    assert sampled.attrs["sample_fraction"] == pytest.approx(1 / 7)
+    # a systematic sample of a seventh of the week: about as many reads as the exact day
+    assert 0.5 < sampled["reads"].sum() / exact["reads"].sum() < 2.0
+    assert set(sampled["chain_id"]) == set(exact["chain_id"])
+
+
+def test_users_page_sorts_filters_and_paginates_on_the_server(raw):
+    w = window("7d")
+    rows = in_window(raw, "7d")
+    per_user = rows.groupby("user_id").agg(syncs=("status", "size"),
+                                           failed=("status", lambda s: (s == "failed").sum()))
+    page, total = analytics.users(w, sort="syncs", descending=True, limit=10)
+    assert total == len(per_user) <= SEED_USERS
+    assert list(page["syncs"]) == sorted(per_user["syncs"], reverse=True)[:10]
+    top = page.iloc[0]
+    assert top["last_sync_at"] == rows[rows["user_id"] == top["user_id"]]["enqueued_at"].max()
+    assert top["last_status"] in analytics.STATUSES
+    assert top["wallets"] >= 1 and top["portfolio_value_usd"] > 0
+
+    second, _ = analytics.users(w, sort="syncs", descending=True, limit=10, offset=10)
+    assert not set(second["user_id"]) & set(page["user_id"])
+
+    ascending, _ = analytics.users(w, sort="user_id", descending=False, limit=5)
+    assert list(ascending["user_id"]) == sorted(per_user.index)[:5]
+    by_value, _ = analytics.users(w, sort="portfolio_value_usd", descending=True, limit=5)
+    assert list(by_value["portfolio_value_usd"]) == sorted(by_value["portfolio_value_usd"], reverse=True)
+    by_p95, _ = analytics.users(w, sort="p95_duration_ms", descending=True, limit=5)
+    assert by_p95["p95_duration_ms"].is_monotonic_decreasing
+
+    failing, failing_total = analytics.users(w, failed_only=True, limit=500)
+    assert failing_total == (per_user["failed"] > 0).sum() and (failing["failed"] > 0).all()
+    filtered, filtered_total = analytics.users(w, user_filter="-0001", limit=500)
+    assert filtered_total == sum("-0001" in u for u in per_user.index) and filtered_total > 0
+    assert analytics.users(w, user_filter="%", limit=5)[1] == 0  # wildcards are taken literally
+    with pytest.raises(ValueError):
+        analytics.users(w, sort="syncs; DROP TABLE holdings")
+
+
+def test_a_user_drill_down(raw):
+    w = window("7d")
+    rows = in_window(raw, "7d")
+    user = rows["user_id"].value_counts().index[0]
+    mine = rows[rows["user_id"] == user]
+    summary = analytics.user_summary(w, user).iloc[0]
+    assert summary["syncs"] == len(mine) and summary["failed"] == (mine["status"] == "failed").sum()
+    timeline = analytics.user_timeline(w, user)
+    assert len(timeline) == len(mine) and timeline["enqueued_at"].is_monotonic_decreasing
+    values = analytics.user_values(w, user)
+    assert len(values) == (mine["status"] == "succeeded").sum()
+    assert set(values["wallet_address"]) <= set(mine["wallet_address"])
+    holdings = analytics.user_holdings(user)
+    assert not holdings.empty and holdings["value_usd"].sum() == pytest.approx(summary["portfolio_value_usd"])
+    assert analytics.user_summary(w, "nobody-at-all").iloc[0]["syncs"] == 0
+
+
+def test_search_operations(raw):
+    w = window("7d")
+    rows = in_window(raw, "7d")
+    user = rows["user_id"].value_counts().index[3]
+    page, total = analytics.search_operations(w, analytics.OperationSearch(user_id=user), limit=5)
+    assert total == (rows["user_id"] == user).sum() and len(page) == 5
+    assert page["enqueued_at"].is_monotonic_decreasing
+
+    failed = rows[rows["status"] == "failed"]
+    page, total = analytics.search_operations(
+        w, analytics.OperationSearch(statuses=("failed",), error_text="rate limited"), limit=500)
+    assert total == failed["error_message"].str.contains("rate limited").sum() > 0
+    assert set(page["error_code"]) == {"provider_rate_limited"}
+
+    wallet = rows.iloc[0]["wallet_address"]
+    _page, total = analytics.search_operations(w, analytics.OperationSearch(wallet=wallet.upper()))
+    assert total == (rows["wallet_address"] == wallet).sum()
+
+    # an operation id is found whatever the window
+    old = raw.iloc[0]["operation_id"]
+    page, total = analytics.search_operations(window("1h"), analytics.OperationSearch(operation_id=old))
+    assert total == 1 and page.iloc[0]["operation_id"] == old
+    assert analytics.search_operations(w, analytics.OperationSearch(operation_id="not-a-uuid"))[1] == 0
+    record = analytics.operation(old)
+    assert record["operation_id"] == old and isinstance(record["chain_results"], dict)
+    assert analytics.operation("00000000-0000-0000-0000-000000000000") is None
+
+
+def test_the_dashboard_pool_is_read_only_with_its_own_timeout(seeded):
+    with get_readonly_pool().connection() as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()["default_transaction_read_only"] == "on"
+        assert conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "5s"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM holdings WHERE user_id = 'nobody'")
+
+
+def test_queries_use_the_indexes(seeded):
+    """No dashboard query reads the whole table for a window that is a small part of it: a window
+    aggregate goes through an index (which one is the planner's choice at this size; on a month of a
+    million rows it is sync_operations_window_idx), a user's operations through the covering user index."""
+    from storage.queries import QUERIES
+
+    def plan(name: str, params: dict) -> str:
+        with get_readonly_pool().connection() as conn:
+            return "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + QUERIES[name], params).fetchall())
+
+    w = window("1h")  # a small part of the table, as a window is of a live one
+    for name in ("dash_kpis", "dash_throughput", "dash_failures_by_error", "dash_by_trigger_priority"):
+        text = plan(name, {**w.params(), "edges": [0, 10]})
+        assert "Seq Scan on sync_operations" not in text, (name, text)
+        assert "sync_operations_" in text and "_idx" in text, (name, text)
+    text = plan("dash_user_timeline", {**w.params(), "user_id": "x", "limit": 10})
+    assert "sync_operations_user_cover_idx" in text
+
+
+def test_scheduler_ticks_and_active_operations(seeded, db_conn):
+    ticks = analytics.scheduler_ticks(limit=5)
+    assert list(ticks.columns)[:3] == ["schedule", "tick_at", "scheduler_id"]
+    active = analytics.active_operations()
+    assert set(active["status"]) <= {"queued", "running", "retrying"}
+    assert active["operations"].sum() >= 1  # the seed's last 90 seconds are still in progress
+    assert ANCHOR - dt.timedelta(days=8) < min(active["oldest_enqueued_at"])
