@@ -48,7 +48,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SYNC_INFRA_MAX_RETRIES": ("20", "Retries of a message whose attempt could not even run because Redis or PostgreSQL was away (they do not use up SYNC_MAX_ATTEMPTS)."),
     "SYNC_LEASE_MS": ("8000", "Lease of a running operation in Redis, renewed every third of it; a crashed worker's operations are taken over once it lapses."),
     "RECONCILE_INTERVAL_S": ("2", "How often the reconciler runs (in one worker at a time) to re-enqueue operations whose message or worker was lost."),
-    "CIRCUIT_FAIL_MAX": ("5", "Consecutive transient failures of one chain's provider that open its circuit breaker."),
+    "CIRCUIT_FAIL_MAX": ("10", "Consecutive transient failures of one chain's provider that open its circuit breaker."),
     "CIRCUIT_RESET_S": ("20", "How long an open circuit stays open before one trial call."),
     "BROKER_HEARTBEAT_TIMEOUT_MS": ("8000", "Dramatiq: a worker silent this long is dead and its in-flight messages are requeued (a live one speaks to Redis every second or so)."),
     "BROKER_MAINTENANCE_CHANCE": ("50000", "Dramatiq: per million broker commands, how many also run queue maintenance (dead-worker recovery)."),
@@ -84,6 +84,15 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SYNC_RETENTION_DAYS": ("30", "Finished `sync_operations` rows older than this are deleted by housekeeping (never unfinished ones)."),
     "SCHEDULER_TICK_RETENTION_DAYS": ("7", "`scheduler_ticks` rows older than this are deleted by housekeeping."),
     "LOG_LEVEL": ("INFO", "Log level of every process."),
+    "LOG_FORMAT": ("json", "Format of the log lines of every process: `json` (one object per line; a job's lines carry its operation id, message id and attempt) or `text`."),
+    "API_TOKENS": ("", "HTTP API: bearer tokens accepted on /api/v1 and the web process's /metrics (secret; comma separated, each 24 to 256 characters; empty: the API answers 401 to every request)."),
+    "API_RATE_LIMIT": ("600/minute", "HTTP API: requests allowed per token, as `N/second`, `N/minute` or `N/hour`, counted in Redis across web processes (`off`: no limit); past it, 429."),
+    "API_MAX_BODY_BYTES": ("16384", "HTTP API: largest request body accepted; a larger one gets 413."),
+    "METRICS_ENABLED": ("true", "Prometheus metrics: the workers' (Dramatiq's and the project's, served on METRICS_HOST:METRICS_PORT) and the web process's (`/metrics`)."),
+    "METRICS_HOST": ("127.0.0.1", "Address the workers' metrics server binds to (`0.0.0.0` for a Prometheus on another machine)."),
+    "METRICS_PORT": ("9191", "Port of the workers' metrics server (one per `dramatiq` command)."),
+    "METRICS_DIR": ("", "Directory of the metrics files of a machine's processes (Prometheus multiprocess mode; empty: `portfolio-sync-metrics` in the system's temp directory); each `dramatiq` or web run uses a fresh subdirectory, removed once the run has ended."),
+    "EVENTS_MAXLEN": ("100000", "Completion events kept in the Redis Stream `<SYNC_NAMESPACE>:events` (trimmed approximately; `0`: no events are written)."),
 }
 
 PROVIDERS = ("simulated", "rpc", "alchemy")
@@ -156,6 +165,16 @@ class Settings:
     housekeeping_cron: str
     sync_retention_days: int
     scheduler_tick_retention_days: int
+    # Operating it (actors.cli, dashboard.api, actors.metrics, actors.events, actors.logs).
+    log_format: str = "json"
+    api_tokens: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    api_rate_limit: tuple[int, str] | None = (600, "minute")  # (requests, per second|minute|hour), None: off
+    api_max_body_bytes: int = 16384
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9191
+    metrics_dir: str = ""
+    events_maxlen: int = 100000
 
     @property
     def redis_url_display(self) -> str:
@@ -168,6 +187,7 @@ class Settings:
     @functools.cached_property
     def _secrets(self) -> tuple[str, ...]:
         found = {self.alchemy_api_key, self.price_api_key, self.dashboard_password}
+        found.update(self.api_tokens)
         for url in (self.redis_url, self.database_url, self.dashboard_database_url):
             found.update(_url_passwords(url))
         # A provider's URL often carries its key in the path (/v3/<key>) or the query (?apikey=...):
@@ -342,6 +362,33 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if protected_elsewhere not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"DASHBOARD_PROTECTED_ELSEWHERE must be true or false, got {protected_elsewhere!r}")
 
+    log_format = raw("LOG_FORMAT").lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {log_format!r}")
+    api_tokens = tuple(dict.fromkeys(t.strip() for t in (env.get("API_TOKENS") or "").split(",") if t.strip()))
+    for position, token in enumerate(api_tokens, 1):
+        if not 24 <= len(token) <= 256 or not re.fullmatch(r"[\x21-\x7e]+", token) or token.startswith("Bearer"):
+            # The token itself is never repeated in the message.
+            raise ConfigError(f"API_TOKENS: token {position} must be 24 to 256 printable characters without "
+                              f"spaces, got {len(token)} characters")
+    rate_text = raw("API_RATE_LIMIT").lower().replace(" ", "")
+    rate_match = re.fullmatch(r"(\d{1,9})/(second|minute|hour)", rate_text)
+    if rate_text in ("off", "0"):
+        api_rate_limit = None
+    elif rate_match and int(rate_match[1]) > 0:
+        api_rate_limit = (int(rate_match[1]), rate_match[2])
+    else:
+        raise ConfigError(f"API_RATE_LIMIT must be N/second, N/minute, N/hour or off, got {rate_text!r}")
+    metrics_enabled = raw("METRICS_ENABLED").lower()
+    if metrics_enabled not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"METRICS_ENABLED must be true or false, got {metrics_enabled!r}")
+    metrics_host = raw("METRICS_HOST")
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]_-]{1,255}", metrics_host):
+        raise ConfigError(f"METRICS_HOST must be a host name or IP address, got {metrics_host!r}")
+    metrics_dir = raw("METRICS_DIR")
+    if metrics_dir and not os.path.isabs(metrics_dir):
+        raise ConfigError(f"METRICS_DIR must be an absolute path, got {metrics_dir!r}")
+
     log_level = raw("LOG_LEVEL").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -406,6 +453,15 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         housekeeping_cron=cron("HOUSEKEEPING_CRON"),
         sync_retention_days=integer("SYNC_RETENTION_DAYS", 1, 36500),
         scheduler_tick_retention_days=integer("SCHEDULER_TICK_RETENTION_DAYS", 1, 36500),
+        log_format=log_format,
+        api_tokens=api_tokens,
+        api_rate_limit=api_rate_limit,
+        api_max_body_bytes=integer("API_MAX_BODY_BYTES", 256, 10_485_760),
+        metrics_enabled=metrics_enabled in ("true", "1", "yes"),
+        metrics_host=metrics_host,
+        metrics_port=integer("METRICS_PORT", 1, 65535),
+        metrics_dir=metrics_dir,
+        events_maxlen=integer("EVENTS_MAXLEN", 0, 100_000_000),
     )
 
 

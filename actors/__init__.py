@@ -10,6 +10,8 @@ The API::
     request_sync(user_id, wallet_address, chain_ids=None, *, priority="normal", force=False, trigger="api") -> str
     request_syncs([{...}, ...]) -> list[str]
     get_sync(operation_id) -> dict | None
+    track_wallet(user_id, wallet_address, chain_ids=None) -> dict
+    pause_wallet(user_id, wallet_address) / resume_wallet(...) / untrack_wallet(...) -> bool
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import settings as _settings
 from . import logs as _logs
 from .broker import QUEUES, build_broker
 
+from .cli import preflight as _cli_preflight  # noqa: E402
+_cli_preflight()  # the `portfolio-sync` command: --help, usage and configuration errors end it here (exit 0/2)
 _cfg = _settings.get()
 _logs.install(_cfg)
 # periodiq: the broker and its middleware must exist before any actor is declared.
@@ -40,7 +44,14 @@ SYNC_ACTORS = {
 }
 sync_portfolio = SYNC_ACTORS["normal"]
 
+from . import scheduler as _scheduler  # noqa: E402
+from .tracking import pause_wallet, resume_wallet, track_wallet, untrack_wallet  # noqa: E402
+
+#: The periodic actors (run by ``periodiq actors``), declared after the sync actors; see ``actors.scheduler``.
+PERIODIC_ACTORS = _scheduler.declare_periodic_actors(_cfg)
+
 __all__ = [
     "InvalidSyncRequest", "SyncAttemptFailed", "SyncUnavailable", "SYNC_ACTORS", "broker",
     "get_sync", "request_sync", "request_syncs", "sync_portfolio",
+    "PERIODIC_ACTORS", "track_wallet", "pause_wallet", "resume_wallet", "untrack_wallet",
 ]

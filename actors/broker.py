@@ -32,6 +32,8 @@ from .errors import SyncAttemptFailed
 from .quarantine import QuarantiningConsumer
 
 QUEUES = {"high": ("sync_high", 0), "normal": ("sync", 50), "low": ("sync_low", 100)}
+#: The periodic actors' own queue (actors.scheduler): a backlog of syncs never delays a tick.
+PERIODIC_QUEUE = "periodic"
 
 #: Errors of the infrastructure itself that are worth another attempt.
 TRANSIENT_INFRASTRUCTURE_ERRORS = (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError,
@@ -103,28 +105,37 @@ def make_retry_when(max_attempts: int, infra_max_retries: int):
 
 def build_broker(cfg: settings_module.Settings) -> SyncBroker:
     from .guard import MessageGuard
+    from .logs import JobLogContext
+    from .metrics import worker_middleware
     from .process import WorkerProcessGuard
     from .reconciler import ReconcilerMiddleware, TrackRetries
+    from .scheduler import PERIODIC_SKIP_DELAY_S, PeriodicSkips
 
     middleware = [
+        JobLogContext(), *worker_middleware(cfg),  # first: every middleware's log lines of a job carry its ids
         WorkerProcessGuard(),
         AgeLimit(max_age=cfg.max_age_ms),
-        TimeLimit(time_limit=cfg.time_limit_ms),
         ShutdownNotifications(),
         Retries(max_retries=cfg.max_attempts - 1, min_backoff=cfg.retry_min_backoff_ms,
                 max_backoff=cfg.retry_max_backoff_ms,
                 retry_when=make_retry_when(cfg.max_attempts, cfg.infra_max_retries)),
         CurrentMessage(),
-        PeriodiqMiddleware(),
+        PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY_S),
+        PeriodicSkips(),
         MessageGuard(),
         TrackRetries(),
         ReconcilerMiddleware(),
+        # Last: its before-hook arms the timer just before the actor runs and, after-hooks running in
+        # reverse order, its after-hook disarms it first.  Earlier in the list, the timer stayed armed
+        # while Retries re-enqueued, and could kill the worker thread there (TimeLimitExceeded is a
+        # BaseException) when Redis was slow.
+        TimeLimit(time_limit=cfg.time_limit_ms),
     ]
     # Built here rather than from ``url=``: RedisBroker drops socket options when given a URL,
     # and every Redis call must time out rather than hang a worker thread.
     client = redis.Redis.from_url(cfg.redis_url, socket_timeout=cfg.redis_timeout_s,
                                   socket_connect_timeout=cfg.redis_timeout_s, health_check_interval=30)
-    # Dramatiq's own recovery of a dead worker's messages: a 15 s heartbeat timeout and a maintenance
+    # Dramatiq's own recovery of a dead worker's messages: an 8 s heartbeat timeout and a maintenance
     # pass on 5% of commands (defaults: 60 s and 0.1%, which took minutes); the reconciler
     # (actors.reconciler) brings operations back faster still, from their leases.
     broker = SyncBroker(client=client, namespace=cfg.namespace, middleware=middleware,
@@ -132,4 +143,5 @@ def build_broker(cfg: settings_module.Settings) -> SyncBroker:
                         maintenance_chance=cfg.broker_maintenance_chance, quarantine_max=cfg.quarantine_max)
     for queue_name, _priority in QUEUES.values():
         broker.declare_queue(queue_name)
+    broker.declare_queue(PERIODIC_QUEUE)
     return broker

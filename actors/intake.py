@@ -27,6 +27,7 @@ from storage import operations
 from storage.operations import NewOperation
 
 from . import context
+from . import observe  # metrics of the admission decisions
 from .broker import QUEUES
 from .errors import SyncUnavailable
 from .validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
@@ -93,6 +94,7 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
             [(r.user_id, r.wallet_address, str(uuid.uuid4()), r.force) for r in validated])
     except redis.RedisError as exc:
         raise SyncUnavailable(f"Redis did not accept the request(s): {cfg.redact(str(exc))}") from None
+    observe.admitted(admitted)
 
     new = [(request, a.operation_id) for request, a in zip(validated, admitted) if a.decision == "accepted"]
     if new:

@@ -28,6 +28,7 @@ from storage import operations
 from storage.operations import AttemptOutcome
 
 from . import context
+from . import observe  # metrics and completion events
 from .broker import TRANSIENT_INFRASTRUCTURE_ERRORS
 from .errors import SyncAttemptFailed
 from .validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
@@ -81,6 +82,7 @@ def _run_attempt(op_id: str) -> None:
     if outcome.status in ("succeeded", "failed"):
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
                                      succeeded=outcome.status == "succeeded")
+    observe.attempt_finished(row, outcome, time.monotonic() - started)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
@@ -98,6 +100,7 @@ def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
                                     error_message=context.cfg().redact(error_message)[:_MAX_ERROR_MESSAGE])
     if row is not None:
         context.admissions().release(row["user_id"], row["wallet_address"], operation_id, succeeded=False)
+        observe.operation_failed(operation_id)
 
 
 def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:

@@ -1,10 +1,26 @@
-"""Logging that never leaks a secret: every record passes through ``Settings.redact``."""
+"""Logging that never leaks a secret: every record passes through ``Settings.redact``.
+
+``LOG_FORMAT=json`` (the default) writes one JSON object per line:
+``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``process``, ``thread``, ``exc_info``
+(a traceback, redacted, when there is one) and, on every line a Dramatiq job's thread logs while
+it runs, ``actor``, ``message_id`` (Dramatiq's), ``attempt`` (the delivery: Dramatiq's retries + 1)
+and ``operation_id`` (sync actors).  ``LOG_FORMAT=text`` keeps the classic one-line format.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
 
+from dramatiq.middleware import Middleware
+
 import settings as settings_module
+
+TEXT_FORMAT = "[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s"
+#: The job whose thread is logging: set by :class:`JobLogContext` while a message is processed.
+_job: contextvars.ContextVar[dict | None] = contextvars.ContextVar("portfolio_sync_job", default=None)
 
 
 class RedactingFilter(logging.Filter):
@@ -15,7 +31,11 @@ class RedactingFilter(logging.Filter):
         self.cfg = cfg
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.cfg.redact(record.getMessage())
+        try:
+            text = record.getMessage()
+        except Exception as exc:  # a broken argument must not take the logging thread down with it
+            text = f"{record.msg!s} (unformattable arguments: {type(exc).__name__})"
+        record.msg = self.cfg.redact(text)
         record.args = None
         if record.exc_info:
             # Formatters reuse exc_text when set, so the redacted traceback is what gets written.
@@ -28,7 +48,7 @@ def install(cfg: settings_module.Settings) -> None:
     and set the level from ``LOG_LEVEL``."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
+        logging.basicConfig(format=TEXT_FORMAT)
     root.setLevel(cfg.log_level)
     # httpx logs every request with its full URL at INFO; a provider URL may carry a key, and one
     # line per chain read is noise anyway.  Its warnings and errors still show.
@@ -36,3 +56,70 @@ def install(cfg: settings_module.Settings) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(cfg))
+        if not any(isinstance(f, JobContextFilter) for f in handler.filters):
+            handler.addFilter(JobContextFilter())
+        if cfg.log_format == "json" and not isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(JsonFormatter())
+
+
+class JobContextFilter(logging.Filter):
+    """Give each record logged while a job runs (in its thread) the job's fields (see the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = _job.get()
+        if job:
+            for key, value in job.items():
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line.  Only the fields of the module docstring are written (never a
+    record's arbitrary extras), and a traceback is taken from ``exc_text``, which
+    :class:`RedactingFilter` has already redacted."""
+
+    _JOB_FIELDS = ("operation_id", "message_id", "attempt", "actor")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds")
+                    .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        for key in self._JOB_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc_info"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class JobLogContext(Middleware):
+    """Sets the job fields of every log line a worker thread writes while it processes a message
+    (first in the middleware list, so the other middleware's lines carry them too)."""
+
+    def before_process_message(self, broker, message):
+        fields = {"actor": message.actor_name, "message_id": message.message_id,
+                  "attempt": int(message.options.get("retries") or 0) + 1}
+        if message.actor_name.startswith("sync_portfolio") and message.args:
+            fields["operation_id"] = str(message.args[0])[:64]
+        _job.set(fields)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        _job.set(None)
+
+    after_skip_message = after_process_message
+
+
+def job_fields() -> dict | None:
+    """The job fields of the current thread's log lines (``None`` outside a job)."""
+    return _job.get()

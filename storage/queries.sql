@@ -39,7 +39,7 @@ SET status = 'running',
     worker_id = %(worker_id)s,
     message_id = %(message_id)s
 WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running')
-RETURNING id, user_id, wallet_address, chain_ids, priority, trigger, attempts, chain_results;
+RETURNING id, user_id, wallet_address, chain_ids, priority, trigger, attempts, chain_results, queue_wait_ms;
 
 -- finish_attempt --
 -- End an attempt in one statement: the operation's new status and results, the holdings of

@@ -35,6 +35,7 @@ os.environ.update({
     "SYNC_RETRY_MIN_BACKOFF_MS": "100",
     "SYNC_RETRY_MAX_BACKOFF_MS": "400",
     "LOG_LEVEL": "INFO",
+    "METRICS_ENABLED": "false",  # no metrics server per test worker; tests of the metrics turn them on
 })
 for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MAX_ATTEMPTS", "SYNC_TIME_LIMIT_MS"):
     os.environ.pop(_name, None)

@@ -1,0 +1,407 @@
+"""The web process's machine-facing endpoints: the HTTP intake, health, readiness and metrics.
+
+==================================  =====================  ===========================================
+path                                auth                   what
+==================================  =====================  ===========================================
+``POST /api/v1/syncs``              bearer (API_TOKENS)    ``request_sync`` for other services
+``GET /api/v1/syncs/<id>``          bearer                 ``get_sync``
+``GET /api/v1/wallets/<a>/syncs``   bearer                 a wallet's latest operations
+``GET /api/v1/openapi.json``        none                   the OpenAPI document (``dashboard.openapi``)
+``GET /healthz``                    none                   the process is alive (no I/O)
+``GET /readyz``                     none                   Redis and PostgreSQL answer, schema applied
+``GET /metrics``                    bearer                 the web process's Prometheus metrics
+==================================  =====================  ===========================================
+
+They are a Flask app of their own (:func:`create_app`), which :func:`mount` puts in front of the
+dashboard's server: requests to these paths go to it, every other one to the dashboard.  So the
+dashboard's login and its same-origin rule for POSTs do not apply here (a bearer token is not sent
+by a browser on its own), and the API's JSON errors, body limit and rate limit do not apply to
+the dashboard.  Blueprints: ``api`` (``/api/v1``) and ``health``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import flask
+import psycopg
+import redis
+from werkzeug.exceptions import HTTPException
+
+import actors
+import settings as settings_module
+from actors import metrics, observe
+from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
+from storage import operating
+
+from . import openapi
+
+logger = logging.getLogger("dashboard.api")
+
+#: Paths (besides everything under /api/) that :func:`mount` sends to the API app.
+HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
+REALM = "portfolio-sync"
+_REQUEST_FIELDS = {"user_id", "wallet_address", "chain_ids", "priority", "force"}
+_HIDDEN_FIELDS = ("worker_id", "message_id", "requeues")  # internal; not part of the API's Operation
+_ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
+                503: "unavailable"}
+
+api = flask.Blueprint("api", __name__, url_prefix="/api/v1")
+health = flask.Blueprint("health", __name__)
+
+
+# -------------------------------------------------------------------------------- the app --
+
+def create_app(cfg: settings_module.Settings | None = None) -> flask.Flask:
+    """The API app, configured from ``cfg`` (default: the process's settings)."""
+    cfg = cfg or settings_module.get()
+    if cfg.metrics_enabled:
+        directory = metrics.web_directory(cfg)
+        if directory is not None:
+            metrics.remove_ended_runs(cfg, keep=directory)
+        metrics.enable(cfg, directory)
+    app = flask.Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.api_max_body_bytes
+    app.extensions["portfolio_sync"] = _State(cfg)
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_start_timer)
+    app.after_request(_finish)
+    return app
+
+
+def mount(server: flask.Flask, cfg: settings_module.Settings | None = None) -> flask.Flask:
+    """Serve :func:`create_app` in front of ``server`` (the dashboard) for the API and health paths."""
+    app = create_app(cfg)
+    server.wsgi_app = _Dispatcher(app, server.wsgi_app)
+    return app
+
+
+class _Dispatcher:
+    def __init__(self, api_app: Callable, fallback: Callable):
+        self.api_app = api_app
+        self.fallback = fallback
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO") or ""
+        if path.startswith("/api/") or path in HEALTH_PATHS:
+            return self.api_app(environ, start_response)
+        return self.fallback(environ, start_response)
+
+
+class _State:
+    """What one app instance holds: its settings, token digests, rate limiter and readiness probe."""
+
+    def __init__(self, cfg: settings_module.Settings):
+        self.cfg = cfg
+        self.token_digests = tuple(hashlib.sha256(t.encode()).digest() for t in cfg.api_tokens)
+        self.readiness = Readiness(cfg)
+        self.limiter = RateLimit(cfg) if cfg.api_rate_limit else None
+        self.spec = openapi.document(cfg.chains)
+
+
+def _state() -> _State:
+    return flask.current_app.extensions["portfolio_sync"]
+
+
+# ---------------------------------------------------------------------------- responses --
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(flask.json.dumps(payload), status=status, mimetype="application/json",
+                              headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> flask.Response:
+    return _json({"error": _ERROR_CODES.get(status, "internal_error"), "message": message, **extra}, status, headers)
+
+
+def _http_error(exc: HTTPException) -> flask.Response:
+    status = exc.code or 500
+    messages = {404: "no such endpoint", 405: f"method {flask.request.method} is not allowed here",
+                413: f"the request body is larger than API_MAX_BODY_BYTES ({_state().cfg.api_max_body_bytes} bytes)"}
+    response = _error(status, messages.get(status, exc.description or exc.name))
+    if getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _unexpected_error(exc: Exception) -> flask.Response:
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    logger.exception("API: %s %s failed unexpectedly.", flask.request.method, flask.request.path)
+    return _json({"error": "internal_error", "message": "an unexpected error occurred; it was logged"}, 500)
+
+
+def _unavailable(message: str) -> flask.Response:
+    return _error(503, message, {"Retry-After": "5"})
+
+
+def _start_timer() -> None:
+    flask.g.started = time.monotonic()
+
+
+def _finish(response: flask.Response) -> flask.Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    rule = flask.request.url_rule
+    endpoint = rule.endpoint if rule is not None else "unmatched"
+    metrics.inc("portfolio_sync_http_requests_total", endpoint=endpoint, method=flask.request.method,
+                status=response.status_code)
+    if "started" in flask.g:
+        metrics.observe("portfolio_sync_http_request_duration_seconds", time.monotonic() - flask.g.started,
+                        endpoint=endpoint)
+    return response
+
+
+def operation_json(row: dict) -> dict:
+    """An audit row as the API's ``Operation``: ``operation_id``, decimals and times as strings."""
+    out: dict[str, Any] = {"operation_id": str(row["id"])}
+    for key, value in row.items():
+        if key == "id" or key in _HIDDEN_FIELDS:
+            continue
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif key == "chain_ids" and value is not None:
+            value = list(value)
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- auth, limits --
+
+@api.before_request
+def _authenticate():
+    if flask.request.endpoint == "api.openapi_document":
+        return None
+    return _require_token()
+
+
+def _require_token() -> flask.Response | None:
+    state = _state()
+    header = flask.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    presented = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
+    matched = None
+    for digest in state.token_digests:  # every token compared, always: the time says nothing
+        if hmac.compare_digest(presented, digest) and scheme.lower() == "bearer":
+            matched = digest
+    if matched is None:
+        message = ("the API is disabled: no API_TOKENS are configured" if not state.token_digests else
+                   "a bearer token of API_TOKENS is required" if not header else "the bearer token is not valid")
+        if header:
+            logger.warning("API: refused a request to %s from %s: bad token.", flask.request.path,
+                           flask.request.remote_addr)
+        return _error(401, message, {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+    if state.limiter is not None:
+        retry_after = state.limiter.hit(matched.hex()[:32])
+        if retry_after is not None:
+            return _error(429, f"more than {state.limiter.describe()} requests for this token; retry later",
+                          {"Retry-After": str(retry_after)})
+    return None
+
+
+class RateLimit:
+    """API_RATE_LIMIT per token, counted in Redis (a sliding window of the ``limits`` library) so
+    that every web process shares it.  If Redis does not answer, requests are let through."""
+
+    def __init__(self, cfg: settings_module.Settings):
+        from limits import RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
+        from limits.storage import RedisStorage
+        from limits.strategies import SlidingWindowCounterRateLimiter
+
+        amount, per = cfg.api_rate_limit
+        item_class = {"second": RateLimitItemPerSecond, "minute": RateLimitItemPerMinute,
+                      "hour": RateLimitItemPerHour}[per]
+        self.item = item_class(amount)
+        pool = redis.ConnectionPool.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self.storage = RedisStorage("redis://", connection_pool=pool, key_prefix=f"{cfg.namespace}:ratelimit")
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self.cfg = cfg
+
+    def describe(self) -> str:
+        amount, per = self.cfg.api_rate_limit
+        return f"{amount} per {per}"
+
+    def hit(self, key: str) -> int | None:
+        """Count a request of ``key``; ``None`` if allowed, else the seconds to wait."""
+        try:
+            if self.limiter.hit(self.item, key):
+                return None
+            reset_at, _remaining = self.limiter.get_window_stats(self.item, key)
+            return max(1, math.ceil(reset_at - time.time()))
+        except redis.RedisError as exc:
+            logger.warning("API: the rate limit could not be checked (%s); the request is let through.",
+                           self.cfg.redact(str(exc)))
+            return None
+
+
+# ---------------------------------------------------------------------------------- the API --
+
+@api.get("/openapi.json")
+def openapi_document():
+    return _json(_state().spec)
+
+
+@api.post("/syncs")
+def post_sync():
+    if not flask.request.is_json:
+        return _error(415, "the body must be JSON (Content-Type: application/json)")
+    body = flask.request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    unknown = set(body) - _REQUEST_FIELDS
+    if unknown:
+        return _error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "user_id" not in body or "wallet_address" not in body:
+        return _error(400, "user_id and wallet_address are required")
+    chain_ids = body.get("chain_ids")
+    observe.forget_admissions()
+    try:
+        op_id = actors.request_sync(body["user_id"], body["wallet_address"], chain_ids,
+                                    priority=body.get("priority", "normal"), force=body.get("force", False),
+                                    trigger="api")
+    except InvalidSyncRequest as exc:
+        return _error(400, str(exc))
+    except actors.SyncUnavailable as exc:
+        return _unavailable(str(exc))
+    admissions = observe.last_admissions() or []
+    decision = admissions[0].decision if admissions else "accepted"
+    url = flask.url_for("api.get_sync", operation_id=op_id)
+    if decision == "accepted":
+        return _json({"operation_id": op_id, "status": "queued", "admission": decision, "url": url}, 202,
+                     {"Location": url})
+    try:
+        existing = actors.get_sync(op_id)
+    except actors.SyncUnavailable as exc:
+        return _unavailable(str(exc))
+    if existing is None:  # gone meanwhile (retention): it still answered the request
+        return _json({"operation_id": op_id, "status": "succeeded", "admission": decision, "url": url})
+    cfg = _state().cfg
+    requested = set(chain_ids) if chain_ids is not None else set(cfg.chains)
+    if requested <= set(existing["chain_ids"]):
+        return _json({"operation_id": op_id, "status": existing["status"], "admission": decision, "url": url})
+    missing = ", ".join(map(str, sorted(requested - set(existing["chain_ids"]))))
+    if decision == "duplicate":
+        return _error(409, f"a sync of this wallet is {existing['status']} without chain(s) {missing}; "
+                           "request again once it has finished", operation_id=op_id, admission=decision)
+    headers = {}
+    if existing.get("finished_at") is not None:
+        left = cfg.cooldown_seconds - (time.time() - existing["finished_at"].timestamp())
+        headers["Retry-After"] = str(max(1, math.ceil(left)))
+    return _error(409, f"this wallet was synced successfully within SYNC_COOLDOWN_SECONDS without chain(s) "
+                       f"{missing}; request again after the cooldown, or with force", headers,
+                  operation_id=op_id, admission=decision)
+
+
+@api.get("/syncs/<operation_id>")
+def get_sync(operation_id: str):
+    try:
+        row = actors.get_sync(operation_id)
+    except InvalidSyncRequest as exc:
+        return _error(400, str(exc))
+    except actors.SyncUnavailable as exc:
+        return _unavailable(str(exc))
+    if row is None:
+        return _error(404, f"no operation {operation_id}")
+    return _json(operation_json(row))
+
+
+@api.get("/wallets/<wallet_address>/syncs")
+def wallet_syncs(wallet_address: str):
+    try:
+        wallet = validate_wallet(wallet_address)
+    except InvalidSyncRequest as exc:
+        return _error(400, str(exc))
+    user_id = flask.request.args.get("user_id")
+    if user_id is not None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
+        return _error(400, f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters")
+    limit_text = flask.request.args.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        return _error(400, f"limit must be an integer from 1 to 100, got {limit_text[:20]!r}")
+    try:
+        rows = operating.wallet_syncs(wallet, user_id=user_id, limit=int(limit_text))
+    except psycopg.OperationalError as exc:
+        return _unavailable(f"PostgreSQL did not answer: {_state().cfg.redact(str(exc))}")
+    return _json({"wallet_address": wallet, "syncs": [operation_json(r) for r in rows]})
+
+
+# ------------------------------------------------------------------------------- health --
+
+@health.get("/healthz")
+def healthz():
+    """Alive: answers without touching Redis or PostgreSQL."""
+    return _json({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz():
+    ready, checks = _state().readiness.check()
+    return _json({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+
+
+@health.get("/metrics")
+def metrics_endpoint():
+    denied = _require_token()
+    if denied is not None:
+        return denied
+    if not _state().cfg.metrics_enabled:
+        return _error(404, "metrics are disabled (METRICS_ENABLED=false)")
+    body, content_type = metrics.exposition([metrics.QueueCollector()])  # queue gauges: scrapable even where workers are not
+    return flask.Response(body, status=200, content_type=content_type)
+
+
+class Readiness:
+    """Redis answers PING, PostgreSQL a statement, and the schema's tables exist; each with a short
+    timeout.  The answer is kept for ``ttl_s``, and concurrent polls share one check."""
+
+    def __init__(self, cfg: settings_module.Settings, *, ttl_s: float = 1.0):
+        self.cfg = cfg
+        self.ttl_s = ttl_s
+        self.redis = redis.Redis.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self.database = operating.DatabaseProbe(cfg.database_url, timeout_s=2)
+        self._lock = threading.Lock()
+        self._result: tuple[bool, dict] | None = None
+        self._at = 0.0
+
+    def check(self) -> tuple[bool, dict]:
+        with self._lock:
+            if self._result is not None and time.monotonic() - self._at < self.ttl_s:
+                return self._result
+            self._result = self._check()
+            self._at = time.monotonic()
+            return self._result
+
+    def _check(self) -> tuple[bool, dict]:
+        checks: dict[str, dict] = {}
+        started = time.monotonic()
+        try:
+            self.redis.ping()
+            checks["redis"] = {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+        except redis.RedisError as exc:
+            checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: Redis did not answer"}
+        started = time.monotonic()
+        try:
+            missing = self.database.check()
+            checks["postgres"] = {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+            checks["schema"] = {"ok": not missing, "missing_tables": missing}
+        except psycopg.Error as exc:
+            checks["postgres"] = {"ok": False, "error": f"{type(exc).__name__}: PostgreSQL did not answer"}
+            checks["schema"] = {"ok": False, "missing_tables": None}
+        ready = all(c["ok"] for c in checks.values())
+        if not ready:
+            logger.warning("Not ready: %s", ", ".join(k for k, c in checks.items() if not c["ok"]))
+        return ready, checks
