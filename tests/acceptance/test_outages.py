@@ -24,6 +24,7 @@ from storage import migrate
 from tests.processes import WorkerProcess
 from tests.producer import ProducerProcess
 from tests.servers import PostgresServer, RedisServer
+from tests.waiting import FINAL, wait_until
 
 pytestmark = pytest.mark.acceptance
 
@@ -37,21 +38,11 @@ FAST = {
     "SIMULATED_LATENCY_MS": "200", "SYNC_LEASE_MS": "3000",
 }
 CHAINS = [1, 8453]
-FINAL = ("succeeded", "failed")
 #: How much longer than its timeout a refused call may take (scheduling, logging, the JSON round trip).
 SLACK_S = 1.5
 
 
 # ---------------------------------------------------------------------------------------- helpers --
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(message)
 
 
 def accepted_ids(outcomes: list[dict]) -> list[str]:
