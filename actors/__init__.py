@@ -22,8 +22,8 @@ import settings as _settings
 
 from . import logs as _logs
 from .broker import QUEUES, build_broker
+from .cli import preflight as _cli_preflight
 
-from .cli import preflight as _cli_preflight  # noqa: E402
 _cli_preflight()  # the `portfolio-sync` command: --help, usage and configuration errors end it here (exit 0/2)
 _cfg = _settings.get()
 _logs.install(_cfg)
