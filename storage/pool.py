@@ -1,4 +1,4 @@
-"""One lazily opened PostgreSQL connection pool per process.
+"""Lazily opened PostgreSQL connection pools, one of each kind per process.
 
 The pool is opened on first use, never at import, so that a Dramatiq worker
 process opens its own after the fork instead of inheriting its parent's
@@ -17,9 +17,32 @@ from psycopg_pool import ConnectionPool
 
 import settings as settings_module
 
-_lock = threading.Lock()
-_pool: ConnectionPool | None = None
-_pool_pid: int | None = None
+
+class _ProcessPool:
+    """A pool opened by ``make`` on first use in each process (again in a forked child), closed at exit."""
+
+    def __init__(self, make):
+        self._make = make
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._pid: int | None = None
+        atexit.register(self.close)
+
+    def get(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = self._make(settings_module.get())
+                self._pid = os.getpid()
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
 
 
 def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -> dict:
@@ -36,45 +59,28 @@ def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -
     }
 
 
+def _open_pool(cfg: settings_module.Settings) -> ConnectionPool:
+    return ConnectionPool(cfg.database_url, min_size=1, max_size=cfg.db_pool_max,
+                          kwargs=connection_kwargs(cfg, application_name="portfolio-sync"),
+                          timeout=cfg.db_connect_timeout_s, name="portfolio-sync", open=True)
+
+
+_main = _ProcessPool(_open_pool)
+
+
 def get_pool() -> ConnectionPool:
     """This process's pool, opened on first call (and again in a forked child)."""
-    global _pool, _pool_pid
-    pool = _pool
-    if pool is not None and _pool_pid == os.getpid():
-        return pool
-    with _lock:
-        if _pool is None or _pool_pid != os.getpid():
-            cfg = settings_module.get()
-            _pool = ConnectionPool(
-                cfg.database_url,
-                min_size=1,
-                max_size=cfg.db_pool_max,
-                kwargs=connection_kwargs(cfg, application_name="portfolio-sync"),
-                timeout=cfg.db_connect_timeout_s,
-                name="portfolio-sync",
-                open=True,
-            )
-            _pool_pid = os.getpid()
-        return _pool
+    return _main.get()
 
 
 def close_pool() -> None:
     """Close this process's pool, if it opened one."""
-    global _pool
-    with _lock:
-        if _pool is not None and _pool_pid == os.getpid():
-            _pool.close()
-        _pool = None
-
+    _main.close()
 
 
 # The dashboard's own pool: small, read-only, with its own statement timeout.  Every
 # transaction it opens is READ ONLY (``default_transaction_read_only``), whatever role
 # DASHBOARD_DATABASE_URL names; a read-only role there makes that hold on the server too.
-_readonly_pool: ConnectionPool | None = None
-_readonly_pid: int | None = None
-
-
 def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
     kwargs = connection_kwargs(cfg, application_name="portfolio-sync-dashboard")
     # Aggregates over a month of the audit trail sort up to a million values: in memory, no JIT.
@@ -84,37 +90,20 @@ def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
     return kwargs
 
 
+def _open_readonly_pool(cfg: settings_module.Settings) -> ConnectionPool:
+    return ConnectionPool(cfg.dashboard_database_url or cfg.database_url, min_size=1,
+                          max_size=cfg.dashboard_db_pool_max, kwargs=readonly_connection_kwargs(cfg),
+                          timeout=cfg.db_connect_timeout_s, name="portfolio-sync-dashboard", open=True)
+
+
+_readonly = _ProcessPool(_open_readonly_pool)
+
+
 def get_readonly_pool() -> ConnectionPool:
     """This process's read-only pool (the dashboard's), opened on first call."""
-    global _readonly_pool, _readonly_pid
-    pool = _readonly_pool
-    if pool is not None and _readonly_pid == os.getpid():
-        return pool
-    with _lock:
-        if _readonly_pool is None or _readonly_pid != os.getpid():
-            cfg = settings_module.get()
-            _readonly_pool = ConnectionPool(
-                cfg.dashboard_database_url or cfg.database_url,
-                min_size=1,
-                max_size=cfg.dashboard_db_pool_max,
-                kwargs=readonly_connection_kwargs(cfg),
-                timeout=cfg.db_connect_timeout_s,
-                name="portfolio-sync-dashboard",
-                open=True,
-            )
-            _readonly_pid = os.getpid()
-        return _readonly_pool
+    return _readonly.get()
 
 
 def close_readonly_pool() -> None:
     """Close this process's read-only pool, if it opened one."""
-    global _readonly_pool
-    with _lock:
-        if _readonly_pool is not None and _readonly_pid == os.getpid():
-            _readonly_pool.close()
-        _readonly_pool = None
-
-
-atexit.register(close_readonly_pool)
-
-atexit.register(close_pool)
+    _readonly.close()
