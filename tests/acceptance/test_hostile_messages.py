@@ -29,7 +29,7 @@ import actors
 from actors import lifecycle
 from actors.validation import parse_operation_id
 from storage import operations
-from tests.acceptance.test_worker import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -360,7 +360,7 @@ def test_wrongly_typed_envelopes_placed_by_hand_never_stop_the_worker(start_work
     pipe.execute()
     then = actors.request_syncs([{"user_id": user_id, "wallet_address": w, "chain_ids": [1]} for w in wallets(4)])
     settled = wait_until(lambda: not in_limbo(redis_client, ns, set(redis_ids)), 10)
-    finals = [actors.get_sync(op_id)["status"] for op_id in first + then]
+    finals = [wait_for(op_id, timeout=30)["status"] for op_id in first + then]
     served = worker_still_serves(user_id, timeout=8)
 
     assert dead_threads(worker.log) == [], preview(bodies)
