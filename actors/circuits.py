@@ -60,7 +60,12 @@ class ChainCircuits:
     def call(self, chain_id: int, fn: Callable[..., T], *args) -> T:
         """``fn(*args)`` unless the chain's circuit is open (then ``circuit_open``, transient)."""
         failures_key, open_key = self._keys(chain_id)
-        remaining_ms = self.client.pttl(open_key)
+        # One round trip reads both keys: whether the circuit is open, and whether a success must
+        # reset a count of failures (most calls follow a success and have nothing to reset).
+        pipe = self.client.pipeline(transaction=False)
+        pipe.pttl(open_key)
+        pipe.exists(failures_key)
+        remaining_ms, failures = pipe.execute()
         if remaining_ms > 0:
             raise TransientProviderError(
                 "circuit_open",
@@ -72,7 +77,8 @@ class ChainCircuits:
             if exc.transient:
                 self._failed(keys=[failures_key, open_key], args=[self.fail_max, self.reset_ms])
             raise
-        self.client.delete(failures_key)
+        if failures:
+            self.client.delete(failures_key)
         return result
 
     def seconds_until_trial(self, chain_id: int) -> float:

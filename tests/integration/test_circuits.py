@@ -50,6 +50,16 @@ def test_opens_after_consecutive_transient_failures_then_lets_a_trial_through(ci
     assert circuits.call(1, lambda: "still closed") == "still closed"
 
 
+def test_a_success_resets_the_count_of_consecutive_failures(circuits):
+    for _ in range(2):
+        for _ in range(2):  # fail_max - 1 failures, then a success: never three in a row
+            with pytest.raises(TransientProviderError, match="flaky"):
+                circuits.call(1, fail(TransientProviderError("provider_unavailable", "flaky")))
+        assert circuits.call(1, lambda: "ok") == "ok"
+    assert circuits.seconds_until_trial(1) == 0
+    assert circuits.call(1, lambda: "closed") == "closed"
+
+
 def test_permanent_errors_do_not_count(circuits):
     for _ in range(5):
         with pytest.raises(PermanentProviderError):
