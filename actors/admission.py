@@ -72,10 +72,12 @@ class Admissions:
                         args=[operation_id, self.inflight_ttl_ms, "1" if force else "0"], client=pipe)
         return [Admission(d.decode(), op.decode()) for d, op in pipe.execute()]
 
-    def release(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool) -> None:
-        """The operation reached a final status: free the wallet, and start its cooldown if it succeeded."""
+    def release(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool,
+                client: redis.client.Pipeline | None = None) -> None:
+        """The operation reached a final status: free the wallet, and start its cooldown if it succeeded.
+        With ``client`` (a pipeline), the release is queued there and sent with it."""
         self._release(keys=self._keys(user_id, wallet),
-                      args=[operation_id, "1" if succeeded else "0", self.cooldown_s])
+                      args=[operation_id, "1" if succeeded else "0", self.cooldown_s], client=client)
 
     def release_many(self, released: Sequence[tuple[str, str, str]]) -> None:
         """Free the wallets of operations that were accepted but never enqueued (no cooldown)."""

@@ -85,14 +85,13 @@ def build(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list[dic
     return events
 
 
-def append(client: redis.Redis, namespace: str, events: Sequence[Mapping[str, str]], *, maxlen: int) -> list[str]:
-    """Append ``events`` to the stream in one round trip; returns their stream ids."""
-    if not events or maxlen <= 0:
-        return []
-    pipe = client.pipeline(transaction=False)
+def append(pipeline: redis.client.Pipeline, namespace: str, events: Sequence[Mapping[str, str]], *,
+           maxlen: int) -> None:
+    """Queue ``events`` on ``pipeline``: they are appended to the stream when it is sent."""
+    if maxlen <= 0:
+        return
     for event in events:
-        pipe.xadd(stream_key(namespace), dict(event), maxlen=maxlen, approximate=True)
-    return [i.decode() if isinstance(i, bytes) else i for i in pipe.execute()]
+        pipeline.xadd(stream_key(namespace), dict(event), maxlen=maxlen, approximate=True)
 
 
 def read(client: redis.Redis, namespace: str, *, after: str = "-", count: int = 100) -> list[tuple[str, dict[str, str]]]:

@@ -68,10 +68,11 @@ class Leases:
                 self._renewer.start()
         return token
 
-    def release(self, operation_id: str, token: str) -> None:
+    def release(self, operation_id: str, token: str, *, client: redis.client.Pipeline | None = None) -> None:
+        """Give the lease up if it still carries ``token``; with ``client`` (a pipeline), when that is sent."""
         with self._lock:
             self._held.pop(operation_id, None)
-        self._release(keys=[self.key(operation_id)], args=[token])
+        self._release(keys=[self.key(operation_id)], args=[token], client=client)
 
     def live(self, operation_ids: list[str]) -> set[str]:
         """Which of ``operation_ids`` have a lease held right now (by anyone)."""

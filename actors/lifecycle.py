@@ -4,7 +4,9 @@ An attempt is two writes to PostgreSQL: ``start_attempt`` (the row goes
 ``running``) and ``finish_attempt`` (status, results and holdings in one
 statement).  Between them the chains still to do are read concurrently from the
 provider and priced.  Chains already read by an earlier attempt of the same
-operation are not read again: a retry only repeats what failed.
+operation are not read again: a retry only repeats what failed.  In Redis, an
+attempt takes its lease, and at its end sends everything else it has to say
+(admission release, completion events, lease release) in one round trip.
 
 The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
 ``retrying`` raises a retryable :class:`SyncAttemptFailed` (the Retries
@@ -20,6 +22,7 @@ import logging
 import time
 from decimal import Decimal
 
+import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
@@ -27,7 +30,7 @@ from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from storage import operations
 from storage.operations import AttemptOutcome
 
-from . import context
+from . import context, events
 from . import observe  # metrics and completion events
 from .broker import TRANSIENT_INFRASTRUCTURE_ERRORS
 from .errors import SyncAttemptFailed
@@ -52,13 +55,45 @@ def sync_portfolio(operation_id: str) -> None:
     if token is None:
         logger.info("Operation %s is running under another delivery's lease; this one does nothing.", op_id)
         return
+    end = _AttemptEnd(leases.client)
     try:
-        _run_attempt(op_id)
+        _run_attempt(op_id, end)
     finally:
-        leases.release(op_id, token)
+        leases.release(op_id, token, client=end.pipeline)
+        end.send()
 
 
-def _run_attempt(op_id: str) -> None:
+class _AttemptEnd:
+    """What an attempt leaves in Redis once its result is committed (the wallet's admission, the
+    completion events, the lease), queued on one pipeline and sent in one round trip, before the
+    message is acked."""
+
+    def __init__(self, client: redis.Redis):
+        self.pipeline = client.pipeline(transaction=False)
+        self.events: list[dict[str, str]] = []
+        self._event_slots = range(0)
+
+    def add_events(self, built: list[dict[str, str]], *, namespace: str, maxlen: int) -> None:
+        start = len(self.pipeline)
+        events.append(self.pipeline, namespace, built, maxlen=maxlen)
+        self.events, self._event_slots = built, range(start, len(self.pipeline))
+
+    def send(self) -> None:
+        try:
+            results = self.pipeline.execute(raise_on_error=False)
+        except redis.RedisError as exc:  # the round trip itself failed
+            observe.events_sent(self.events, exc)
+            raise  # a transient infrastructure error: Retries brings the message back
+        event_errors = [r for i, r in enumerate(results) if i in self._event_slots and isinstance(r, Exception)]
+        # An event Redis refused is dropped and counted, as the audit trail stays the truth; a
+        # release it refused is an error of the worker's own keys, and fails the message.
+        observe.events_sent(self.events, event_errors[0] if event_errors else None)
+        for i, result in enumerate(results):
+            if i not in self._event_slots and isinstance(result, Exception):
+                raise result
+
+
+def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     message = CurrentMessage.get_current_message()
     row = operations.start_attempt(op_id, worker_id=context.worker_id(),
                                    message_id=message.options.get("redis_message_id") if message else None)
@@ -81,8 +116,9 @@ def _run_attempt(op_id: str) -> None:
         return
     if outcome.status in ("succeeded", "failed"):
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
-                                     succeeded=outcome.status == "succeeded")
-    observe.attempt_finished(row, outcome, time.monotonic() - started)
+                                     succeeded=outcome.status == "succeeded", client=end.pipeline)
+    end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
+                   namespace=cfg.namespace, maxlen=cfg.events_maxlen)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)

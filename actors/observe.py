@@ -53,9 +53,11 @@ def forget_admissions() -> None:
     _last_admissions.set(None)
 
 
-def attempt_finished(row: Mapping[str, Any], outcome: Any, elapsed_s: float) -> None:
+def attempt_finished(row: Mapping[str, Any], outcome: Any, elapsed_s: float) -> list[dict[str, str]]:
     """An attempt's result was committed: ``row`` is what ``start_attempt`` returned, ``outcome``
-    the :class:`storage.operations.AttemptOutcome` written."""
+    the :class:`storage.operations.AttemptOutcome` written.  Returns the completion events to
+    append (none unless the status is final): the caller sends them with the attempt's other
+    last Redis writes, then reports with :func:`events_sent`."""
     try:
         priority = row.get("priority") or ""
         metrics.observe("portfolio_sync_attempt_duration_seconds", elapsed_s, priority=priority, status=outcome.status)
@@ -80,9 +82,22 @@ def attempt_finished(row: Mapping[str, Any], outcome: Any, elapsed_s: float) -> 
                 "error_code": outcome.error_code,
                 "chain_results": {**(row.get("chain_results") or {}), **(outcome.chain_results or {})},
             }
-            _finished(operation, finished_at=dt.datetime.now(dt.timezone.utc))
+            return _finished(operation, finished_at=dt.datetime.now(dt.timezone.utc))
     except Exception:
         logger.exception("Could not record the end of an attempt of operation %s.", row.get("id"))
+    return []
+
+
+def events_sent(built: Sequence[Mapping[str, str]], error: Exception | None = None) -> None:
+    """Count ``built`` events as written, or (with the ``error`` Redis answered) as dropped, and log it."""
+    if not built:
+        return
+    if error is not None:
+        logger.warning("Completion events of operation %s were dropped: Redis did not take them (%s).",
+                       built[0]["operation_id"], context.cfg().redact(str(error)))
+    for event in built:
+        metrics.inc("portfolio_sync_events_total", type=event["type"],
+                    result="dropped" if error is not None else "written")
 
 
 def operation_failed(operation_id: str) -> None:
@@ -92,7 +107,7 @@ def operation_failed(operation_id: str) -> None:
 
         row = operations.get_operation(operation_id)
         if row is not None and row["status"] in _FINAL:
-            _finished(row, finished_at=row.get("finished_at") or dt.datetime.now(dt.timezone.utc))
+            _publish(_finished(row, finished_at=row.get("finished_at") or dt.datetime.now(dt.timezone.utc)))
     except Exception:
         logger.exception("Could not record the failure of operation %s.", operation_id)
 
@@ -106,7 +121,8 @@ def reconciled(done: Mapping[str, int]) -> None:
         logger.exception("Could not record the reconciler's actions.")
 
 
-def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> None:
+def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list[dict[str, str]]:
+    """Count a finished operation; return its completion events (none when events are disabled)."""
     status = operation["status"]
     metrics.inc("portfolio_sync_syncs_total", status=status, trigger=operation.get("trigger") or "",
                 priority=operation.get("priority") or "")
@@ -119,22 +135,22 @@ def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> None
     if operation.get("queue_wait_ms") is not None:
         metrics.observe("portfolio_sync_queue_wait_seconds", operation["queue_wait_ms"] / 1000,
                         priority=operation.get("priority") or "")
-    _publish(events.build(operation, finished_at=finished_at))
+    if context.cfg().events_maxlen <= 0:
+        return []
+    return events.build(operation, finished_at=finished_at)
 
 
 def _publish(built: list[dict[str, str]]) -> None:
-    cfg = context.cfg()
-    if cfg.events_maxlen <= 0:
+    if not built:
         return
     import dramatiq
 
+    cfg = context.cfg()
+    pipe = dramatiq.get_broker().client.pipeline(transaction=False)
+    events.append(pipe, cfg.namespace, built, maxlen=cfg.events_maxlen)
     try:
-        events.append(dramatiq.get_broker().client, cfg.namespace, built, maxlen=cfg.events_maxlen)
+        pipe.execute()
     except Exception as exc:
-        logger.warning("Completion events of operation %s were dropped: Redis did not take them (%s).",
-                       built[0]["operation_id"], cfg.redact(str(exc)))
-        for event in built:
-            metrics.inc("portfolio_sync_events_total", type=event["type"], result="dropped")
+        events_sent(built, exc)
         return
-    for event in built:
-        metrics.inc("portfolio_sync_events_total", type=event["type"], result="written")
+    events_sent(built)
