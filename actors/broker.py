@@ -15,6 +15,8 @@ low         sync_low       100
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -30,6 +32,9 @@ import settings as settings_module
 
 from .errors import SyncAttemptFailed
 from .quarantine import QuarantiningConsumer
+from .wakeup import wake_channel
+
+logger = logging.getLogger(__name__)
 
 QUEUES = {"high": ("sync_high", 0), "normal": ("sync", 50), "low": ("sync_low", 100)}
 #: The periodic actors' own queue (actors.scheduler): a backlog of syncs never delays a tick.
@@ -38,11 +43,14 @@ PERIODIC_QUEUE = "periodic"
 #: Errors of the infrastructure itself that are worth another attempt.
 TRANSIENT_INFRASTRUCTURE_ERRORS = (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError,
                                    ConnectionError, TimeoutError)
+#: At most one warning per this many seconds about wake-ups that could not be published.
+_PUBLISH_WARNING_INTERVAL_S = 60.0
 
 
 class SyncBroker(RedisBroker):
     """A RedisBroker that enqueues batches in one pipelined round trip, lets the producer know a
-    message's Redis id before it is sent, and quarantines undecodable messages.
+    message's Redis id before it is sent, wakes up the idle consumers of the queues it enqueues on
+    (``actors.wakeup``), and quarantines undecodable messages.
 
     Parameters (besides RedisBroker's):
       quarantine_max(int): undecodable messages kept in ``{namespace}:quarantine``. Default 10,000.
@@ -51,6 +59,7 @@ class SyncBroker(RedisBroker):
     def __init__(self, *, quarantine_max: int = 10_000, **kwargs):
         super().__init__(**kwargs)
         self.quarantine_max = quarantine_max
+        self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
 
     @property
     def consumer_class(self):
@@ -61,12 +70,33 @@ class SyncBroker(RedisBroker):
         """``message`` with the Redis id it will be stored under, so it can be recorded before it is sent."""
         return message.copy(options={"redis_message_id": str(uuid.uuid4())})
 
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        """Enqueue ``message`` as RedisBroker does, then wake up the idle consumers of its queue.
+
+        Parameters:
+          message(Message): the message.
+          delay(int | None): ms to delay it by. Default ``None``: none.  A delayed message goes to
+            the delay queue unannounced; when it comes due, Dramatiq's delay-queue consumer
+            enqueues it here again, without delay, and it is announced then.
+        """
+        sent = super().enqueue(message, delay=delay)
+        if delay is None and not sent.queue_name.endswith(".DQ"):
+            try:
+                self.client.publish(wake_channel(self.namespace, sent.queue_name), "1")
+            except redis.RedisError as exc:
+                # The message is stored: an idle consumer finds it at its next look (worker_timeout at most),
+                # so the caller must not see an error, nor send it again.
+                self._warn_publish_failed(sent.queue_name, exc)
+        return sent
+
     def enqueue_batch(self, messages: Sequence[Message]) -> list[Message]:
-        """Enqueue ``messages`` (no delay) with one Redis round trip; middleware hooks run as for ``enqueue``.
+        """Enqueue ``messages`` (no delay) with one Redis round trip, which also wakes up the idle
+        consumers of their queues; middleware hooks run as for ``enqueue``.
         A message already :meth:`prepare`-d keeps its Redis id."""
         dispatch = self.scripts["dispatch"]
         pipe = self.client.pipeline(transaction=False)
         sent = []
+        queues = set()
         for message in messages:
             if "redis_message_id" not in message.options:
                 message = self.prepare(message)
@@ -78,10 +108,31 @@ class SyncBroker(RedisBroker):
                 message.options["redis_message_id"], message.encode(),
             ])
             sent.append(message)
-        pipe.execute()
+            queues.add(message.queue_name)
+        # Once per queue, after its messages in the same pipeline: Redis runs the publishes after the
+        # enqueues, so a consumer woken up finds the messages.
+        woken = [queue_name for queue_name in sorted(queues) if not queue_name.endswith(".DQ")]
+        for queue_name in woken:
+            pipe.publish(wake_channel(self.namespace, queue_name), "1")
+        results = pipe.execute(raise_on_error=False)
+        # An error of an enqueue is the caller's; one of a publish only is not (see enqueue).
+        for result in results[:len(sent)]:
+            if isinstance(result, Exception):
+                raise result
+        for queue_name, result in zip(woken, results[len(sent):]):
+            if isinstance(result, Exception):
+                self._warn_publish_failed(queue_name, result)
         for message in sent:
             self.emit_after("enqueue", message, None)
         return sent
+
+    def _warn_publish_failed(self, queue_name: str, exc: redis.RedisError) -> None:
+        # Rate-limited: a Redis that refuses PUBLISH (an ACL, say) would otherwise log once per message.
+        now = time.monotonic()
+        if now - self._publish_warned_at >= _PUBLISH_WARNING_INTERVAL_S:
+            self._publish_warned_at = now
+            logger.warning("Enqueued on %r, but could not wake up its consumers (%s): they find the message at "
+                           "their next look, worker_timeout at most.", queue_name, exc)
 
 
 def make_retry_when(max_attempts: int, infra_max_retries: int):

@@ -18,6 +18,14 @@ It also treats a Redis *timeout* like a lost connection (Dramatiq only does so
 for connection errors): an ack or nack that timed out is then retried until
 Redis answers, instead of being given up, which would leave the message in
 this worker's in-flight set for good.
+
+And it is woken up rather than polling (``actors.wakeup``): when a fetch comes
+back empty, the consumer of a queue waits on its subscription to the queue's
+wake-ups, up to ``worker_timeout``, instead of sleeping Dramatiq's growing
+backoff, so a message enqueued on an idle worker starts within milliseconds.
+A delay-queue consumer keeps Dramatiq's backoff (its messages come due by time,
+and nothing announces that), and so does a consumer whose subscription failed,
+until it subscribes again.
 """
 
 from __future__ import annotations
@@ -33,8 +41,12 @@ from dramatiq.common import compute_backoff, q_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from .wakeup import Wakeups, wake_channel
+
 logger = logging.getLogger(__name__)
 
+#: How long a consumer whose prefetch is full waits before it looks again (Dramatiq's first backoff step).
+BUSY_WAIT_S = 0.005
 #: Bytes of a quarantined body kept for inspection.
 _KEEP_BYTES = 65536
 _FIELDS = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict, "options": dict,
@@ -46,19 +58,26 @@ class BadMessage(ValueError):
 
 
 class QuarantiningConsumer(_RedisConsumer):
+    """The consumer of one queue (or delay queue, ``*.DQ``) for one worker process.
+
+    Parameters (Dramatiq's, given by its worker):
+      broker(SyncBroker): the broker.
+      queue_name(str): the queue.
+      prefetch(int): at most this many messages fetched and not yet acked.
+      timeout(int): ``worker_timeout``, ms: the longest an idle consumer waits before it fetches again.
+    """
+
+    def __init__(self, broker, queue_name, prefetch, timeout):
+        super().__init__(broker, queue_name, prefetch, timeout)
+        # Delay queues are announced by nobody (their messages come due by time): they keep Dramatiq's backoff.
+        self.wakeups = None if queue_name.endswith(".DQ") else Wakeups(
+            broker.client, wake_channel(broker.namespace, queue_name))
+
     def __next__(self):
         try:
             while True:
-                if not self.message_cache:
-                    # Fetch up to the prefetch limit, as Dramatiq's consumer does; nothing came:
-                    # back off progressively up to the idle timeout and tell the worker.
-                    if self.outstanding_message_count < self.prefetch:
-                        self.message_cache = self.broker.do_fetch(
-                            self.queue_name, self.prefetch - self.outstanding_message_count)
-                    if not self.message_cache:
-                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                        time.sleep(backoff_ms / 1000)
-                        return None
+                if not self.message_cache and not self._fetch():
+                    return None  # nothing yet: the worker gets None (a chance to stop), and asks again
                 data = self.message_cache.pop(0)
                 if data is None:  # dramatiq issue 266: a fetched id whose body was gone
                     continue
@@ -72,6 +91,31 @@ class QuarantiningConsumer(_RedisConsumer):
                 return MessageProxy(message)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
+
+    def _fetch(self) -> bool:
+        """Fetch up to the prefetch limit into the message cache; if nothing came, wait (a wake-up,
+        ``worker_timeout`` at most, or Dramatiq's backoff) and say ``False``."""
+        if self.wakeups is not None and self.outstanding_message_count >= self.prefetch:
+            # Every slot is taken, and one frees as soon as a worker thread finishes a job: look again
+            # soon, rather than after a backoff growing to worker_timeout while worker threads idle.
+            time.sleep(BUSY_WAIT_S)
+            return False
+        # Listen before the fetch, so a message enqueued after the fetch looked is announced to us.
+        listening = self.wakeups is not None and self.wakeups.listen()
+        if self.outstanding_message_count < self.prefetch:
+            self.message_cache = self.broker.do_fetch(self.queue_name, self.prefetch - self.outstanding_message_count)
+        if self.message_cache:
+            return True
+        if not (listening and self.wakeups.wait(self.timeout / 1000)):
+            # A delay queue, or no subscription: back off progressively up to worker_timeout, as Dramatiq does.
+            self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+            time.sleep(backoff_ms / 1000)
+        return False
+
+    def close(self):
+        if self.wakeups is not None:
+            self.wakeups.close()
+        super().close()
 
     def check(self, data: bytes) -> Message:
         """``data`` decoded into a message this worker can process, or :class:`BadMessage`."""
