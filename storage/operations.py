@@ -1,7 +1,9 @@
 """The audit trail (``sync_operations``) and the holdings it writes.
 
-Each attempt of a sync costs two round trips here: ``start_attempt`` and
-``finish_attempt``; a whole batch of requests costs one (``insert_operations``).
+Each attempt of a sync writes twice here, ``start_attempt`` and ``finish_attempt``,
+each in a batch with the other attempts of its process starting or ending at the
+same moment (:mod:`storage.group_commit`): one statement and one commit per
+batch.  A whole batch of requests is one statement too (``insert_operations``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from .group_commit import GroupCommit
 from .pool import get_pool
 from .queries import QUERIES
 
@@ -73,34 +76,51 @@ def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> N
 
 
 def start_attempt(operation_id: str, *, worker_id: str, message_id: str | None) -> dict | None:
-    """Mark the operation ``running`` and return its row; ``None`` if unknown or already final."""
-    with get_pool().connection() as conn:
-        return conn.execute(
-            QUERIES["start_attempt"],
-            {"id": operation_id, "worker_id": worker_id, "message_id": message_id},
-        ).fetchone()
+    """Mark the operation ``running`` and return its row; ``None`` if unknown or already final.
+    Written with the other attempts of this process starting at the same moment (group commit)."""
+    return _starts((operation_id, worker_id, message_id))
 
 
 def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
-    """Record ``outcome``; ``False`` if the operation was already final (nothing written)."""
-    params = {
-        "id": operation_id,
+    """Record ``outcome``; ``False`` if the operation was already final (nothing written).
+    Written with the other attempts of this process ending at the same moment (group commit)."""
+    return _finishes((operation_id, outcome))
+
+
+def _start_batch(calls: Sequence[tuple[str, str, str | None]]) -> list[dict | None]:
+    with get_pool().connection() as conn:
+        rows = conn.execute(QUERIES["start_attempts"], {
+            "ids": [op_id for op_id, _, _ in calls], "worker_ids": [w for _, w, _ in calls],
+            "message_ids": [m for _, _, m in calls],
+        }).fetchall()
+    by_id = {str(row["id"]): row for row in rows}
+    return [by_id.get(str(op_id)) for op_id, _, _ in calls]
+
+
+def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
+    attempts = [{
+        "id": op_id,
         "status": outcome.status,
-        "holdings": Jsonb(list(outcome.holdings), dumps=_dumps),
-        "synced_chains": list(outcome.synced_chains),
-        "chain_results": Jsonb(outcome.chain_results, dumps=_dumps),
+        "refund_attempt": outcome.refund_attempt,
         "holdings_count": outcome.holdings_count,
         "total_value_usd": outcome.total_value_usd,
         "unpriced_count": outcome.unpriced_count,
-        "as_of": outcome.as_of,
-        "provider": outcome.provider,
+        "chain_results": outcome.chain_results,
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
-        "refund_attempt": outcome.refund_attempt,
-    }
+        "provider": outcome.provider,
+        "as_of": outcome.as_of,
+        "synced_chains": list(outcome.synced_chains),
+        "holdings": list(outcome.holdings),
+    } for op_id, outcome in calls]
     with get_pool().connection() as conn:
-        row = conn.execute(QUERIES["finish_attempt"], params).fetchone()
-    return bool(row and row["finished"])
+        finished = {str(row["id"]) for row in
+                    conn.execute(QUERIES["finish_attempts"], {"attempts": Jsonb(attempts, dumps=_dumps)}).fetchall()}
+    return [str(op_id) in finished for op_id, _ in calls]
+
+
+_starts = GroupCommit(_start_batch, name="start_attempt")
+_finishes = GroupCommit(_finish_batch, name="finish_attempt")
 
 
 def fail_operation(operation_id: str, *, error_code: str, error_message: str) -> dict | None:

@@ -27,70 +27,86 @@ SET chain_ids = (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(t.chain_ids
     last_requested_at = coalesce(excluded.last_requested_at, t.last_requested_at),
     last_operation_id = excluded.last_operation_id;
 
--- start_attempt --
--- Mark an operation running for a new attempt and return what the worker needs;
--- no row for an unknown operation or one that is already final (a duplicate delivery).
-UPDATE sync_operations
+-- start_attempts --
+-- Mark operations running for a new attempt and return what the worker needs, for a batch of
+-- attempts at once (storage.group_commit); no row for an operation that is unknown or already final
+-- (a duplicate delivery).
+UPDATE sync_operations AS s
 SET status = 'running',
-    attempts = attempts + 1,
+    attempts = s.attempts + 1,
     started_at = clock_timestamp(),
-    queue_wait_ms = coalesce(queue_wait_ms,
-                             (extract(epoch FROM clock_timestamp() - enqueued_at) * 1000)::int),
-    worker_id = %(worker_id)s,
-    message_id = %(message_id)s
-WHERE id = %(id)s AND status IN ('queued', 'retrying', 'running')
-RETURNING id, user_id, wallet_address, chain_ids, priority, trigger, attempts, chain_results, queue_wait_ms;
+    queue_wait_ms = coalesce(s.queue_wait_ms,
+                             (extract(epoch FROM clock_timestamp() - s.enqueued_at) * 1000)::int),
+    worker_id = a.worker_id,
+    message_id = a.message_id
+FROM unnest(%(ids)s::uuid[], %(worker_ids)s::text[], %(message_ids)s::text[]) AS a(id, worker_id, message_id)
+WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
+RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
+          s.queue_wait_ms;
 
--- finish_attempt --
--- End an attempt in one statement: the operation's new status and results, the holdings of
--- every chain read in this attempt (each chain replaced whole, and only by a newer read than
--- the one stored), and the tracked wallet's health.  Does nothing if the operation is final.
-WITH op AS (
-    UPDATE sync_operations
-    SET status = %(status)s,
-        finished_at = CASE WHEN %(status)s IN ('succeeded', 'failed') THEN clock_timestamp() END,
-        duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::int,
+-- finish_attempts --
+-- End a batch of attempts in one statement: each operation's new status and results, the holdings
+-- of every chain read in its attempt (each chain replaced whole, and only by a newer read than the
+-- one stored), and the tracked wallet's health.  An operation already final is left alone, and its
+-- id is not returned.  (Two attempts of one wallet in one batch would touch a row twice, which
+-- PostgreSQL refuses; admission keeps one operation per wallet in flight, and storage.group_commit
+-- writes such a batch again one attempt at a time.)
+WITH attempt AS (
+    SELECT *
+    FROM jsonb_to_recordset(%(attempts)s::jsonb) AS a(
+        id uuid, status text, refund_attempt boolean, holdings_count int, total_value_usd numeric,
+        unpriced_count int, chain_results jsonb, error_code text, error_message text, provider text,
+        as_of timestamptz, synced_chains int[], holdings jsonb)
+), op AS (
+    UPDATE sync_operations AS s
+    SET status = a.status,
+        finished_at = CASE WHEN a.status IN ('succeeded', 'failed') THEN clock_timestamp() END,
+        duration_ms = (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::int,
         -- An attempt that called no provider (every chain's circuit open) does not use one up.
-        attempts = attempts - CASE WHEN %(refund_attempt)s THEN 1 ELSE 0 END,
-        holdings_count = %(holdings_count)s,
-        total_value_usd = %(total_value_usd)s,
-        unpriced_count = %(unpriced_count)s,
-        chain_results = chain_results || %(chain_results)s::jsonb,
-        error_code = %(error_code)s,
-        error_message = %(error_message)s,
-        provider = %(provider)s  -- the worker's provider, which may differ from the producer's
-    WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
-    RETURNING id, user_id, wallet_address
+        attempts = s.attempts - CASE WHEN a.refund_attempt THEN 1 ELSE 0 END,
+        holdings_count = a.holdings_count,
+        total_value_usd = a.total_value_usd,
+        unpriced_count = a.unpriced_count,
+        chain_results = s.chain_results || a.chain_results,
+        error_code = a.error_code,
+        error_message = a.error_message,
+        provider = a.provider  -- the worker's provider, which may differ from the producer's
+    FROM attempt AS a
+    WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'failed')
+    RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.holdings
 ), fresh AS (
-    -- The chains this attempt may replace: those never stored, or stored from an older read.
+    -- The chains each attempt may replace: those never stored, or stored from an older read.
     INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id)
-    SELECT op.user_id, op.wallet_address, chain_id, %(as_of)s, op.id
-    FROM op, unnest(%(synced_chains)s::int[]) AS chain_id
+    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id
+    FROM op, unnest(op.synced_chains) AS chain_id
     ON CONFLICT (user_id, wallet_address, chain_id) DO UPDATE
     SET as_of = excluded.as_of, operation_id = excluded.operation_id
     WHERE snap.as_of < excluded.as_of
-    RETURNING chain_id
+    RETURNING user_id, wallet_address, chain_id, operation_id
 ), new AS (
-    SELECT op.user_id, op.wallet_address, h.*
-    FROM op, jsonb_to_recordset(%(holdings)s::jsonb) AS h(
+    SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, h.*
+    FROM op
+    JOIN fresh ON fresh.operation_id = op.id
+    CROSS JOIN LATERAL jsonb_to_recordset(op.holdings) AS h(
         chain_id int, token_address text, symbol text, name text, decimals int,
         raw_balance numeric, balance numeric, price_usd numeric, value_usd numeric,
         price_source text, priced_at timestamptz)
-    WHERE h.chain_id IN (SELECT chain_id FROM fresh)
+    WHERE h.chain_id = fresh.chain_id
 ), removed AS (
     DELETE FROM holdings AS old
-    USING op
-    WHERE old.user_id = op.user_id AND old.wallet_address = op.wallet_address
-      AND old.chain_id IN (SELECT chain_id FROM fresh)
+    USING fresh
+    WHERE old.user_id = fresh.user_id AND old.wallet_address = fresh.wallet_address
+      AND old.chain_id = fresh.chain_id
       AND NOT EXISTS (SELECT 1 FROM new
-                      WHERE new.chain_id = old.chain_id AND new.token_address = old.token_address)
+                      WHERE new.user_id = old.user_id AND new.wallet_address = old.wallet_address
+                        AND new.chain_id = old.chain_id AND new.token_address = old.token_address)
 ), upserted AS (
     INSERT INTO holdings AS cur (user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
                                  raw_balance, balance, price_usd, value_usd, price_source, priced_at,
                                  provider, operation_id, as_of)
     SELECT user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
            raw_balance, balance, price_usd, value_usd, price_source, priced_at,
-           %(provider)s, %(id)s, %(as_of)s
+           provider, operation_id, as_of
     FROM new
     ON CONFLICT (user_id, wallet_address, chain_id, token_address) DO UPDATE
     SET symbol = excluded.symbol, name = excluded.name, decimals = excluded.decimals,
@@ -102,15 +118,15 @@ WITH op AS (
 ), tracked AS (
     UPDATE tracked_wallets AS t
     SET last_operation_id = op.id,
-        last_success_at = CASE WHEN %(status)s = 'succeeded' THEN now() ELSE t.last_success_at END,
-        last_failure_at = CASE WHEN %(status)s = 'failed' THEN now() ELSE t.last_failure_at END,
-        consecutive_failures = CASE %(status)s WHEN 'succeeded' THEN 0
-                                               WHEN 'failed' THEN t.consecutive_failures + 1
-                                               ELSE t.consecutive_failures END
+        last_success_at = CASE WHEN op.status = 'succeeded' THEN now() ELSE t.last_success_at END,
+        last_failure_at = CASE WHEN op.status = 'failed' THEN now() ELSE t.last_failure_at END,
+        consecutive_failures = CASE op.status WHEN 'succeeded' THEN 0
+                                              WHEN 'failed' THEN t.consecutive_failures + 1
+                                              ELSE t.consecutive_failures END
     FROM op
     WHERE t.user_id = op.user_id AND t.wallet_address = op.wallet_address
 )
-SELECT count(*) AS finished FROM op;
+SELECT id FROM op;
 
 -- fail_operation --
 -- Fail an operation that never ran to the end (malformed message, expired, not enqueued).

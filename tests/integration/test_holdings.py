@@ -4,15 +4,19 @@ never erased by a failed chain, unchanged by a repeated delivery."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 import actors
 from actors import context, lifecycle
 from chaindata.base import PermanentProviderError
 from storage import operations
+from storage.group_commit import GroupCommit
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +124,76 @@ def test_a_late_read_does_not_refill_a_chain_emptied_since(user_id, wallet):
     _write(_new_operation(user_id, wallet), as_of=now, tokens={})  # the wallet holds nothing on chain 1
     _write(_new_operation(user_id, wallet), as_of=now - dt.timedelta(seconds=5), tokens={"0x" + "e" * 40: 7})
     assert operations.get_holdings(user_id, wallet) == []
+
+
+def _outcome(as_of: dt.datetime, tokens: dict[str, int]) -> operations.AttemptOutcome:
+    holdings = [{"chain_id": 1, "token_address": addr, "symbol": "T", "name": "Token", "decimals": 0,
+                 "raw_balance": raw, "balance": Decimal(raw), "price_usd": None, "value_usd": None,
+                 "price_source": None, "priced_at": None} for addr, raw in tokens.items()]
+    return operations.AttemptOutcome(
+        status="succeeded", holdings=holdings, synced_chains=[1], chain_results={}, holdings_count=len(holdings),
+        total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test")
+
+
+def test_one_batch_of_attempts_writes_each_operation_its_own_rows(user_id):
+    """The group commit's set-based statements: each attempt of a batch keeps to its own wallet, and
+    an operation already final is reported (False) and left alone."""
+    wallets = [f"0x{i:040x}" for i in range(7001, 7004)]
+    ops = [_new_operation(user_id, w) for w in wallets]
+    done = _new_operation(user_id, "0x" + "9" * 40)
+    _write(done, as_of=dt.datetime.now(dt.timezone.utc), tokens={"0x" + "1" * 40: 1})
+
+    started = operations._start_batch([(op, "test", f"m-{op}") for op in [*ops, done, str(uuid.uuid4())]])
+    assert [row["attempts"] if row else None for row in started] == [1, 1, 1, None, None]
+    assert [str(row["id"]) for row in started[:3]] == ops
+
+    now = dt.datetime.now(dt.timezone.utc)
+    tokens = [{"0x" + "a" * 40: i + 1, "0x" + "b" * 40: 10 * (i + 1)} for i in range(3)]
+    finished = operations._finish_batch([*((op, _outcome(now, t)) for op, t in zip(ops, tokens)),
+                                         (done, _outcome(now, {"0x" + "2" * 40: 2}))])
+    assert finished == [True, True, True, False]
+    for op, wallet, t in zip(ops, wallets, tokens):
+        held = holdings_by_chain(user_id, wallet)[1]
+        assert {a: h["raw_balance"] for a, h in held.items()} == t
+        assert {h["operation_id"] for h in held.values()} == {op}
+        assert actors.get_sync(op)["status"] == "succeeded" and actors.get_sync(op)["message_id"] == f"m-{op}"
+    assert set(holdings_by_chain(user_id, "0x" + "9" * 40)[1]) == {"0x" + "1" * 40}  # the final one: unchanged
+
+
+def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, wallet, caplog):
+    """PostgreSQL refuses to touch a row twice in one statement; the group commit then writes the
+    batch's attempts one at a time, and the newer read wins as always."""
+    wallet = wallet.lower()
+    older, newer = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
+    operations._start_batch([(older, "test", None), (newer, "test", None)])
+    now = dt.datetime.now(dt.timezone.utc)
+    batch = [(newer, _outcome(now, {"0x" + "c" * 40: 2})), (older, _outcome(now - dt.timedelta(seconds=1),
+                                                                            {"0x" + "c" * 40: 1}))]
+    with pytest.raises(psycopg.errors.CardinalityViolation):
+        operations._finish_batch(batch)
+
+    writer = GroupCommit(operations._finish_batch, name="test")
+    results: dict[str, bool] = {}
+    first_done = threading.Event()
+    original = writer.write_batch
+
+    def slow_first(calls):  # hold the first write so the next two calls wait and form one batch
+        if not first_done.is_set():
+            first_done.set()
+            time.sleep(0.3)
+            return [False] * len(calls)
+        return original(calls)
+
+    writer.write_batch = slow_first
+    threads = [threading.Thread(target=lambda: writer(("00000000-0000-0000-0000-000000000000", _outcome(now, {}))))]
+    threads += [threading.Thread(target=lambda c=c: results.__setitem__(c[0], writer(c))) for c in batch]
+    threads[0].start()
+    assert first_done.wait(5)
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {newer: True, older: True}
+    assert "A batch of 2 test writes failed (CardinalityViolation); writing them one by one." in caplog.text
+    (held,) = operations.get_holdings(user_id, wallet)
+    assert held["raw_balance"] == 2 and str(held["operation_id"]) == newer

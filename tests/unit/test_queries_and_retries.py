@@ -8,7 +8,7 @@ from storage.queries import QUERIES, load
 
 
 def test_every_named_query_is_loaded():
-    assert {"insert_operations", "start_attempt", "finish_attempt", "fail_operation", "get_operation",
+    assert {"insert_operations", "start_attempts", "finish_attempts", "fail_operation", "get_operation",
             "get_holdings"} <= set(QUERIES)
     assert all(q.strip() and not q.rstrip().endswith(";") for q in QUERIES.values())
 
