@@ -10,7 +10,8 @@ for the producer, a 5% chance of a maintenance pass with ``KEYS`` over the whole
 - enqueue: one script call per Redis queue stores every message of the batch in Dramatiq's own
   layout (``{ns}:{queue}.msgs`` hash, ``{ns}:{queue}`` list), what ``dispatch``'s ``enqueue`` does
   per message, without the producer heartbeat (a producer holds no acks) or maintenance (the
-  workers' fetches and acks run it).  Middleware hooks run as before.
+  workers' fetches and acks run it), and the wake-ups of the queues (``actors.wakeup``) in the same
+  round trip, as the product's ``enqueue_batch``.  Middleware hooks run as before.
 
 Producer module: import it before ``actors`` is used (``bench.project enqueue --producer-module
 bench.proposals.batch_enqueue``).
@@ -18,11 +19,10 @@ bench.proposals.batch_enqueue``).
 
 from __future__ import annotations
 
-import sys
-
 import actors  # noqa: F401
 from actors.admission import Admission, Admissions
 from actors.broker import SyncBroker
+from actors.wakeup import wake_channel
 
 _ENQUEUE_MANY = """
 local queue = KEYS[1]
@@ -77,13 +77,11 @@ def _enqueue_batch(self, messages):
         by_queue.setdefault(message.queue_name, []).extend((message.options["redis_message_id"], message.encode()))
         sent.append(message)
     pipe = self.client.pipeline(transaction=False)
-    wakeup = sys.modules.get("bench.proposals.wakeup")
     for queue_name, args in by_queue.items():
         for start in range(0, len(args), 2000):  # at most 1,000 messages per call
             script(keys=[f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"],
                    args=args[start:start + 2000], client=pipe)
-        if wakeup is not None:  # with the wakeup proposal, in the same round trip
-            pipe.publish(wakeup.wake_channel(self.namespace, queue_name), "1")
+        pipe.publish(wake_channel(self.namespace, queue_name), "1")  # after its messages, as the product does
     pipe.execute()
     for message in sent:
         self.emit_after("enqueue", message, None)

@@ -1,5 +1,5 @@
-"""The producer-side proposals together: ``wakeup`` (publish after enqueueing) and ``batch_enqueue`` (one Lua
-call per batch step), in that order so the batch enqueue also publishes the wake-up."""
+"""The producer-side proposals together: ``batch_enqueue`` (one Lua call per batch step, with the wake-ups
+of the queues in the same round trip).  The other one, ``wakeup`` (publish after enqueueing), is in the
+product now (``actors.broker.SyncBroker``)."""
 
-from bench.proposals import wakeup  # noqa: F401
-from bench.proposals import batch_enqueue  # noqa: F401,E402
+from bench.proposals import batch_enqueue  # noqa: F401
