@@ -115,7 +115,8 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
     } for op_id, outcome in calls]
     with get_pool().connection() as conn:
         finished = {str(row["id"]) for row in
-                    conn.execute(QUERIES["finish_attempts"], {"attempts": Jsonb(attempts, dumps=_dumps)}).fetchall()}
+                    conn.execute(QUERIES["finish_attempts"], {
+                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls]}).fetchall()}
     return [str(op_id) in finished for op_id, _ in calls]
 
 

@@ -41,6 +41,7 @@ SET status = 'running',
     message_id = a.message_id
 FROM unnest(%(ids)s::uuid[], %(worker_ids)s::text[], %(message_ids)s::text[]) AS a(id, worker_id, message_id)
 WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
+  AND s.id = ANY(%(ids)s::uuid[])  -- the planner reads the array's size; unnest's it guesses (100)
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
           s.queue_wait_ms;
 
@@ -73,6 +74,7 @@ WITH attempt AS (
         provider = a.provider  -- the worker's provider, which may differ from the producer's
     FROM attempt AS a
     WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'failed')
+      AND s.id = ANY(%(ids)s::uuid[])  -- index lookups: the planner guesses 100 rows for a recordset
     RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.holdings
 ), fresh AS (
     -- The chains each attempt may replace: those never stored, or stored from an older read.
@@ -97,6 +99,7 @@ WITH attempt AS (
     USING fresh
     WHERE old.user_id = fresh.user_id AND old.wallet_address = fresh.wallet_address
       AND old.chain_id = fresh.chain_id
+      AND old.wallet_address = ANY(ARRAY(SELECT wallet_address FROM op))  -- index lookups, not a scan
       AND NOT EXISTS (SELECT 1 FROM new
                       WHERE new.user_id = old.user_id AND new.wallet_address = old.wallet_address
                         AND new.chain_id = old.chain_id AND new.token_address = old.token_address)
@@ -125,6 +128,7 @@ WITH attempt AS (
                                               ELSE t.consecutive_failures END
     FROM op
     WHERE t.user_id = op.user_id AND t.wallet_address = op.wallet_address
+      AND t.user_id = ANY(ARRAY(SELECT user_id FROM op)) AND t.wallet_address = ANY(ARRAY(SELECT wallet_address FROM op))
 )
 SELECT id FROM op;
 
