@@ -14,19 +14,40 @@ new one) is one Lua script, so racing producers always agree on one operation.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 import redis
 
+from . import redis_scripts
+
+# Decide a batch of requests in order: KEYS are (inflight, recent) pairs, ARGV the in-flight TTL, the
+# caller's deadline (ms since the epoch), then (operation id, force) pairs; returns (decision,
+# operation id) pairs, or {'expired'} if Redis runs it after the deadline: a Redis that was stalled
+# runs the commands it had received when it resumes, and by then the caller has given up and told
+# its own caller the request was refused, so the script must not take the wallet for it.
 _ADMIT = """
-local current = redis.call('GET', KEYS[1])
-if current then return {'duplicate', current} end
-if ARGV[3] ~= '1' then
-  local recent = redis.call('GET', KEYS[2])
-  if recent then return {'cooldown', recent} end
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[2]) then
+  return {'expired'}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {'accepted', ARGV[1]}
+local out = {}
+for i = 1, #KEYS / 2 do
+  local inflight, recent = KEYS[2 * i - 1], KEYS[2 * i]
+  local op, force = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local current = redis.call('GET', inflight)
+  local last = false
+  if not current and force ~= '1' then last = redis.call('GET', recent) end
+  if current then
+    out[#out + 1] = 'duplicate'; out[#out + 1] = current
+  elseif last then
+    out[#out + 1] = 'cooldown'; out[#out + 1] = last
+  else
+    redis.call('SET', inflight, op, 'PX', ARGV[1])
+    out[#out + 1] = 'accepted'; out[#out + 1] = op
+  end
+end
+return out
 """
 
 # Release the in-flight key only if it still names this operation; on success, start the cooldown.
@@ -51,13 +72,17 @@ class Admissions:
       namespace(str): key prefix.
       inflight_ttl_ms(int): lifetime of an in-flight key (longer than any operation can legitimately take).
       cooldown_s(int): cooldown after a success; 0 disables it.
+      deadline_ms(int): how long after it is sent an admission may still be decided: the client's
+        socket timeout, after which the caller has given up.  Default 5,000.
     """
 
-    def __init__(self, client: redis.Redis, *, namespace: str, inflight_ttl_ms: int, cooldown_s: int):
+    def __init__(self, client: redis.Redis, *, namespace: str, inflight_ttl_ms: int, cooldown_s: int,
+                 deadline_ms: int = 5000):
         self.client = client
         self.namespace = namespace
         self.inflight_ttl_ms = inflight_ttl_ms
         self.cooldown_s = cooldown_s
+        self.deadline_ms = deadline_ms
         self._admit = client.register_script(_ADMIT)
         self._release = client.register_script(_RELEASE)
 
@@ -65,23 +90,39 @@ class Admissions:
         return [f"{self.namespace}:sync:inflight:{user_id}:{wallet}", f"{self.namespace}:sync:recent:{user_id}:{wallet}"]
 
     def admit_many(self, candidates: Sequence[tuple[str, str, str, bool]]) -> list[Admission]:
-        """Decide each ``(user_id, wallet, new_operation_id, force)`` in order, in one round trip."""
+        """Decide each ``(user_id, wallet, new_operation_id, force)`` in order, in one round trip
+        (one script call per thousand requests)."""
         pipe = self.client.pipeline(transaction=False)
-        for user_id, wallet, operation_id, force in candidates:
-            self._admit(keys=self._keys(user_id, wallet),
-                        args=[operation_id, self.inflight_ttl_ms, "1" if force else "0"], client=pipe)
-        return [Admission(d.decode(), op.decode()) for d, op in pipe.execute()]
+        for start in range(0, len(candidates), _ADMIT_CHUNK):
+            keys, args = [], [self.inflight_ttl_ms, int(time.time() * 1000) + self.deadline_ms]
+            for user_id, wallet, operation_id, force in candidates[start:start + _ADMIT_CHUNK]:
+                keys += self._keys(user_id, wallet)
+                args += [operation_id, "1" if force else "0"]
+            redis_scripts.queue(pipe, self._admit, keys=keys, args=args)
+        chunks = redis_scripts.raise_first_error(redis_scripts.execute(pipe))
+        if any(chunk == [b"expired"] for chunk in chunks):
+            raise redis.TimeoutError(f"Redis decided the admission more than {self.deadline_ms} ms after it was sent "
+                                     "(it was stalled, or its clock is ahead of this host's)")
+        flat = [item for chunk in chunks for item in chunk]
+        return [Admission(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
 
     def release(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool,
-                client: redis.client.Pipeline | None = None) -> None:
+                pipeline: redis.client.Pipeline | None = None) -> None:
         """The operation reached a final status: free the wallet, and start its cooldown if it succeeded.
-        With ``client`` (a pipeline), the release is queued there and sent with it."""
-        self._release(keys=self._keys(user_id, wallet),
-                      args=[operation_id, "1" if succeeded else "0", self.cooldown_s], client=client)
+        With ``pipeline``, the release is queued there (see :mod:`actors.redis_scripts`) and sent with it."""
+        keys, args = self._keys(user_id, wallet), [operation_id, "1" if succeeded else "0", self.cooldown_s]
+        if pipeline is None:
+            self._release(keys=keys, args=args)
+        else:
+            redis_scripts.queue(pipeline, self._release, keys=keys, args=args)
 
     def release_many(self, released: Sequence[tuple[str, str, str]]) -> None:
         """Free the wallets of operations that were accepted but never enqueued (no cooldown)."""
         pipe = self.client.pipeline(transaction=False)
         for user_id, wallet, operation_id in released:
-            self._release(keys=self._keys(user_id, wallet), args=[operation_id, "0", 0], client=pipe)
-        pipe.execute()
+            self.release(user_id, wallet, operation_id, succeeded=False, pipeline=pipe)
+        redis_scripts.raise_first_error(redis_scripts.execute(pipe))
+
+
+#: Requests decided by one script call: a call blocks Redis while it runs.
+_ADMIT_CHUNK = 1000

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis
 from dramatiq.message import Message
 from dramatiq.middleware import AgeLimit, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 from periodiq import PeriodiqMiddleware
 
 import settings as settings_module
 
+from . import redis_scripts
 from .errors import SyncAttemptFailed
 from .quarantine import QuarantiningConsumer
 from .wakeup import wake_channel
@@ -43,6 +43,25 @@ PERIODIC_QUEUE = "periodic"
 #: Errors of the infrastructure itself that are worth another attempt.
 TRANSIENT_INFRASTRUCTURE_ERRORS = (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError,
                                    ConnectionError, TimeoutError)
+#: Messages stored by one call of _ENQUEUE_MANY: a call blocks Redis while it runs.
+_ENQUEUE_CHUNK = 1000
+# Store messages as Dramatiq's dispatch script does for "enqueue" (dramatiq 2.x): the body in the
+# queue's ``.msgs`` hash under its Redis id, the id at the tail of the queue's list.
+# KEYS: the queue's list, its hash; ARGV: (Redis id, body) pairs.
+_ENQUEUE_MANY = """
+local ids = {}
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  ids[#ids + 1] = ARGV[i]
+  if #ids == 500 then
+    redis.call('RPUSH', KEYS[1], unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then redis.call('RPUSH', KEYS[1], unpack(ids)) end
+return #ARGV / 2
+"""
+
 #: At most one warning per this many seconds about wake-ups that could not be published.
 _PUBLISH_WARNING_INTERVAL_S = 60.0
 
@@ -59,6 +78,7 @@ class SyncBroker(RedisBroker):
     def __init__(self, *, quarantine_max: int = 10_000, **kwargs):
         super().__init__(**kwargs)
         self.quarantine_max = quarantine_max
+        self._enqueue_many = self.client.register_script(_ENQUEUE_MANY)
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
 
     @property
@@ -92,34 +112,38 @@ class SyncBroker(RedisBroker):
     def enqueue_batch(self, messages: Sequence[Message]) -> list[Message]:
         """Enqueue ``messages`` (no delay) with one Redis round trip, which also wakes up the idle
         consumers of their queues; middleware hooks run as for ``enqueue``.
-        A message already :meth:`prepare`-d keeps its Redis id."""
-        dispatch = self.scripts["dispatch"]
-        pipe = self.client.pipeline(transaction=False)
+        A message already :meth:`prepare`-d keeps its Redis id.
+
+        The messages of a queue are stored by one script call per thousand (``_ENQUEUE_MANY``), in
+        the layout of Dramatiq's own enqueue, rather than by Dramatiq's dispatch script once per
+        message, whose producer heartbeat and maintenance chance were most of a batch's cost: a
+        producer holds no messages to recover, and the workers' own fetches and acks run the
+        maintenance.
+        """
+        by_queue: dict[str, list[str | bytes]] = {}
         sent = []
-        queues = set()
         for message in messages:
             if "redis_message_id" not in message.options:
                 message = self.prepare(message)
             self.emit_before("enqueue", message, None)
-            # The argument layout of RedisBroker._dispatch (dramatiq 2.x) for the "enqueue" command.
-            dispatch(keys=[self.namespace], client=pipe, args=[
-                "enqueue", current_millis(), message.queue_name, self.broker_id, self.heartbeat_timeout,
-                self.dead_message_ttl, self._should_do_maintenance("enqueue"), self._max_unpack_size(),
-                message.options["redis_message_id"], message.encode(),
-            ])
+            by_queue.setdefault(message.queue_name, []).extend((message.options["redis_message_id"], message.encode()))
             sent.append(message)
-            queues.add(message.queue_name)
+        pipe = self.client.pipeline(transaction=False)
+        stores = 0
+        for queue_name, args in by_queue.items():
+            for start in range(0, len(args), 2 * _ENQUEUE_CHUNK):
+                redis_scripts.queue(pipe, self._enqueue_many, args=args[start:start + 2 * _ENQUEUE_CHUNK],
+                                    keys=[f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"])
+                stores += 1
         # Once per queue, after its messages in the same pipeline: Redis runs the publishes after the
-        # enqueues, so a consumer woken up finds the messages.
-        woken = [queue_name for queue_name in sorted(queues) if not queue_name.endswith(".DQ")]
+        # stores, so a consumer woken up finds the messages.
+        woken = [queue_name for queue_name in sorted(by_queue) if not queue_name.endswith(".DQ")]
         for queue_name in woken:
             pipe.publish(wake_channel(self.namespace, queue_name), "1")
-        results = pipe.execute(raise_on_error=False)
-        # An error of an enqueue is the caller's; one of a publish only is not (see enqueue).
-        for result in results[:len(sent)]:
-            if isinstance(result, Exception):
-                raise result
-        for queue_name, result in zip(woken, results[len(sent):]):
+        results = redis_scripts.execute(pipe)
+        # An error of a store is the caller's; one of a publish only is not (see enqueue).
+        redis_scripts.raise_first_error(results[:stores])
+        for queue_name, result in zip(woken, results[stores:]):
             if isinstance(result, Exception):
                 self._warn_publish_failed(queue_name, result)
         for message in sent:

@@ -27,7 +27,7 @@ def admissions() -> Admissions:
     # limit and every backoff, plus a margin.  Past that it frees a wallet whose job was lost.
     ttl_ms = c.max_age_ms + c.max_attempts * c.time_limit_ms + (c.max_attempts - 1) * c.retry_max_backoff_ms + 60_000
     return Admissions(dramatiq.get_broker().client, namespace=c.namespace, inflight_ttl_ms=ttl_ms,
-                      cooldown_s=c.cooldown_seconds)
+                      cooldown_s=c.cooldown_seconds, deadline_ms=int(c.redis_timeout_s * 1000))
 
 
 @functools.cache

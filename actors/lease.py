@@ -17,6 +17,8 @@ import uuid
 
 import redis
 
+from . import redis_scripts
+
 logger = logging.getLogger(__name__)
 
 _RENEW = """
@@ -68,11 +70,15 @@ class Leases:
                 self._renewer.start()
         return token
 
-    def release(self, operation_id: str, token: str, *, client: redis.client.Pipeline | None = None) -> None:
-        """Give the lease up if it still carries ``token``; with ``client`` (a pipeline), when that is sent."""
+    def release(self, operation_id: str, token: str, *, pipeline: redis.client.Pipeline | None = None) -> None:
+        """Give the lease up if it still carries ``token``; with ``pipeline``, when that is sent
+        (see :mod:`actors.redis_scripts`)."""
         with self._lock:
             self._held.pop(operation_id, None)
-        self._release(keys=[self.key(operation_id)], args=[token], client=client)
+        if pipeline is None:
+            self._release(keys=[self.key(operation_id)], args=[token])
+        else:
+            redis_scripts.queue(pipeline, self._release, keys=[self.key(operation_id)], args=[token])
 
     def live(self, operation_ids: list[str]) -> set[str]:
         """Which of ``operation_ids`` have a lease held right now (by anyone)."""

@@ -30,7 +30,7 @@ from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from storage import operations
 from storage.operations import AttemptOutcome
 
-from . import context, events
+from . import context, events, redis_scripts
 from . import observe  # metrics and completion events
 from .broker import TRANSIENT_INFRASTRUCTURE_ERRORS
 from .errors import SyncAttemptFailed
@@ -59,7 +59,7 @@ def sync_portfolio(operation_id: str) -> None:
     try:
         _run_attempt(op_id, end)
     finally:
-        leases.release(op_id, token, client=end.pipeline)
+        leases.release(op_id, token, pipeline=end.pipeline)
         end.send()
 
 
@@ -80,7 +80,7 @@ class _AttemptEnd:
 
     def send(self) -> None:
         try:
-            results = self.pipeline.execute(raise_on_error=False)
+            results = redis_scripts.execute(self.pipeline)
         except redis.RedisError as exc:  # the round trip itself failed
             observe.events_sent(self.events, exc)
             raise  # a transient infrastructure error: Retries brings the message back
@@ -116,7 +116,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
         return
     if outcome.status in ("succeeded", "failed"):
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
-                                     succeeded=outcome.status == "succeeded", client=end.pipeline)
+                                     succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
     end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
                    namespace=cfg.namespace, maxlen=cfg.events_maxlen)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],

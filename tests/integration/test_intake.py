@@ -172,6 +172,22 @@ def test_enqueue_failure_is_reported_and_recorded(user_id, wallet, monkeypatch, 
     assert actors.request_sync(user_id, wallet, [1]) != row["id"]
 
 
+def test_an_admission_redis_runs_after_the_callers_deadline_takes_no_wallet(user_id, wallet, redis_client):
+    """A stalled Redis runs the commands it received once it resumes, after the producer gave up and
+    refused the request: the admission script then declines, so the wallet is not held for an
+    operation that will never exist.  (Here the deadline is simply already past when it arrives.)"""
+    from actors import context
+    from actors.admission import Admissions
+
+    admissions = context.admissions()
+    late = Admissions(admissions.client, namespace=admissions.namespace, inflight_ttl_ms=admissions.inflight_ttl_ms,
+                      cooldown_s=admissions.cooldown_s, deadline_ms=-1000)
+    with pytest.raises(redis.TimeoutError, match="more than -1000 ms after it was sent"):
+        late.admit_many([(user_id, wallet.lower(), str(uuid.uuid4()), False)])
+    assert redis_client.exists(*admissions._keys(user_id, wallet.lower())) == 0
+    assert actors.request_sync(user_id, wallet, [1])  # and a request in time is accepted
+
+
 def test_get_sync(user_id, wallet):
     assert actors.get_sync(str(uuid.uuid4())) is None
     with pytest.raises(actors.InvalidSyncRequest, match="operation_id must be a UUID"):
