@@ -14,9 +14,8 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``bench/results/latest.md``; with ``--write-docs`` also ``docs/performance.md``.
 
 ``--variant`` adds a configuration of the project's worker as another column, for a proposal:
-``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposals of
-``bench/proposals/`` (``autocommit``, ``asynccommit``, ``fast`` = those two, ``fewer`` round trips, ``best`` = all
-of them, with ``batch_enqueue`` in the producer), or any
+``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
+``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 """
 
@@ -51,13 +50,9 @@ VARIANTS = {
     "wt100": {"env": {"dramatiq_worker_timeout": "100"}},
     "wt20": {"env": {"dramatiq_worker_timeout": "20"}},
     "threads64": {"threads": 64},
-    # bench/proposals: measured changes for the lead, patched into the benchmark's processes only.
-    # (The wake-ups of idle consumers, once proposal "wakeup", are in the product: actors/wakeup.py.)
+    # bench/proposals: measured changes not (yet) in the product, patched into the benchmark's processes only.
+    # (Adopted, once proposals: wakeup, autocommit, fewer_round_trips, batch_enqueue; see docs/performance.md.)
     "asynccommit": {"module": "bench.proposals.async_commit"},
-    "autocommit": {"module": "bench.proposals.autocommit"},
-    "fast": {"module": "bench.proposals.fast"},
-    "fewer": {"module": "bench.proposals.fewer_round_trips"},
-    "best": {"module": "bench.proposals.best", "producer": "bench.proposals.producer"},
 }
 
 

@@ -71,7 +71,7 @@ def test_rotation_keeps_measurements_in_order_and_rotates_systems():
 def test_variants_and_percentile():
     assert run_all.parse_variant("wt100") == ("wt100", {"env": {"dramatiq_worker_timeout": "100"}})
     assert run_all.parse_variant("x=A=1,B=2") == ("x", {"env": {"A": "1", "B": "2"}})
-    assert run_all.parse_variant("y=module:bench.proposals.fast") == ("y", {"module": "bench.proposals.fast"})
+    assert run_all.parse_variant("y=module:bench.proposals.async_commit") == ("y", {"module": "bench.proposals.async_commit"})
     assert percentile([5, 1, 3, 2, 4], 0.5) == 3 and percentile([], 0.5) is None
     assert run_all.project_cmd("latency", {"threads": 64, "env": {"K": "V"}})[-4:] == ["--threads", "64", "--env", "K=V"]
 
