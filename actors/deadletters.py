@@ -44,7 +44,7 @@ from dramatiq.message import Message
 from storage import analytics, operations
 
 from .inspection import queue_names
-from .intake import actor_name, request_syncs
+from .intake import request_syncs, sync_message
 from .validation import InvalidSyncRequest, parse_operation_id
 
 logger = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ def _new_operations(broker, items: list[tuple[DeadLetter, bytes, dict]], report:
 
 
 def _resend_operation(broker, letter: DeadLetter, body: bytes, op: dict, report: RedriveReport) -> None:
-    message = broker.prepare(broker.get_actor(actor_name(op["priority"])).message(letter.operation_id))
+    message = sync_message(op["priority"], letter.operation_id)
     candidate = {"id": letter.operation_id, "status": op["status"], "started_at": op["started_at"]}
     if operations.requeue_operation(candidate, message_id=message.options["redis_message_id"]):
         broker.enqueue_batch([message])

@@ -22,6 +22,7 @@ from typing import Any
 import dramatiq
 import psycopg
 import redis
+from dramatiq.message import Message
 
 from storage import operations
 from storage.operations import NewOperation
@@ -107,7 +108,7 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
     broker = dramatiq.get_broker()
     admitted = [(r.user_id, r.wallet_address, op_id) for r, op_id in new]
     # Each row records the Redis id of its message, so the reconciler can tell a lost message.
-    messages = [broker.prepare(broker.get_actor(actor_name(r.priority)).message(op_id)) for r, op_id in new]
+    messages = [sync_message(r.priority, op_id) for r, op_id in new]
     try:
         operations.insert_operations(
             [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger,
@@ -141,6 +142,13 @@ def actor_name(priority: str) -> str:
     return "sync_portfolio" if priority == "normal" else f"sync_portfolio_{priority}"
 
 
+def sync_message(priority: str, operation_id: str) -> Message:
+    """The message of operation ``operation_id`` at ``priority``, carrying the Redis id it will be stored
+    under: the audit row records it before the message is sent, so the reconciler can tell it is lost."""
+    return dramatiq.get_broker().get_actor(actor_name(priority)).message_with_options(
+        args=(operation_id,), redis_message_id=str(uuid.uuid4()))
+
+
 def get_sync(operation_id: str) -> dict | None:
     """The operation's current record (status, attempts, timings, totals, per-chain results, error), or ``None``."""
     op_id = parse_operation_id(operation_id)
@@ -152,4 +160,4 @@ def get_sync(operation_id: str) -> dict | None:
         raise SyncUnavailable(f"PostgreSQL did not answer: {context.cfg().redact(str(exc))}") from None
 
 
-__all__ = ["request_sync", "request_syncs", "get_sync", "actor_name", "QUEUES"]
+__all__ = ["request_sync", "request_syncs", "get_sync", "actor_name", "sync_message", "QUEUES"]

@@ -138,9 +138,9 @@ def _message_states(broker, rows: list[dict]) -> dict[str, str]:
 
 
 def _requeue(broker, row: dict, done: collections.Counter) -> None:
-    from .intake import actor_name
+    from .intake import sync_message
 
-    message = broker.prepare(broker.get_actor(actor_name(row["priority"])).message(row["id"]))
+    message = sync_message(row["priority"], row["id"])
     if operations.requeue_operation(row, message_id=message.options["redis_message_id"]):
         broker.enqueue_batch([message])
         done["requeued"] += 1
