@@ -8,8 +8,6 @@ formatters used by the KPI cards and tables live here too.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio

@@ -13,7 +13,6 @@ from dramatiq.message import Message
 import actors
 from actors import deadletters, inspection
 from actors.deadletters import DeadLetterFilter
-from storage import operations
 
 
 pytestmark = pytest.mark.integration
