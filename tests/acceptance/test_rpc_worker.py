@@ -11,14 +11,10 @@ unpriced (a price is never guessed).
 from __future__ import annotations
 
 import decimal
-import http.server
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -26,6 +22,7 @@ import actors
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
+from tests.fake_http import FakeHttpServer, Reply, Request
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -71,22 +68,21 @@ def exact_balance(raw: int, decimals: int) -> Decimal:
     return Decimal(raw).scaleb(-decimals, context=EXACT)
 
 
-class PriceApi(http.server.ThreadingHTTPServer):
+class PriceApi(FakeHttpServer):
     """A CoinGecko-style API under ``/api/v3`` knowing ``token_prices`` (contract -> JSON number text) on the
     ``ethereum`` platform and ``coin_prices`` (coin id -> JSON number text); it records each request."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self, token_prices: dict[str, str], coin_prices: dict[str, str]) -> None:
-        super().__init__(("127.0.0.1", 0), _PriceHandler)
+        super().__init__()
         self.token_prices = token_prices
         self.coin_prices = coin_prices
-        self.requests: list[tuple[str, dict[str, list[str]]]] = []
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api/v3"
+        return f"{self.url}/api/v3"
+
+    def respond(self, request: Request) -> Reply:
+        return 200, self.answer(request.path, request.query)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> str:
         """The JSON text of the answer, built by hand so the numbers go out exactly as written."""
@@ -98,24 +94,6 @@ class PriceApi(http.server.ThreadingHTTPServer):
         else:
             prices = {}
         return "{" + ", ".join(f'{json.dumps(key)}: {{"usd": {price}}}' for key, price in prices.items()) + "}"
-
-
-class _PriceHandler(http.server.BaseHTTPRequestHandler):
-    server: PriceApi
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        self.server.requests.append((url.path, query))
-        body = self.server.answer(url.path, query).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +110,8 @@ def mainnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Anvil, d
 @pytest.fixture(scope="module")
 def price_api(mainnet: tuple[Anvil, dict[str, str]]) -> Iterator[PriceApi]:
     _node, tokens = mainnet
-    server = PriceApi({tokens["exact"]: TOKEN_PRICE, tokens["huge"]: HUGE_PRICE}, {"ethereum": ETH_PRICE})
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with PriceApi({tokens["exact"]: TOKEN_PRICE, tokens["huge"]: HUGE_PRICE}, {"ethereum": ETH_PRICE}) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def rpc_worker_env(chain_id: int, node: Anvil, tokens: list[str], price_api: PriceApi) -> dict[str, str]:
@@ -194,7 +165,7 @@ def test_rpc_worker_stores_exact_balances_and_http_prices(start_worker, mainnet,
     # Chain 1 is one of the producer's default chains, so the real API takes the request.
     first = actors.request_sync(user_id, wallet, [1])
     check_priced_holdings(first, user_id, wallet, token, BIG, NATIVE)
-    asked = {path: query for path, query in price_api.requests}
+    asked = {request.path: request.query for request in price_api.requests}
     assert asked["/api/v3/simple/price"]["ids"] == ["ethereum"]
     assert asked["/api/v3/simple/token_price/ethereum"]["contract_addresses"] == [token]
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import getpass
-import http.server
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +27,7 @@ import actors
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
 from tests.conftest import NAMESPACE
+from tests.fake_http import FakeHttpServer
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -157,48 +156,14 @@ def test_an_unreachable_rpc_node_fails_the_sync_without_leaking_a_secret(start_w
     assert operations.get_holdings(user_id, wallet.lower()) == []
 
 
-class FailingPriceApi(http.server.ThreadingHTTPServer):
-    """Answers every request with HTTP 500, after noting its path and headers."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FailingHandler)
-        self.requests: list[tuple[str, dict[str, str]]] = []
-
-
-class _FailingHandler(http.server.BaseHTTPRequestHandler):
-    server: FailingPriceApi
-
-    def do_GET(self) -> None:
-        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-        body = b'{"error": "internal"}'
-        self.send_response(500)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
-def price_api_port(kind: str) -> Iterator[tuple[int, FailingPriceApi | None]]:
+def price_api_port(kind: str) -> Iterator[tuple[int, FakeHttpServer | None]]:
     if kind == "refused":
         with closed_port() as port:
             yield port, None
         return
-    server = FailingPriceApi()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with FakeHttpServer(lambda request: (500, b'{"error": "internal"}')) as server:  # every request: HTTP 500
+        yield server.port, server
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +203,8 @@ def test_a_failing_price_api_fails_the_sync_without_leaking_a_secret(start_worke
     # httpx's one line per request, with the full URL, is not written at all (actors.logs quiets it).
     assert "HTTP Request:" not in log
     if server is not None:
-        assert len(server.requests) == 2 and server.requests[0][0].startswith("/simple/price?ids=ethereum")
-        assert server.requests[0][1]["x-cg-pro-api-key"] == PRICE_KEY  # the key did go where it belongs
+        assert len(server.requests) == 2 and server.requests[0].target.startswith("/simple/price?ids=ethereum")
+        assert server.requests[0].headers["x-cg-pro-api-key"] == PRICE_KEY  # the key did go where it belongs
 
 
 RPC_URL_KEY = "Rpc-Url-Key-6620"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 import chaindata.alchemy
 from chaindata.alchemy import AlchemyProvider
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
+from tests.fake_http import FakeHttpServer, Reply, Request
 
 pytestmark = pytest.mark.integration
 
@@ -61,28 +60,34 @@ EXPECTED = [
 ]
 
 
-class FakeAlchemy(http.server.ThreadingHTTPServer):
+class FakeAlchemy(FakeHttpServer):
     """Answers like Alchemy at ``/v2/<KEY>``; ``status``, ``sleep_s``, ``rpc_error`` and ``body`` change how."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[tuple[str, Any]] = []  # (path, JSON body) of each request
+        super().__init__()
         self.chain_id = CHAIN
         self.status = 200
         self.sleep_s = 0.0
         self.rpc_error: int | None = None
         self.body: bytes | None = None
-        self.released = threading.Event()  # ends a sleep early when the test is over
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v2/"
+        return f"{self.url}/v2/"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and left is expected here, not worth a traceback
+    def respond(self, request: Request) -> Reply:
+        payload = request.json()
+        if self.sleep_s:
+            self.wait(self.sleep_s)
+        if request.target != f"/v2/{KEY}":
+            return 401, b'{"error": "Must be authenticated!"}'
+        if self.status != 200 or self.body is not None:
+            return self.status, self.body or b"{}"
+        if isinstance(payload, list):
+            answers: Any = [{"jsonrpc": "2.0", "id": call["id"], **self.answer(call)} for call in payload]
+        else:
+            answers = {"jsonrpc": "2.0", "id": payload["id"], **self.answer(payload)}
+        return 200, json.dumps(answers)
 
     def answer(self, call: dict[str, Any]) -> dict[str, Any]:
         method, params = call["method"], call["params"]
@@ -101,46 +106,10 @@ class FakeAlchemy(http.server.ThreadingHTTPServer):
         return {"error": {"code": -32601, "message": f"no method {method}"}}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: FakeAlchemy
-
-    def do_POST(self) -> None:
-        server = self.server
-        payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        server.requests.append((self.path, payload))
-        if server.sleep_s:
-            server.released.wait(server.sleep_s)
-        if self.path != f"/v2/{KEY}":
-            return self.reply(401, b'{"error": "Must be authenticated!"}')
-        if server.status != 200 or server.body is not None:
-            return self.reply(server.status, server.body or b"{}")
-        if isinstance(payload, list):
-            answers: Any = [{"jsonrpc": "2.0", "id": call["id"], **server.answer(call)} for call in payload]
-        else:
-            answers = {"jsonrpc": "2.0", "id": payload["id"], **server.answer(payload)}
-        self.reply(200, json.dumps(answers).encode())
-
-    def reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture()
 def server() -> Iterator[FakeAlchemy]:
-    fake = FakeAlchemy()
-    thread = threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield fake
-    fake.released.set()
-    fake.shutdown()
-    fake.server_close()
-    thread.join(timeout=5)
+    with FakeAlchemy() as fake:
+        yield fake
 
 
 @pytest.fixture()
@@ -164,8 +133,8 @@ def test_holdings_across_two_pages(server: FakeAlchemy, provider: AlchemyProvide
     assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
 
     # The key is a path segment of every request (the base URL's trailing slash is not doubled).
-    assert {path for path, _ in server.requests} == {f"/v2/{KEY}"}
-    bodies = [body for _, body in server.requests]
+    assert {request.target for request in server.requests} == {f"/v2/{KEY}"}
+    bodies = [request.json() for request in server.requests]
     assert [methods(body) for body in bodies] == [
         ["eth_chainId", "eth_getBalance", "alchemy_getTokenBalances"],
         ["alchemy_getTokenBalances"],
@@ -181,7 +150,7 @@ def test_complete_metadata_is_cached(server: FakeAlchemy, provider: AlchemyProvi
     server.requests.clear()
 
     assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
-    bodies = [body for _, body in server.requests]
+    bodies = [request.json() for request in server.requests]
     assert [methods(body) for body in bodies] == [
         ["eth_getBalance", "alchemy_getTokenBalances"],  # the chain id was checked already
         ["alchemy_getTokenBalances"],

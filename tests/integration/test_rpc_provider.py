@@ -8,10 +8,7 @@ listens on 127.0.0.1 on a port of its choosing and is stopped by its pid.
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import pytest
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, TransientProviderError
 from chaindata.rpc import RpcProvider
 from tests.anvil import Anvil, running_anvil, token_args
+from tests.fake_http import FakeHttpServer, Reply, Request
 
 pytestmark = pytest.mark.integration
 
@@ -79,44 +77,25 @@ def test_reads_native_and_token_balances_exactly(anvil: Anvil, tokens: dict[str,
 
 
 @contextlib.contextmanager
-def recording_relay(target: str) -> Iterator[tuple[str, list[Any]]]:
-    """A local HTTP server passing each POST on to ``target``; yields its URL and the JSON bodies it relayed."""
-    bodies: list[Any] = []
-    upstream = httpx.Client(timeout=10)
+def recording_relay(target: str) -> Iterator[FakeHttpServer]:
+    """A local HTTP server passing each POST on to ``target``; its ``requests`` are what it relayed."""
+    with httpx.Client(timeout=10) as upstream:
+        def relay(request: Request) -> Reply:
+            answer = upstream.post(target, content=request.body, headers={"content-type": "application/json"})
+            return answer.status_code, answer.content
 
-    class Relay(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            bodies.append(json.loads(body))
-            answer = upstream.post(target, content=body, headers={"content-type": "application/json"})
-            self.send_response(answer.status_code)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        def log_message(self, *args: Any) -> None:  # keep the test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        upstream.close()
+        with FakeHttpServer(relay) as server:
+            yield server
 
 
 def test_one_batched_request_per_fetch(anvil: Anvil, tokens: dict[str, str], provider_factory: Any) -> None:
     token_list = [tokens["big"], tokens["small"], tokens["none"]]
-    with recording_relay(anvil.url) as (url, bodies):
-        provider = provider_factory({31337: url}, {31337: token_list})
+    with recording_relay(anvil.url) as relay:
+        provider = provider_factory({31337: relay.url}, {31337: token_list})
         first = provider.fetch_balances(31337, WALLET)
         second = provider.fetch_balances(31337, WALLET)
 
+    bodies = [request.json() for request in relay.requests]
     assert first == second
     assert len(bodies) == 2 and all(isinstance(body, list) for body in bodies)
     # First: eth_chainId, eth_getBalance, 3 balanceOf and 3 x (symbol, decimals, name); then balances only.

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +13,7 @@ from hypothesis import strategies as st
 
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.http_prices import HttpPriceSource
+from tests.fake_http import FakeHttpServer, Reply, Request
 
 KEY = "cg-pro-key-5b8e1d9a77"
 ALPHA = "0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
@@ -35,29 +32,27 @@ def default_token_price(address: str) -> str | None:
     return f"{int(address, 16) % 1000}.5" if int(address[-1], 16) % 2 == 0 and address != UNLISTED else None
 
 
-class FakePriceApi(http.server.ThreadingHTTPServer):
+class FakePriceApi(FakeHttpServer):
     """A CoinGecko-style API under ``/api/v3``; ``status``, ``body`` and ``sleep_s`` change how it answers."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.released = threading.Event()  # ends a sleep early when the test is over
+        super().__init__()
         self.reset()
 
     def reset(self) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []  # path, query, headers
+        self.requests.clear()
         self.status = 200
         self.body: str | None = None
         self.sleep_s = 0.0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api/v3/"
+        return f"{self.url}/api/v3/"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and left is expected here, not worth a traceback
+    def respond(self, request: Request) -> Reply:
+        if self.sleep_s:
+            self.wait(self.sleep_s)
+        return self.status, self.body if self.body is not None else self.answer(request.path, request.query)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> str:
         """The JSON text answering ``path``: built by hand, so the numbers are sent exactly as written."""
@@ -71,37 +66,10 @@ class FakePriceApi(http.server.ThreadingHTTPServer):
         return "{" + ", ".join(f'"{key}": {{"usd": {price}}}' for key, price in prices.items()) + "}"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: FakePriceApi
-
-    def do_GET(self) -> None:
-        server = self.server
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        server.requests.append((url.path, query, {k.lower(): v for k, v in self.headers.items()}))
-        if server.sleep_s:
-            server.released.wait(server.sleep_s)
-        body = (server.body if server.body is not None else server.answer(url.path, query)).encode()
-        self.send_response(server.status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def api() -> Iterator[FakePriceApi]:
-    fake = FakePriceApi()
-    thread = threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield fake
-    fake.released.set()
-    fake.shutdown()
-    fake.server_close()
-    thread.join(timeout=5)
+    with FakePriceApi() as fake:
+        yield fake
 
 
 @pytest.fixture()
@@ -129,10 +97,10 @@ def test_prices_are_exact_decimals_and_unknown_tokens_absent(server: FakePriceAp
     }
     assert all(type(p.usd) is Decimal and p.source == "http" for p in result.values())
     assert all(before <= p.as_of <= dt.datetime.now(dt.UTC) and p.as_of.tzinfo is not None for p in result.values())
-    paths = [path for path, _, _ in server.requests]
+    paths = [request.path for request in server.requests]
     assert paths == ["/api/v3/simple/price", "/api/v3/simple/token_price/ethereum"]
-    assert server.requests[0][1] == {"ids": ["ethereum"], "vs_currencies": ["usd"]}
-    assert server.requests[1][1] == {"contract_addresses": [f"{ALPHA},{BRAVO},{UNLISTED}"], "vs_currencies": ["usd"]}
+    assert server.requests[0].query == {"ids": ["ethereum"], "vs_currencies": ["usd"]}
+    assert server.requests[1].query == {"contract_addresses": [f"{ALPHA},{BRAVO},{UNLISTED}"], "vs_currencies": ["usd"]}
 
 
 def test_the_key_goes_in_a_header_and_only_if_set(server: FakePriceApi, prices: HttpPriceSource) -> None:
@@ -143,10 +111,10 @@ def test_the_key_goes_in_a_header_and_only_if_set(server: FakePriceApi, prices: 
     finally:
         keyless.close()
 
-    (_, query, headers), (_, keyless_query, keyless_headers) = server.requests
-    assert headers["x-cg-pro-api-key"] == KEY
-    assert "x-cg-pro-api-key" not in keyless_headers
-    assert KEY not in str(query) and KEY not in str(keyless_query)
+    keyed, keyless_request = server.requests
+    assert keyed.headers["x-cg-pro-api-key"] == KEY
+    assert "x-cg-pro-api-key" not in keyless_request.headers
+    assert KEY not in str(keyed.query) and KEY not in str(keyless_request.query)
 
 
 def test_addresses_keep_the_case_they_were_given_in(prices: HttpPriceSource) -> None:
@@ -167,7 +135,7 @@ def test_each_chain_asks_its_platform_and_coin(server: FakePriceApi, prices: Htt
                                                platform: str, coin: str) -> None:
     result = prices.get_prices(chain_id, [NATIVE_TOKEN, ALPHA])
 
-    assert [(path, query.get("ids")) for path, query, _ in server.requests] == [
+    assert [(request.path, request.query.get("ids")) for request in server.requests] == [
         ("/api/v3/simple/price", [coin]), (f"/api/v3/simple/token_price/{platform}", None)]
     assert (NATIVE_TOKEN in result) == (coin in COIN_PRICES)  # avalanche-2 is unknown to this server: no price
 
@@ -198,7 +166,7 @@ def test_more_than_100_addresses_are_batched(server: FakePriceApi, prices: HttpP
 
     result = prices.get_prices(1, addresses)
 
-    batches = [query["contract_addresses"][0].split(",") for _, query, _ in server.requests]
+    batches = [request.query["contract_addresses"][0].split(",") for request in server.requests]
     assert [len(batch) for batch in batches] == [100, 100, 50]
     assert sum(batches, []) == addresses
     assert set(result) == {a for a in addresses if int(a[-1], 16) % 2 == 0}
@@ -235,8 +203,7 @@ def test_a_slow_api_is_a_transient_timeout(server: FakePriceApi) -> None:
     assert time.monotonic() - started < 2.5
     assert caught.value.code == "provider_timeout"
     assert_secret_kept(caught.value)
-    server.released.set()  # let the sleeping handler go
-    server.released.clear()
+    server.release()  # let the sleeping handler go
 
 
 def test_a_base_url_that_is_no_http_url_is_refused() -> None:
