@@ -59,12 +59,20 @@ def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -
     }
 
 
+#: How long the pool keeps retrying one lost connection before it gives up on that attempt.  psycopg_pool
+#: doubles its delay between attempts (1, 2, 4, 8 s...) until then, with no cap: with its default of
+#: 300 s, producers went on refusing 8-12 s after PostgreSQL was back.  Given up this early, the next
+#: request that has to wait for a connection starts a new attempt at once, with the delay back at 1 s.
+RECONNECT_TIMEOUT_S = 4.0
+
+
 def _open_pool(cfg: settings_module.Settings) -> ConnectionPool:
     # Autocommit: every storage function runs one statement per checkout, a transaction of its own
     # anyway; without it, psycopg wraps it in BEGIN and COMMIT, three round trips instead of one.
     kwargs = {**connection_kwargs(cfg, application_name="portfolio-sync"), "autocommit": True}
     return ConnectionPool(cfg.database_url, min_size=1, max_size=cfg.db_pool_max, kwargs=kwargs,
-                          timeout=cfg.db_connect_timeout_s, name="portfolio-sync", open=True)
+                          timeout=cfg.db_connect_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
+                          name="portfolio-sync", open=True)
 
 
 _main = _ProcessPool(_open_pool)
@@ -95,7 +103,8 @@ def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
 def _open_readonly_pool(cfg: settings_module.Settings) -> ConnectionPool:
     return ConnectionPool(cfg.dashboard_database_url or cfg.database_url, min_size=1,
                           max_size=cfg.dashboard_db_pool_max, kwargs=readonly_connection_kwargs(cfg),
-                          timeout=cfg.db_connect_timeout_s, name="portfolio-sync-dashboard", open=True)
+                          timeout=cfg.db_connect_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
+                          name="portfolio-sync-dashboard", open=True)
 
 
 _readonly = _ProcessPool(_open_readonly_pool)
