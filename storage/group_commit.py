@@ -66,10 +66,14 @@ class GroupCommit(Generic[P, R]):
         self.name = name
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self._reset()
+        # Threads do not survive a fork, and a lock may be copied held: a forked worker process starts afresh.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._cond = threading.Condition()
         self._waiting: list[_Call[P, R]] = []
         self._writer: threading.Thread | None = None
-        self._pid: int | None = None
 
     def __call__(self, params: P) -> R:
         """Write ``params`` (in a batch with whatever other calls are waiting) and return its result."""
@@ -90,11 +94,7 @@ class GroupCommit(Generic[P, R]):
         return call.result  # type: ignore[return-value]
 
     def _ensure_writer(self) -> None:
-        # Threads do not survive a fork: a forked worker process starts a writer of its own.
-        if self._pid != os.getpid() or self._writer is None or not self._writer.is_alive():
-            if self._pid != os.getpid():
-                self._waiting = []
-            self._pid = os.getpid()
+        if self._writer is None or not self._writer.is_alive():
             self._writer = threading.Thread(target=self._write_forever, name=f"{self.name}-writer", daemon=True)
             self._writer.start()
 

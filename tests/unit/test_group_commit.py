@@ -142,3 +142,22 @@ def test_a_batch_that_dies_of_the_unforeseen_fails_its_calls_and_the_writer_goes
         group(1)
     group.write_batch = lambda ps: list(ps)
     assert group(7) == 7
+
+
+def test_a_forked_child_writes_with_a_writer_of_its_own():
+    import os
+
+    group = GroupCommit(lambda ps: [(os.getpid(), p) for p in ps], name="test", wait_s=5)
+    assert group(1) == (os.getpid(), 1)  # the parent's writer thread is running
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's writer thread did not come along
+        ok = False
+        try:
+            ok = group(2) == (os.getpid(), 2)
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
