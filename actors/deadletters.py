@@ -43,6 +43,7 @@ from dramatiq.message import Message
 
 from storage import analytics, operations
 
+from . import redis_scripts
 from .inspection import queue_names
 from .intake import request_syncs, sync_message
 from .validation import InvalidSyncRequest, parse_operation_id
@@ -273,8 +274,8 @@ def _redrive_chunk(broker, refs: Sequence[tuple[str, str]], report: RedriveRepor
     pipe = client.pipeline(transaction=False)
     for q, redis_id in refs:
         pipe.zscore(f"{ns}:{q}.XQ", redis_id)
-        claim(keys=[f"{ns}:{q}.XQ", f"{ns}:{q}.XQ.msgs"], args=[redis_id], client=pipe)
-    replies = pipe.execute()
+        redis_scripts.queue(pipe, claim, keys=[f"{ns}:{q}.XQ", f"{ns}:{q}.XQ.msgs"], args=[redis_id])
+    replies = redis_scripts.raise_first_error(redis_scripts.execute(pipe))
     claimed: list[tuple[DeadLetter, bytes]] = []
     for i, (q, redis_id) in enumerate(refs):
         score, body = replies[2 * i], replies[2 * i + 1]
