@@ -101,10 +101,25 @@ class Admissions:
             redis_scripts.queue(pipe, self._admit, keys=keys, args=args)
         chunks = redis_scripts.raise_first_error(redis_scripts.execute(pipe))
         if any(chunk == [b"expired"] for chunk in chunks):
+            # The whole call is refused: give back what the chunks decided in time took.
+            self.give_back([
+                candidate[:3] for start, chunk in zip(range(0, len(candidates), _ADMIT_CHUNK), chunks)
+                if chunk != [b"expired"]
+                for candidate, decision in zip(candidates[start:start + _ADMIT_CHUNK], chunk[::2])
+                if decision == b"accepted"])
             raise redis.TimeoutError(f"Redis decided the admission more than {self.deadline_ms} ms after it was sent "
                                      "(it was stalled, or its clock is ahead of this host's)")
         flat = [item for chunk in chunks for item in chunk]
         return [Admission(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+
+    def give_back(self, taken: Sequence[tuple[str, str, str]]) -> None:
+        """Free the wallets ``(user_id, wallet, operation_id)`` taken for requests that were then refused,
+        if Redis answers; otherwise their in-flight keys expire by themselves."""
+        if taken:
+            try:
+                self.release_many(taken)
+            except redis.RedisError:
+                pass
 
     def release(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool,
                 pipeline: redis.client.Pipeline | None = None) -> None:

@@ -115,7 +115,7 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
                           m.options["redis_message_id"]) for (r, op_id), m in zip(new, messages)],
             provider=context.provider().name)
     except psycopg.Error as exc:
-        _release_quietly(admitted)
+        context.admissions().give_back(admitted)
         raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
 
     try:
@@ -127,15 +127,8 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
                 operations.fail_operation(op_id, error_code="enqueue_failed", error_message=reason)
             except psycopg.Error:
                 pass  # the row stays queued without a message: the reconciler will send it
-        _release_quietly(admitted)
+        context.admissions().give_back(admitted)
         raise SyncUnavailable(reason) from None
-
-
-def _release_quietly(admitted: list[tuple[str, str, str]]) -> None:
-    try:
-        context.admissions().release_many(admitted)
-    except redis.RedisError:
-        pass  # the in-flight keys expire by themselves
 
 
 def actor_name(priority: str) -> str:

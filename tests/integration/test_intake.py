@@ -188,6 +188,28 @@ def test_an_admission_redis_runs_after_the_callers_deadline_takes_no_wallet(user
     assert actors.request_sync(user_id, wallet, [1])  # and a request in time is accepted
 
 
+def test_a_batch_refused_half_way_gives_back_the_wallets_its_first_part_took(user_id, redis_client, monkeypatch):
+    """A batch is decided a thousand requests per script call; if Redis runs a later call past the
+    deadline, the whole batch is refused, and what the calls in time took is given back."""
+    from actors import admission, context
+
+    admissions = context.admissions()
+    import time as real_time
+
+    now = real_time.time()
+    clock = iter([now, now - 60])  # the first call in time, the second's deadline a minute in the past
+    monkeypatch.setattr(admission, "_ADMIT_CHUNK", 1)
+    monkeypatch.setattr(admission, "time", type("Clock", (), {"time": staticmethod(lambda: next(clock))}))
+    given_back = []
+    real_give_back = admissions.give_back
+    monkeypatch.setattr(admissions, "give_back", lambda taken: given_back.append(list(taken)) or real_give_back(taken))
+    wallets = ["0x" + f"{i:040x}" for i in (8201, 8202)]
+    with pytest.raises(redis.TimeoutError):
+        admissions.admit_many([(user_id, w, str(uuid.uuid4()), False) for w in wallets])
+    assert [[t[1] for t in taken] for taken in given_back] == [wallets[:1]]  # the first call had taken one
+    assert redis_client.exists(*[admissions._keys(user_id, w)[0] for w in wallets]) == 0
+
+
 def test_get_sync(user_id, wallet):
     assert actors.get_sync(str(uuid.uuid4())) is None
     with pytest.raises(actors.InvalidSyncRequest, match="operation_id must be a UUID"):
