@@ -31,7 +31,10 @@ _logs.install(_cfg)
 broker = build_broker(_cfg)
 dramatiq.set_broker(broker)
 
+from storage import operations as _operations  # noqa: E402
+
 from . import lifecycle as _lifecycle  # noqa: E402  (needs the broker above)
+from . import observe as _observe  # noqa: E402
 from .errors import SyncAttemptFailed, SyncUnavailable  # noqa: E402
 from .intake import actor_name, get_sync, request_sync, request_syncs  # noqa: E402
 from .validation import InvalidSyncRequest  # noqa: E402
@@ -43,6 +46,7 @@ SYNC_ACTORS = {
     for priority, (queue, dramatiq_priority) in QUEUES.items()
 }
 sync_portfolio = SYNC_ACTORS["normal"]
+_operations.observe_batches(_observe.audit_batch)  # the group commit's batch sizes, as a metric
 
 from . import scheduler as _scheduler  # noqa: E402
 from .tracking import pause_wallet, resume_wallet, track_wallet, untrack_wallet  # noqa: E402

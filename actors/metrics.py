@@ -69,6 +69,8 @@ PROJECT_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "counter", ("decision",), "Sync requests by admission: accepted (new operation), duplicate (one in flight), cooldown."),
     "portfolio_sync_reconciler_actions_total": (
         "counter", ("action",), "What the reconciler did: requeued, failed_expired, failed_worker_lost."),
+    "portfolio_sync_audit_batch_size": (
+        "histogram", ("statement",), "Attempts written together by one group-committed audit statement (start_attempt, finish_attempt)."),
     "portfolio_sync_events_total": (
         "counter", ("type", "result"), "Completion events appended to the Redis Stream (result: written, dropped)."),
     "portfolio_sync_http_requests_total": (
@@ -76,7 +78,9 @@ PROJECT_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "portfolio_sync_http_request_duration_seconds": (
         "histogram", ("endpoint",), "Duration of the web process's API and health requests."),
 }
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, float("inf"))
 _BUCKETS = {"portfolio_sync_attempt_duration_seconds": _DURATION_BUCKETS,
+            "portfolio_sync_audit_batch_size": _BATCH_BUCKETS,
             "portfolio_sync_queue_wait_seconds": _WAIT_BUCKETS,
             "portfolio_sync_provider_call_duration_seconds": _CALL_BUCKETS,
             "portfolio_sync_http_request_duration_seconds": _CALL_BUCKETS}

@@ -6,7 +6,9 @@ The pipeline's modules call these functions at the moments that matter (one line
 - ``lifecycle._run_attempt``: :func:`attempt_finished`, once an attempt's result is committed;
 - ``lifecycle.fail_unrun`` and ``reconciler._fail``: :func:`operation_failed`, when an operation
   fails without an attempt result (malformed message, expired, lost with its worker);
-- ``reconciler.reconcile``: :func:`reconciled`, with what a pass did.
+- ``reconciler.reconcile``: :func:`reconciled`, with what a pass did;
+- ``storage.group_commit`` (hooked up in ``actors/__init__``): :func:`audit_batch`, after each batch
+  of attempts' audit writes.
 
 None of them ever raises: a metric or an event that cannot be recorded is logged, and the sync
 goes on as if nothing happened.
@@ -110,6 +112,14 @@ def operation_failed(operation_id: str) -> None:
             _publish(_finished(row, finished_at=row.get("finished_at") or dt.datetime.now(dt.timezone.utc)))
     except Exception:
         logger.exception("Could not record the failure of operation %s.", operation_id)
+
+
+def audit_batch(statement: str, size: int) -> None:
+    """A group commit wrote ``size`` attempts' ``statement`` (``start_attempt``, ``finish_attempt``) at once."""
+    try:
+        metrics.observe("portfolio_sync_audit_batch_size", size, statement=statement)
+    except Exception:
+        logger.exception("Could not record an audit batch.")
 
 
 def reconciled(done: Mapping[str, int]) -> None:

@@ -58,6 +58,9 @@ class GroupCommit(Generic[P, R]):
       max_batch(int): most calls written together. Default 64.
       wait_s(float): how long a call waits to be written before it gives up with :class:`TimeoutError`
         (a transient error: the job is retried).  Should exceed the statement timeout.  Default 60.
+
+    ``on_batch``, if set, is called with ``(name, size)`` after each batch is written (for metrics;
+    what it raises is logged and ignored).
     """
 
     def __init__(self, write_batch: Callable[[Sequence[P]], Sequence[R]], *, name: str, max_batch: int = 64,
@@ -66,6 +69,7 @@ class GroupCommit(Generic[P, R]):
         self.name = name
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.on_batch: Callable[[str, int], None] | None = None
         self._reset()
         # Threads do not survive a fork, and a lock may be copied held: a forked worker process starts afresh.
         os.register_at_fork(after_in_child=self._reset)
@@ -108,6 +112,11 @@ class GroupCommit(Generic[P, R]):
                 self._write(batch)
             except BaseException:  # noqa: BLE001  (the writer must outlive anything: its calls fail instead)
                 logger.exception("The %s writer failed a batch of %d.", self.name, len(batch))
+            if self.on_batch is not None:  # before the callers go on, so what they did next saw it counted
+                try:
+                    self.on_batch(self.name, len(batch))
+                except Exception:  # noqa: BLE001  (an observer never stops the writer)
+                    logger.exception("The %s writer's batch observer failed.", self.name)
             for call in batch:
                 call.written.set()
 

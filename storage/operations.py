@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -122,6 +122,12 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
 
 _starts = GroupCommit(_start_batch, name="start_attempt")
 _finishes = GroupCommit(_finish_batch, name="finish_attempt")
+
+
+def observe_batches(callback: Callable[[str, int], None] | None) -> None:
+    """Have ``callback(statement, size)`` called after each group-committed batch of attempts' writes
+    (``statement``: ``start_attempt`` or ``finish_attempt``); ``None`` stops it."""
+    _starts.on_batch = _finishes.on_batch = callback
 
 
 def fail_operation(operation_id: str, *, error_code: str, error_message: str) -> dict | None:

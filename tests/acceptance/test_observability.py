@@ -80,6 +80,8 @@ def test_a_worker_reports_events_metrics_and_json_logs(start_worker, user_id, wa
     assert 'portfolio_sync_provider_errors_total{chain_id="137",error_code="unsupported_chain",provider="simulated"}' in text
     assert 'portfolio_sync_queue_wait_seconds_count{priority="normal"} 2.0' in text
     assert 'portfolio_sync_events_total{result="written",type="sync.succeeded"} 1.0' in text
+    for statement in ("start_attempt", "finish_attempt"):  # two attempts, however they were batched
+        assert f'portfolio_sync_audit_batch_size_sum{{statement="{statement}"}} 2.0' in text
     assert 'portfolio_sync_queue_messages{queue="sync",state="dead"}' in text
     assert user_id not in text and wallet.lower() not in text and ok_id not in text
     assert not stale.exists()

@@ -161,3 +161,24 @@ def test_a_forked_child_writes_with_a_writer_of_its_own():
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
+
+
+def test_each_batch_is_reported_to_the_observer_and_a_failing_observer_changes_nothing():
+    recorder = Recorder()
+    group = GroupCommit(recorder, name="test")
+    seen = []
+    group.on_batch = lambda name, size: seen.append((name, size))
+    first, _, _ = call_in_threads(group, [0])
+    assert recorder.first_started.wait(5)
+    rest, results, _ = call_in_threads(group, [1, 2, 3])
+    wait_waiting(group, 3)
+    recorder.release_first.set()
+    for t in [*first, *rest]:
+        t.join(5)
+    assert seen == [("test", 1), ("test", 3)]
+
+    def broken(name, size):
+        raise RuntimeError("observer down")
+
+    group.on_batch = broken
+    assert group(4) == 40
