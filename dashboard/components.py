@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import psycopg
 import redis
-from dash import dash_table, dcc, html
+from dash import dash_table, dcc, html, no_update
 
 from . import figures
 
@@ -72,6 +73,18 @@ def server_table(table_id: str, columns: Sequence[tuple[str, str]], *, page_size
     return dash_table.DataTable(
         id=table_id, columns=cols, data=[], page_action="custom", page_current=0, page_size=page_size,
         page_count=1, sort_action="custom" if sortable else "none", sort_mode="single", **options)
+
+
+def page_count(total: int, page_size: int) -> int:
+    """Pages of a :func:`server_table` holding ``total`` rows (one, even when empty)."""
+    return max(1, math.ceil(total / page_size))
+
+
+def selected_row_id(active_cell: dict | None):
+    """The ``id`` of the row of a table's clicked cell, or ``no_update`` when none is."""
+    if not active_cell or not active_cell.get("row_id"):
+        return no_update
+    return active_cell["row_id"]
 
 
 def field(label: str, control) -> html.Label:

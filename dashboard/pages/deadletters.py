@@ -7,7 +7,6 @@ whose operation failed is requested again as a new operation (``trigger="redrive
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import dash
 import dramatiq
@@ -16,7 +15,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from actors import deadletters, inspection
 
 from .. import figures, timerange
-from ..components import field, guarded, notice, panel, server_table
+from ..components import field, guarded, notice, page_count, panel, server_table
 
 
 COLUMNS = [("dead_at", "Dead since (UTC)"), ("queue", "Queue"), ("actor_name", "Actor"), ("user_id", "User"),
@@ -93,7 +92,7 @@ def update_list(range_key: str | None, _n: int | None, _version: int | None, que
             "retries": row["retries"], "operation_id": row["operation_id"] or "", "redis_id": row["redis_id"],
         })
     options = [{"label": q, "value": q} for q in inspection.queue_names(broker)]
-    return rows, max(1, math.ceil(total / size)), f"{total:,} dead letters", options
+    return rows, page_count(total, size), f"{total:,} dead letters", options
 
 
 def _refs(row_ids) -> list[tuple[str, str]]:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 
 import dash
-from dash import Input, Output, callback, dcc, html, no_update
+from dash import Input, Output, callback, dcc, html
 
 from storage import analytics
 
 from .. import figures, timerange
-from ..components import field, guarded, notice, panel, server_table, table
+from ..components import field, guarded, notice, page_count, panel, selected_row_id, server_table, table
 
 
 COLUMNS = [("enqueued_at", "Requested (UTC)"), ("status", "Status"), ("user_id", "User"),
@@ -78,13 +77,8 @@ def search(range_key: str | None, _n: int | None, operation_id: str | None, user
         "total_value_usd": figures.fmt_usd(r["total_value_usd"]), "error_code": r["error_code"] or "",
         "error_message": r["error_message"] or "",
     } for r in frame.to_dict("records")]
-    return rows, max(1, math.ceil(total / size)), f"{total:,} operations"
+    return rows, page_count(total, size), f"{total:,} operations"
 
-
-def select_operation(active_cell: dict | None):
-    if not active_cell or not active_cell.get("row_id"):
-        return no_update
-    return active_cell["row_id"]
 
 
 @guarded(lambda reason: notice(f"Unavailable: {reason}", "error"))
@@ -150,7 +144,7 @@ callback(
 callback(Output("ops-table", "page_current"), Input("ops-operation-id", "value"), Input("ops-user", "value"),
          Input("ops-wallet", "value"), Input("ops-status", "value"), Input("ops-error", "value"),
          prevent_initial_call=True)(lambda *_filters: 0)
-callback(Output("ops-selected", "data"), Input("ops-table", "active_cell"), prevent_initial_call=True)(select_operation)
+callback(Output("ops-selected", "data"), Input("ops-table", "active_cell"), prevent_initial_call=True)(selected_row_id)
 callback(Output("ops-record", "children"), Input("ops-selected", "data"))(show_record)
 
 dash.register_page(__name__, path="/operations", name="Operations", title="Operations · portfolio-sync", order=2, layout=layout)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 
 import dash
-from dash import Input, Output, callback, dcc, html, no_update
+from dash import Input, Output, callback, dcc, html
 
 from storage import analytics
 
 from .. import figures, timerange
-from ..components import field, graph, guarded, notice, panel, server_table, table
+from ..components import field, graph, guarded, notice, page_count, panel, selected_row_id, server_table, table
 
 
 COLUMNS = [("user_id", "User"), ("syncs", "Syncs"), ("success_rate", "Success"), ("failed", "Failures"),
@@ -89,13 +88,8 @@ def update_users(range_key: str | None, _n: int | None, user_filter: str | None,
         "avg_duration_ms": figures.fmt_ms(r["avg_duration_ms"]), "p95_duration_ms": figures.fmt_ms(r["p95_duration_ms"]),
         "portfolio_value_usd": figures.fmt_usd(r["portfolio_value_usd"]), "wallets": figures.fmt_int(r["wallets"]),
     } for r in frame.to_dict("records")]
-    return rows, max(1, math.ceil(total / size)), f"{total:,} users"
+    return rows, page_count(total, size), f"{total:,} users"
 
-
-def select_user(active_cell: dict | None):
-    if not active_cell or not active_cell.get("row_id"):
-        return no_update
-    return active_cell["row_id"]
 
 
 def _user_unavailable(reason: str):
@@ -150,7 +144,7 @@ callback(
     Input("users-min-syncs", "value"), Input("users-max-rate", "value"), Input("users-failed-only", "value"),
     Input("users-table", "page_current"), Input("users-table", "page_size"), Input("users-table", "sort_by"),
 )(update_users)
-callback(Output("user-id", "value"), Input("users-table", "active_cell"), prevent_initial_call=True)(select_user)
+callback(Output("user-id", "value"), Input("users-table", "active_cell"), prevent_initial_call=True)(selected_row_id)
 callback(
     Output("user-summary", "children"), Output("user-timeline", "figure"), Output("user-values", "figure"),
     Output("user-holdings", "figure"), Output("user-holdings-table", "data"), Output("user-recent", "data"),
