@@ -66,13 +66,17 @@ def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -
 RECONNECT_TIMEOUT_S = 4.0
 
 
+def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str) -> ConnectionPool:
+    """A pool with what every pool here shares: one connection kept, the connect timeout, the reconnect timeout."""
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, timeout=cfg.db_connect_timeout_s,
+                          reconnect_timeout=RECONNECT_TIMEOUT_S, name=name, open=True)
+
+
 def _open_pool(cfg: settings_module.Settings) -> ConnectionPool:
     # Autocommit: every storage function runs one statement per checkout, a transaction of its own
     # anyway; without it, psycopg wraps it in BEGIN and COMMIT, three round trips instead of one.
     kwargs = {**connection_kwargs(cfg, application_name="portfolio-sync"), "autocommit": True}
-    return ConnectionPool(cfg.database_url, min_size=1, max_size=cfg.db_pool_max, kwargs=kwargs,
-                          timeout=cfg.db_connect_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
-                          name="portfolio-sync", open=True)
+    return _open(cfg, cfg.database_url, max_size=cfg.db_pool_max, kwargs=kwargs, name="portfolio-sync")
 
 
 _main = _ProcessPool(_open_pool)
@@ -101,10 +105,8 @@ def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
 
 
 def _open_readonly_pool(cfg: settings_module.Settings) -> ConnectionPool:
-    return ConnectionPool(cfg.dashboard_database_url or cfg.database_url, min_size=1,
-                          max_size=cfg.dashboard_db_pool_max, kwargs=readonly_connection_kwargs(cfg),
-                          timeout=cfg.db_connect_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
-                          name="portfolio-sync-dashboard", open=True)
+    return _open(cfg, cfg.dashboard_database_url or cfg.database_url, max_size=cfg.dashboard_db_pool_max,
+                 kwargs=readonly_connection_kwargs(cfg), name="portfolio-sync-dashboard")
 
 
 _readonly = _ProcessPool(_open_readonly_pool)
