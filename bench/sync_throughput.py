@@ -25,12 +25,9 @@ import time
 from pathlib import Path
 
 from bench import sandbox
+from bench.common import wallets
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wallets(n: int, offset: int) -> list[str]:
-    return ["0x" + f"{offset + i:040x}" for i in range(n)]
 
 
 def main() -> None:
