@@ -14,12 +14,10 @@ import datetime as dt
 import json
 import logging
 
-from dramatiq.middleware import Middleware
-
 import settings as settings_module
 
 TEXT_FORMAT = "[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s"
-#: The job whose thread is logging: set by :class:`JobLogContext` while a message is processed.
+#: The job whose thread is logging: set by ``actors.middleware.job_log_context`` while a message is processed.
 _job: contextvars.ContextVar[dict | None] = contextvars.ContextVar("portfolio_sync_job", default=None)
 
 
@@ -103,23 +101,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-class JobLogContext(Middleware):
-    """Sets the job fields of every log line a worker thread writes while it processes a message
-    (first in the middleware list, so the other middleware's lines carry them too)."""
-
-    def before_process_message(self, broker, message):
-        fields = {"actor": message.actor_name, "message_id": message.message_id,
-                  "attempt": int(message.options.get("retries") or 0) + 1}
-        if message.actor_name.startswith("sync_portfolio") and message.args:
-            fields["operation_id"] = str(message.args[0])[:64]
-        _job.set(fields)
-
-    def after_process_message(self, broker, message, *, result=None, exception=None):
-        _job.set(None)
-
-    after_skip_message = after_process_message
-
-
-def job_fields() -> dict | None:
-    """The job fields of the current thread's log lines (``None`` outside a job)."""
-    return _job.get()
+def set_job(fields: dict | None) -> None:
+    """Give every record this thread (or task) logs from now on the job ``fields``; ``None``: no job."""
+    _job.set(fields)

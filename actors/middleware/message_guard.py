@@ -16,7 +16,9 @@ import logging
 
 from dramatiq.middleware import Middleware, SkipMessage
 
-from .validation import parse_operation_id
+from ..constants import is_sync_actor
+from ..services import lifecycle
+from ..validation import parse_operation_id
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +34,7 @@ class MessageGuard(Middleware):
             logger.error("Rejected message %s for %s: its arguments do not fit the actor (%s).",
                          message.message_id, message.actor_name, exc)
             operation_id = _find_operation_id(message.args, message.kwargs)
-            if operation_id and _is_sync_actor(message.actor_name):
-                from . import lifecycle
-
+            if operation_id and is_sync_actor(message.actor_name):
                 lifecycle.fail_unrun(operation_id, "malformed_message",
                                      f"the message's arguments do not fit {message.actor_name}: {exc}")
             message.options[_REJECTED] = True
@@ -43,11 +43,9 @@ class MessageGuard(Middleware):
 
     def after_skip_message(self, broker, message):
         # AgeLimit is the only other middleware here that skips messages.
-        if message.failed and not message.options.get(_REJECTED) and _is_sync_actor(message.actor_name):
+        if message.failed and not message.options.get(_REJECTED) and is_sync_actor(message.actor_name):
             operation_id = _find_operation_id(message.args, message.kwargs)
             if operation_id:
-                from . import lifecycle
-
                 lifecycle.fail_unrun(operation_id, "expired",
                                      "the message waited longer than SYNC_MAX_AGE_MS before a worker took it")
 
@@ -56,10 +54,6 @@ class MessageGuard(Middleware):
 def _signature(fn) -> inspect.Signature:
     # inspect.signature walks the function's code each time: 2% of a worker's CPU, once per message.
     return inspect.signature(fn)
-
-
-def _is_sync_actor(actor_name: str) -> bool:
-    return actor_name.startswith("sync_portfolio")
 
 
 def _find_operation_id(args, kwargs) -> str | None:

@@ -19,45 +19,7 @@ from collections.abc import Sequence
 
 import redis
 
-from . import redis_scripts
-
-# Decide a batch of requests in order: KEYS are (inflight, recent) pairs, ARGV the in-flight TTL, the
-# caller's deadline (ms since the epoch), then (operation id, force) pairs; returns (decision,
-# operation id) pairs, or {'expired'} if Redis runs it after the deadline: a Redis that was stalled
-# runs the commands it had received when it resumes, and by then the caller has given up and told
-# its own caller the request was refused, so the script must not take the wallet for it.
-_ADMIT = """
-local now = redis.call('TIME')
-if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[2]) then
-  return {'expired'}
-end
-local out = {}
-for i = 1, #KEYS / 2 do
-  local inflight, recent = KEYS[2 * i - 1], KEYS[2 * i]
-  local op, force = ARGV[2 * i + 1], ARGV[2 * i + 2]
-  local current = redis.call('GET', inflight)
-  local last = false
-  if not current and force ~= '1' then last = redis.call('GET', recent) end
-  if current then
-    out[#out + 1] = 'duplicate'; out[#out + 1] = current
-  elseif last then
-    out[#out + 1] = 'cooldown'; out[#out + 1] = last
-  else
-    redis.call('SET', inflight, op, 'PX', ARGV[1])
-    out[#out + 1] = 'accepted'; out[#out + 1] = op
-  end
-end
-return out
-"""
-
-# Release the in-flight key only if it still names this operation; on success, start the cooldown.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if ARGV[2] == '1' and tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-end
-return 1
-"""
+from . import scripts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +45,8 @@ class Admissions:
         self.inflight_ttl_ms = inflight_ttl_ms
         self.cooldown_s = cooldown_s
         self.deadline_ms = deadline_ms
-        self._admit = client.register_script(_ADMIT)
-        self._release = client.register_script(_RELEASE)
+        self._admit = client.register_script(scripts.source("admit"))
+        self._release = client.register_script(scripts.source("release_admission"))
 
     def _keys(self, user_id: str, wallet: str) -> list[str]:
         return [f"{self.namespace}:sync:inflight:{user_id}:{wallet}", f"{self.namespace}:sync:recent:{user_id}:{wallet}"]
@@ -98,8 +60,8 @@ class Admissions:
             for user_id, wallet, operation_id, force in candidates[start:start + _ADMIT_CHUNK]:
                 keys += self._keys(user_id, wallet)
                 args += [operation_id, "1" if force else "0"]
-            redis_scripts.queue(pipe, self._admit, keys=keys, args=args)
-        chunks = redis_scripts.raise_first_error(redis_scripts.execute(pipe))
+            scripts.queue(pipe, self._admit, keys=keys, args=args)
+        chunks = scripts.raise_first_error(scripts.execute(pipe))
         if any(chunk == [b"expired"] for chunk in chunks):
             # The whole call is refused: give back what the chunks decided in time took.
             self.give_back([
@@ -124,19 +86,19 @@ class Admissions:
     def release(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool,
                 pipeline: redis.client.Pipeline | None = None) -> None:
         """The operation reached a final status: free the wallet, and start its cooldown if it succeeded.
-        With ``pipeline``, the release is queued there (see :mod:`actors.redis_scripts`) and sent with it."""
+        With ``pipeline``, the release is queued there (see :mod:`actors.redis_backed.scripts`) and sent with it."""
         keys, args = self._keys(user_id, wallet), [operation_id, "1" if succeeded else "0", self.cooldown_s]
         if pipeline is None:
             self._release(keys=keys, args=args)
         else:
-            redis_scripts.queue(pipeline, self._release, keys=keys, args=args)
+            scripts.queue(pipeline, self._release, keys=keys, args=args)
 
     def release_many(self, released: Sequence[tuple[str, str, str]]) -> None:
         """Free the wallets of operations that were accepted but never enqueued (no cooldown)."""
         pipe = self.client.pipeline(transaction=False)
         for user_id, wallet, operation_id in released:
             self.release(user_id, wallet, operation_id, succeeded=False, pipeline=pipe)
-        redis_scripts.raise_first_error(redis_scripts.execute(pipe))
+        scripts.raise_first_error(scripts.execute(pipe))
 
 
 #: Requests decided by one script call: a call blocks Redis while it runs.

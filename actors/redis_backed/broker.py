@@ -1,16 +1,8 @@
-"""The Redis broker and its middleware: the only place Dramatiq is configured.
+"""The Redis broker: Dramatiq's RedisBroker, made faster to enqueue on and quicker to wake up.
 
-Queues, by priority (a worker consumes all of them; its local work queue runs
-lower ``priority`` numbers first, and each Redis queue has its own consumer, so
-a ``high`` request is fetched and started ahead of any backlog of ``low`` ones):
-
-==========  =============  ==================
-priority    Redis queue    Dramatiq priority
-==========  =============  ==================
-high        sync_high      0
-normal      sync           50
-low         sync_low       100
-==========  =============  ==================
+:func:`connect` builds it from the settings; the worker (``actors.worker``) gives it its
+middleware, a producer none (see ``actors.services.context``).  Its queues are those of
+``actors.constants``.
 """
 
 from __future__ import annotations
@@ -20,48 +12,22 @@ import time
 import uuid
 from collections.abc import Sequence
 
-import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
-from dramatiq.middleware import (AgeLimit, CurrentMessage, Middleware, MiddlewareError, Retries,
-                                 ShutdownNotifications, TimeLimit)
-from periodiq import PeriodiqMiddleware
+from dramatiq.middleware import Middleware, MiddlewareError
 
 import settings as settings_module
 
-from . import redis_scripts
-from .errors import SyncAttemptFailed
-from .quarantine import QuarantiningConsumer
+from ..constants import DEFAULT_QUARANTINE_MAX, PERIODIC_QUEUE, QUEUES
+from . import scripts
+from .consumer import QuarantiningConsumer
 from .wakeup import wake_channel
 
 logger = logging.getLogger(__name__)
 
-QUEUES = {"high": ("sync_high", 0), "normal": ("sync", 50), "low": ("sync_low", 100)}
-#: The periodic actors' own queue (actors.scheduler): a backlog of syncs never delays a tick.
-PERIODIC_QUEUE = "periodic"
-
-#: Errors of the infrastructure itself that are worth another attempt.
-TRANSIENT_INFRASTRUCTURE_ERRORS = (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError,
-                                   ConnectionError, TimeoutError)
-#: Messages stored by one call of _ENQUEUE_MANY: a call blocks Redis while it runs.
+#: Messages stored by one call of the ``enqueue_many`` script: a call blocks Redis while it runs.
 _ENQUEUE_CHUNK = 1000
-# Store messages as Dramatiq's dispatch script does for "enqueue" (dramatiq 2.x): the body in the
-# queue's ``.msgs`` hash under its Redis id, the id at the tail of the queue's list.
-# KEYS: the queue's list, its hash; ARGV: (Redis id, body) pairs.
-_ENQUEUE_MANY = """
-local ids = {}
-for i = 1, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  ids[#ids + 1] = ARGV[i]
-  if #ids == 500 then
-    redis.call('RPUSH', KEYS[1], unpack(ids))
-    ids = {}
-  end
-end
-if #ids > 0 then redis.call('RPUSH', KEYS[1], unpack(ids)) end
-return #ARGV / 2
-"""
 
 #: At most one warning per this many seconds about wake-ups that could not be published.
 _PUBLISH_WARNING_INTERVAL_S = 60.0
@@ -70,16 +36,17 @@ _PUBLISH_WARNING_INTERVAL_S = 60.0
 class SyncBroker(RedisBroker):
     """A RedisBroker that enqueues batches in one pipelined round trip, lets the producer know a
     message's Redis id before it is sent, wakes up the idle consumers of the queues it enqueues on
-    (``actors.wakeup``), and quarantines undecodable messages.
+    (``actors.redis_backed.wakeup``), and quarantines undecodable messages.
 
     Parameters (besides RedisBroker's):
-      quarantine_max(int): undecodable messages kept in ``{namespace}:quarantine``. Default 10,000.
+      quarantine_max(int): undecodable messages kept in ``{namespace}:quarantine``.
+        Default :data:`~actors.constants.DEFAULT_QUARANTINE_MAX`.
     """
 
-    def __init__(self, *, quarantine_max: int = 10_000, **kwargs):
+    def __init__(self, *, quarantine_max: int = DEFAULT_QUARANTINE_MAX, **kwargs):
         super().__init__(**kwargs)
         self.quarantine_max = quarantine_max
-        self._enqueue_many = self.client.register_script(_ENQUEUE_MANY)
+        self._enqueue_many = self.client.register_script(scripts.source("enqueue_many"))
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
 
     @property
@@ -150,7 +117,7 @@ class SyncBroker(RedisBroker):
         consumers of their queues; middleware hooks run as for ``enqueue``.
         A message already :meth:`prepare`-d keeps its Redis id.
 
-        The messages of a queue are stored by one script call per thousand (``_ENQUEUE_MANY``), in
+        The messages of a queue are stored by one script call per thousand (``lua/enqueue_many.lua``), in
         the layout of Dramatiq's own enqueue, rather than by Dramatiq's dispatch script once per
         message, whose producer heartbeat and maintenance chance were most of a batch's cost: a
         producer holds no messages to recover, and the workers' own fetches and acks run the
@@ -168,7 +135,7 @@ class SyncBroker(RedisBroker):
         stores = 0
         for queue_name, args in by_queue.items():
             for start in range(0, len(args), 2 * _ENQUEUE_CHUNK):
-                redis_scripts.queue(pipe, self._enqueue_many, args=args[start:start + 2 * _ENQUEUE_CHUNK],
+                scripts.queue(pipe, self._enqueue_many, args=args[start:start + 2 * _ENQUEUE_CHUNK],
                                     keys=[f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"])
                 stores += 1
         # Once per queue, after its messages in the same pipeline: Redis runs the publishes after the
@@ -176,9 +143,9 @@ class SyncBroker(RedisBroker):
         woken = [queue_name for queue_name in sorted(by_queue) if not queue_name.endswith(".DQ")]
         for queue_name in woken:
             pipe.publish(wake_channel(self.namespace, queue_name), "1")
-        results = redis_scripts.execute(pipe)
+        results = scripts.execute(pipe)
         # An error of a store is the caller's; one of a publish only is not (see enqueue).
-        redis_scripts.raise_first_error(results[:stores])
+        scripts.raise_first_error(results[:stores])
         for queue_name, result in zip(woken, results[stores:]):
             if isinstance(result, Exception):
                 self._warn_publish_failed(queue_name, result)
@@ -195,61 +162,16 @@ class SyncBroker(RedisBroker):
                            "their next look, worker_timeout at most.", queue_name, exc)
 
 
-def make_retry_when(max_attempts: int, infra_max_retries: int):
-    """Retry only transient failures.
-
-    An attempt that failed (:class:`SyncAttemptFailed`) was counted in the audit trail, which
-    decided whether another one is due; a message that could not even start or finish its
-    attempt because Redis or PostgreSQL was away is retried up to ``infra_max_retries`` times
-    (with backoff), so a database outage does not use up an operation's attempts.
-    """
-
-    def retry_when(retries: int, exception: BaseException) -> bool:
-        if isinstance(exception, SyncAttemptFailed):
-            return exception.retry and retries < max(max_attempts, infra_max_retries)
-        if isinstance(exception, TRANSIENT_INFRASTRUCTURE_ERRORS):
-            return retries < infra_max_retries
-        return False
-
-    return retry_when
-
-
-def build_broker(cfg: settings_module.Settings) -> SyncBroker:
-    from .guard import MessageGuard
-    from .logs import JobLogContext
-    from .metrics import worker_middleware
-    from .process import WorkerProcessGuard
-    from .reconciler import ReconcilerMiddleware, TrackRetries
-    from .scheduler import PERIODIC_SKIP_DELAY_S, PeriodicSkips
-
-    middleware = [
-        JobLogContext(), *worker_middleware(cfg),  # first: every middleware's log lines of a job carry its ids
-        WorkerProcessGuard(),
-        AgeLimit(max_age=cfg.max_age_ms),
-        ShutdownNotifications(),
-        Retries(max_retries=cfg.max_attempts - 1, min_backoff=cfg.retry_min_backoff_ms,
-                max_backoff=cfg.retry_max_backoff_ms,
-                retry_when=make_retry_when(cfg.max_attempts, cfg.infra_max_retries)),
-        CurrentMessage(),
-        PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY_S),
-        PeriodicSkips(),
-        MessageGuard(),
-        TrackRetries(),
-        ReconcilerMiddleware(),
-        # Last: its before-hook arms the timer just before the actor runs and, after-hooks running in
-        # reverse order, its after-hook disarms it first.  Earlier in the list, the timer stayed armed
-        # while Retries re-enqueued, and could kill the worker thread there (TimeLimitExceeded is a
-        # BaseException) when Redis was slow.
-        TimeLimit(time_limit=cfg.time_limit_ms),
-    ]
+def connect(cfg: settings_module.Settings, *, middleware: Sequence[Middleware] = ()) -> SyncBroker:
+    """A :class:`SyncBroker` on ``REDIS_URL`` with ``middleware``, its queues declared."""
     # Built here rather than from ``url=``: RedisBroker drops socket options when given a URL,
     # and every Redis call must time out rather than hang a worker thread.
     client = redis.Redis.from_url(cfg.redis_url, socket_timeout=cfg.redis_timeout_s,
                                   socket_connect_timeout=cfg.redis_timeout_s, health_check_interval=30)
     # Dramatiq's own recovery of a dead worker's messages: an 8 s heartbeat timeout and a maintenance
     # pass on 5% of commands (defaults: 60 s and 0.1%, which took minutes); the reconciler
-    # (actors.reconciler) brings operations back faster still, from their leases.
-    broker = SyncBroker(client=client, namespace=cfg.namespace, middleware=middleware,
+    # (actors.services.reconciler) brings operations back faster still, from their leases.
+    broker = SyncBroker(client=client, namespace=cfg.namespace, middleware=list(middleware),
                         heartbeat_timeout=cfg.broker_heartbeat_timeout_ms,
                         maintenance_chance=cfg.broker_maintenance_chance, quarantine_max=cfg.quarantine_max)
     for queue_name, _priority in QUEUES.values():

@@ -24,16 +24,9 @@ import redis
 
 from chaindata.base import ProviderError, TransientProviderError
 
-T = TypeVar("T")
+from . import scripts
 
-# Count a failure; open the circuit when the count reaches the limit.  The count outlives the open
-# circuit (so a failed trial reopens it at once) and is forgotten after ten quiet reset periods.
-_FAILED = """
-local failures = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
-if failures >= tonumber(ARGV[1]) then redis.call('SET', KEYS[2], failures, 'PX', ARGV[2]) end
-return failures
-"""
+T = TypeVar("T")
 
 
 class ChainCircuits:
@@ -51,7 +44,7 @@ class ChainCircuits:
         self.provider = provider
         self.fail_max = fail_max
         self.reset_ms = reset_s * 1000
-        self._failed = client.register_script(_FAILED)
+        self._failed = client.register_script(scripts.source("circuit_failed"))
 
     def _keys(self, chain_id: int) -> list[str]:
         base = f"{self.namespace}:circuit:{self.provider}:{chain_id}"

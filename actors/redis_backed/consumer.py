@@ -19,7 +19,7 @@ for connection errors): an ack or nack that timed out is then retried until
 Redis answers, instead of being given up, which would leave the message in
 this worker's in-flight set for good.
 
-And it is woken up rather than polling (``actors.wakeup``): when a fetch comes
+And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
 back empty, the consumer of a queue waits on its subscription to the queue's
 wake-ups, up to ``worker_timeout``, instead of sleeping Dramatiq's growing
 backoff, so a message enqueued on an idle worker starts within milliseconds.

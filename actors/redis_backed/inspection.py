@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from dramatiq.common import dq_name
 
-from .broker import PERIODIC_QUEUE, QUEUES
+from ..constants import PERIODIC_QUEUE, QUEUES
 
 
 @dataclasses.dataclass(frozen=True)

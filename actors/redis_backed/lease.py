@@ -17,25 +17,9 @@ import uuid
 
 import redis
 
-from . import redis_scripts
+from . import scripts
 
 logger = logging.getLogger(__name__)
-
-_RENEW = """
-local renewed = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
-    redis.call('PEXPIRE', key, ARGV[1])
-    renewed[#renewed + 1] = i
-  end
-end
-return renewed
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Leases:
@@ -51,8 +35,8 @@ class Leases:
         self.ttl_ms = ttl_ms
         self._held: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(scripts.source("renew_leases"))
+        self._release = client.register_script(scripts.source("release_lease"))
         self._renewer: threading.Thread | None = None
 
     def key(self, operation_id: str) -> str:
@@ -72,13 +56,13 @@ class Leases:
 
     def release(self, operation_id: str, token: str, *, pipeline: redis.client.Pipeline | None = None) -> None:
         """Give the lease up if it still carries ``token``; with ``pipeline``, when that is sent
-        (see :mod:`actors.redis_scripts`)."""
+        (see :mod:`actors.redis_backed.scripts`)."""
         with self._lock:
             self._held.pop(operation_id, None)
         if pipeline is None:
             self._release(keys=[self.key(operation_id)], args=[token])
         else:
-            redis_scripts.queue(pipeline, self._release, keys=[self.key(operation_id)], args=[token])
+            scripts.queue(pipeline, self._release, keys=[self.key(operation_id)], args=[token])
 
     def live(self, operation_ids: list[str]) -> set[str]:
         """Which of ``operation_ids`` have a lease held right now (by anyone)."""

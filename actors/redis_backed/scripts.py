@@ -1,4 +1,7 @@
-"""Lua scripts on a pipeline, in one round trip.
+"""The project's Lua scripts: their source, and how they run on a pipeline in one round trip.
+
+Each script is a file of ``lua/`` (as Dramatiq keeps its own next to its Redis broker), read
+once per process by :func:`source`; its header says what its KEYS and ARGV are.
 
 redis-py's ``Script``, called on a pipeline, makes that pipeline send ``SCRIPT
 EXISTS`` for its scripts before every ``execute``: a second round trip each time
@@ -11,12 +14,20 @@ again.  Nothing runs twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The text of the script ``lua/<name>.lua``."""
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
 #: Every script queued so far, by SHA1: what to load when Redis answers NOSCRIPT.

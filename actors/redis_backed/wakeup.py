@@ -4,7 +4,7 @@ After a fetch that comes back empty, Dramatiq's Redis consumer sleeps an exponen
 grows up to ``worker_timeout`` (1 s by default) before it looks again.  A request that arrives
 while a worker is idle waits for that next look (measured: p50 30 ms, p99 over 120 ms; see
 docs/performance.md).  Instead, whoever enqueues on ``queue`` publishes on
-:func:`wake_channel` (``actors.broker.SyncBroker``), and an idle consumer waits on its
+:func:`wake_channel` (``actors.redis_backed.broker.SyncBroker``), and an idle consumer waits on its
 :class:`Wakeups` subscription to that channel, so it fetches as soon as something is enqueued.
 
 A wake-up is only a hint: the messages are in the queue whether or not it arrives.  Redis pub/sub

@@ -5,19 +5,38 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 
 import dramatiq
+import dramatiq.broker
 
 import chaindata
 import settings as settings_module
 
-from .admission import Admissions
-from .circuits import ChainCircuits
-from .lease import Leases
+from ..redis_backed import broker as broker_module
+from ..redis_backed.admission import Admissions
+from ..redis_backed.circuits import ChainCircuits
+from ..redis_backed.lease import Leases
+
+_broker_lock = threading.Lock()
 
 
 def cfg() -> settings_module.Settings:
     return settings_module.get()
+
+
+def broker() -> broker_module.SyncBroker:
+    """The broker of this process: the one set with ``dramatiq.set_broker`` (the worker's, by
+    ``actors.worker``), or else a producer's, with no middleware, built and set on first use.
+
+    Never ``dramatiq.get_broker()`` alone: with no broker set, it builds one of its own, on
+    Redis's default address and namespace.
+    """
+    if dramatiq.broker.global_broker is None:
+        with _broker_lock:
+            if dramatiq.broker.global_broker is None:
+                dramatiq.set_broker(broker_module.connect(cfg()))
+    return dramatiq.get_broker()
 
 
 @functools.cache
@@ -26,7 +45,7 @@ def admissions() -> Admissions:
     # An in-flight key outlives any legitimate operation: the age limit, every attempt's time
     # limit and every backoff, plus a margin.  Past that it frees a wallet whose job was lost.
     ttl_ms = c.max_age_ms + c.max_attempts * c.time_limit_ms + (c.max_attempts - 1) * c.retry_max_backoff_ms + 60_000
-    return Admissions(dramatiq.get_broker().client, namespace=c.namespace, inflight_ttl_ms=ttl_ms,
+    return Admissions(broker().client, namespace=c.namespace, inflight_ttl_ms=ttl_ms,
                       cooldown_s=c.cooldown_seconds, deadline_ms=int(c.redis_timeout_s * 1000))
 
 
@@ -37,19 +56,19 @@ def provider() -> chaindata.BalanceProvider:
 
 @functools.cache
 def price_source() -> chaindata.PriceSource:
-    return chaindata.build_price_source(cfg(), dramatiq.get_broker().client)
+    return chaindata.build_price_source(cfg(), broker().client)
 
 
 @functools.cache
 def leases() -> Leases:
     c = cfg()
-    return Leases(dramatiq.get_broker().client, namespace=c.namespace, ttl_ms=c.lease_ms)
+    return Leases(broker().client, namespace=c.namespace, ttl_ms=c.lease_ms)
 
 
 @functools.cache
 def circuits() -> ChainCircuits:
     c = cfg()
-    return ChainCircuits(dramatiq.get_broker().client, namespace=c.namespace, provider=provider().name,
+    return ChainCircuits(broker().client, namespace=c.namespace, provider=provider().name,
                          fail_max=c.circuit_fail_max, reset_s=c.circuit_reset_s)
 
 

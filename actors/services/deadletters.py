@@ -35,7 +35,6 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import dramatiq
 import psycopg
 import redis
 from dramatiq.errors import DecodeError
@@ -43,26 +42,18 @@ from dramatiq.message import Message
 
 from storage import analytics, operations
 
-from . import redis_scripts
-from .inspection import queue_names
+from ..constants import is_sync_actor
+from ..redis_backed import scripts as redis_scripts
+from ..redis_backed.inspection import queue_names
+from ..validation import InvalidSyncRequest, parse_operation_id
+from . import context
 from .intake import request_syncs, sync_message
-from .validation import InvalidSyncRequest, parse_operation_id
 
 logger = logging.getLogger(__name__)
 
 #: Message options that belong to one delivery, not to the message: dropped on a re-enqueue.
 _DELIVERY_OPTIONS = ("redis_message_id", "retries", "traceback", "requeue_timestamp", "eta", "guard_rejected")
 _CHUNK = 500
-
-# Take one dead letter out of its queue; return its body, or nil if it is not there (any more).
-_CLAIM = """
-if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then
-  local body = redis.call('hget', KEYS[2], ARGV[1])
-  redis.call('hdel', KEYS[2], ARGV[1])
-  return body or ''
-end
-return false
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +93,7 @@ class DeadLetter:
 
     @property
     def is_sync(self) -> bool:
-        return bool(self.actor_name and self.actor_name.startswith("sync_portfolio"))
+        return bool(self.actor_name and is_sync_actor(self.actor_name))
 
     def summary(self) -> dict[str, Any]:
         """A flat, display-ready view (no secrets: the audit trail's errors are already redacted)."""
@@ -131,7 +122,7 @@ class RedriveReport:
 def list_dead_letters(flt: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 50, offset: int = 0,
                       broker=None) -> tuple[list[DeadLetter], int]:
     """One page of the dead letters matching ``flt``, newest first, and how many match."""
-    broker = broker or dramatiq.get_broker()
+    broker = broker or context.broker()
     entries = _entries(broker, flt)
     if not flt.needs_content:  # the zsets alone answer: decode only the page
         return _load(broker, entries[offset:offset + limit]), len(entries)
@@ -145,20 +136,11 @@ def list_dead_letters(flt: DeadLetterFilter = DeadLetterFilter(), *, limit: int 
 
 def count_dead_letters(flt: DeadLetterFilter = DeadLetterFilter(), *, broker=None) -> int:
     """How many dead letters match ``flt`` (the dry run of :func:`redrive_matching`)."""
-    broker = broker or dramatiq.get_broker()
+    broker = broker or context.broker()
     entries = _entries(broker, flt)
     if not flt.needs_content:
         return len(entries)
     return sum(1 for _ in _matching(broker, entries, flt))
-
-
-def get_dead_letter(queue: str, redis_id: str, *, broker=None) -> DeadLetter | None:
-    broker = broker or dramatiq.get_broker()
-    score = broker.client.zscore(f"{broker.namespace}:{queue}.XQ", redis_id)
-    if score is None:
-        return None
-    letters = _load(broker, [(int(score), queue, redis_id)])
-    return letters[0] if letters else None
 
 
 def _entries(broker, flt: DeadLetterFilter) -> list[tuple[int, str, str]]:
@@ -209,7 +191,7 @@ def _decode(queue: str, redis_id: str, score: int, body: bytes) -> DeadLetter:
         return DeadLetter(queue=queue, redis_id=redis_id, dead_at=dead_at, decodable=False,
                           raw_preview=body[:200].decode("utf-8", "replace"))
     operation_id = None
-    if message.actor_name.startswith("sync_portfolio"):
+    if is_sync_actor(message.actor_name):
         candidates = [message.kwargs.get("operation_id"), *message.args]
         operation_id = next((parse_operation_id(c) for c in candidates if parse_operation_id(c)), None)
     return DeadLetter(
@@ -247,7 +229,7 @@ def _matches(letter: DeadLetter, flt: DeadLetterFilter) -> bool:
 
 def redrive(refs: Iterable[tuple[str, str]], *, broker=None) -> RedriveReport:
     """Re-drive the dead letters ``(queue, redis_id)`` of ``refs`` (see the module docstring)."""
-    broker = broker or dramatiq.get_broker()
+    broker = broker or context.broker()
     report = RedriveReport()
     refs = list(dict.fromkeys(refs))
     for start in range(0, len(refs), _CHUNK):
@@ -258,7 +240,7 @@ def redrive(refs: Iterable[tuple[str, str]], *, broker=None) -> RedriveReport:
 
 def redrive_matching(flt: DeadLetterFilter, *, broker=None, limit: int | None = None) -> RedriveReport:
     """Re-drive every dead letter matching ``flt`` (at most ``limit``); :func:`count_dead_letters` is its dry run."""
-    broker = broker or dramatiq.get_broker()
+    broker = broker or context.broker()
     entries = _entries(broker, flt)
     if flt.needs_content:
         refs = [(letter.queue, letter.redis_id) for letter in _matching(broker, entries, flt)]
@@ -270,7 +252,7 @@ def redrive_matching(flt: DeadLetterFilter, *, broker=None, limit: int | None = 
 def _redrive_chunk(broker, refs: Sequence[tuple[str, str]], report: RedriveReport) -> None:
     ns = broker.namespace
     client = broker.client
-    claim = client.register_script(_CLAIM)
+    claim = client.register_script(redis_scripts.source("claim_dead_letter"))
     pipe = client.pipeline(transaction=False)
     for q, redis_id in refs:
         pipe.zscore(f"{ns}:{q}.XQ", redis_id)

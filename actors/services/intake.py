@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import dramatiq
 import psycopg
 import redis
 from dramatiq.message import Message
@@ -27,11 +26,11 @@ from dramatiq.message import Message
 from storage import operations
 from storage.operations import NewOperation
 
+from ..constants import QUEUES, actor_name
+from ..errors import SyncUnavailable
+from ..validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
 from . import context
 from . import observe  # metrics of the admission decisions
-from .broker import QUEUES
-from .errors import SyncUnavailable
-from .validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
 
 
 def request_sync(user_id: str, wallet_address: str, chain_ids: Iterable[int] | None = None, *,
@@ -105,7 +104,7 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
 
 def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
     cfg = context.cfg()
-    broker = dramatiq.get_broker()
+    broker = context.broker()
     admitted = [(r.user_id, r.wallet_address, op_id) for r, op_id in new]
     # Each row records the Redis id of its message, so the reconciler can tell a lost message.
     messages = [sync_message(r.priority, op_id) for r, op_id in new]
@@ -131,15 +130,14 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
         raise SyncUnavailable(reason) from None
 
 
-def actor_name(priority: str) -> str:
-    return "sync_portfolio" if priority == "normal" else f"sync_portfolio_{priority}"
-
-
 def sync_message(priority: str, operation_id: str) -> Message:
     """The message of operation ``operation_id`` at ``priority``, carrying the Redis id it will be stored
-    under: the audit row records it before the message is sent, so the reconciler can tell it is lost."""
-    return dramatiq.get_broker().get_actor(actor_name(priority)).message_with_options(
-        args=(operation_id,), redis_message_id=str(uuid.uuid4()))
+    under: the audit row records it before the message is sent, so the reconciler can tell it is lost.
+
+    Built as its actor's ``message_with_options`` builds it, without the actor: a producer
+    declares none."""
+    return Message(queue_name=QUEUES[priority][0], actor_name=actor_name(priority), args=(operation_id,), kwargs={},
+                   options={"redis_message_id": str(uuid.uuid4())})
 
 
 def get_sync(operation_id: str) -> dict | None:
@@ -153,4 +151,4 @@ def get_sync(operation_id: str) -> dict | None:
         raise SyncUnavailable(f"PostgreSQL did not answer: {context.cfg().redact(str(exc))}") from None
 
 
-__all__ = ["request_sync", "request_syncs", "get_sync", "actor_name", "sync_message", "QUEUES"]
+__all__ = ["request_sync", "request_syncs", "get_sync", "sync_message"]

@@ -30,11 +30,13 @@ from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from storage import operations
 from storage.operations import AttemptOutcome
 
-from . import context, events, redis_scripts
+from ..constants import TRANSIENT_INFRASTRUCTURE_ERRORS
+from ..errors import SyncAttemptFailed
+from ..redis_backed import events
+from ..redis_backed import scripts as redis_scripts
+from ..validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
+from . import context
 from . import observe  # metrics and completion events
-from .broker import TRANSIENT_INFRASTRUCTURE_ERRORS
-from .errors import SyncAttemptFailed
-from .validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
 
 logger = logging.getLogger(__name__)
 

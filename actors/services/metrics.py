@@ -1,6 +1,7 @@
 """Prometheus metrics: Dramatiq's and the project's, with no per-user or per-wallet label.
 
-**Workers.**  :class:`WorkerMetrics` (in the broker's middleware when ``METRICS_ENABLED``) turns
+**Workers.**  ``actors.middleware.worker_metrics.WorkerMetrics`` (in the worker's middleware when
+``METRICS_ENABLED``) turns
 each worker process to prometheus_client's multiprocess mode, runs Dramatiq's own ``Prometheus``
 middleware inside it (``dramatiq_messages_total``, ``dramatiq_message_errors_total``,
 ``dramatiq_message_retries_total``, ``dramatiq_message_rejects_total``,
@@ -36,9 +37,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from dramatiq.middleware import Middleware
-
 import settings as settings_module
+
+from ..redis_backed.inspection import quarantined, queue_states
+from . import context
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +137,6 @@ def enable(cfg: settings_module.Settings, directory: Path | None = None) -> None
         _metrics = made
 
 
-def enabled() -> bool:
-    return _metrics is not None
-
-
 def inc(name: str, amount: float = 1, **labels: object) -> None:
     """Add ``amount`` to the counter ``name`` (a no-op until :func:`enable`)."""
     if _metrics is not None and amount:
@@ -207,53 +205,9 @@ def _dramatiq_command_pid() -> int:
     return parent.pid if parent is not None and parent.pid else os.getppid()
 
 
-# ------------------------------------------------------------------------------------ workers --
-
-class WorkerMetrics(Middleware):
-    """Dramatiq's ``Prometheus`` middleware, set up for this project (see the module docstring).
-
-    Dramatiq's middleware reads its directory (``dramatiq_prom_db``) when its module is imported,
-    so it is imported and built only in a worker process, after the directory is chosen; this
-    middleware passes every hook on to it."""
-
-    def __init__(self):
-        self._inner = None
-
-    @property
-    def forks(self):
-        return [serve_worker_metrics]
-
-    def after_process_boot(self, broker):
-        cfg = settings_module.get()
-        directory = run_directory(cfg, "worker", _dramatiq_command_pid())
-        enable(cfg, directory)
-        import dramatiq.middleware.prometheus as dramatiq_prometheus
-
-        dramatiq_prometheus.DB_PATH = str(directory)  # in case it was imported before the directory was set
-        inner = dramatiq_prometheus.Prometheus()
-        inner.after_process_boot(broker)
-        self._inner = inner
-
-    def _forward(name):  # noqa: N805  (builds the forwarding hooks below)
-        def hook(self, broker, *args, **kwargs):
-            if self._inner is not None:
-                getattr(self._inner, name)(broker, *args, **kwargs)
-        hook.__name__ = name
-        return hook
-
-    after_worker_shutdown = _forward("after_worker_shutdown")
-    after_nack = _forward("after_nack")
-    after_enqueue = _forward("after_enqueue")
-    before_delay_message = _forward("before_delay_message")
-    before_process_message = _forward("before_process_message")
-    after_process_message = _forward("after_process_message")
-    after_skip_message = _forward("after_skip_message")
-    del _forward
-
-
-def worker_middleware(cfg: settings_module.Settings) -> list[Middleware]:
-    """The metrics middleware for the broker: ``[WorkerMetrics()]``, or none if ``METRICS_ENABLED=false``."""
-    return [WorkerMetrics()] if cfg.metrics_enabled else []
+def worker_run_directory(cfg: settings_module.Settings) -> Path:
+    """The run directory of the ``dramatiq`` command whose worker or fork process this is."""
+    return run_directory(cfg, "worker", _dramatiq_command_pid())
 
 
 def serve_worker_metrics() -> int:
@@ -262,7 +216,7 @@ def serve_worker_metrics() -> int:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     cfg = settings_module.get()
-    directory = run_directory(cfg, "worker", _dramatiq_command_pid())
+    directory = worker_run_directory(cfg)
     directory.mkdir(parents=True, exist_ok=True)
     for path in remove_ended_runs(cfg, keep=directory):
         logger.info("Removed the metrics of an ended run: %s", path)
@@ -306,11 +260,9 @@ class QueueCollector:
     The same for every machine: aggregate with ``max`` across instances."""
 
     def collect(self):
+        # Imported here, as in enable(): prometheus_client must not be imported before the process's
+        # multiprocess directory is chosen.
         from prometheus_client.core import GaugeMetricFamily
-
-        import dramatiq
-
-        from .inspection import queue_states, quarantined
 
         messages = GaugeMetricFamily("portfolio_sync_queue_messages", "Messages per queue and state (waiting, "
                                      "in_flight, delayed, dead).", labels=["queue", "state"])
@@ -319,7 +271,7 @@ class QueueCollector:
         quarantine = GaugeMetricFamily("portfolio_sync_quarantined_messages", "Undecodable messages in quarantine.")
         up = GaugeMetricFamily("portfolio_sync_redis_up", "1 if Redis answered this scrape's queue reads.")
         try:
-            broker = dramatiq.get_broker()
+            broker = context.broker()
             for state in queue_states(broker):
                 for name in ("waiting", "in_flight", "delayed", "dead"):
                     messages.add_metric([state.queue, name], getattr(state, name))

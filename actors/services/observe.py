@@ -7,7 +7,7 @@ The pipeline's modules call these functions at the moments that matter (one line
 - ``lifecycle.fail_unrun`` and ``reconciler._fail``: :func:`operation_failed`, when an operation
   fails without an attempt result (malformed message, expired, lost with its worker);
 - ``reconciler.reconcile``: :func:`reconciled`, with what a pass did;
-- ``storage.group_commit`` (hooked up in ``actors/__init__``): :func:`audit_batch`, after each batch
+- ``storage.group_commit`` (hooked up in ``actors.worker``): :func:`audit_batch`, after each batch
   of attempts' audit writes.
 
 None of them ever raises: a metric or an event that cannot be recorded is logged, and the sync
@@ -23,7 +23,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import context, events, metrics
+from storage import operations
+
+from ..redis_backed import events
+from . import context, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +108,6 @@ def events_sent(built: Sequence[Mapping[str, str]], error: Exception | None = No
 def operation_failed(operation_id: str) -> None:
     """``operation_id`` was failed without an attempt result; its audit row says how."""
     try:
-        from storage import operations
-
         row = operations.get_operation(operation_id)
         if row is not None and row["status"] in _FINAL:
             _publish(_finished(row, finished_at=row.get("finished_at") or dt.datetime.now(dt.timezone.utc)))
@@ -153,10 +154,8 @@ def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list
 def _publish(built: list[dict[str, str]]) -> None:
     if not built:
         return
-    import dramatiq
-
     cfg = context.cfg()
-    pipe = dramatiq.get_broker().client.pipeline(transaction=False)
+    pipe = context.broker().client.pipeline(transaction=False)
     events.append(pipe, cfg.namespace, built, maxlen=cfg.events_maxlen)
     try:
         pipe.execute()

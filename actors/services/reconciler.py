@@ -25,19 +25,15 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import threading
 import time
 import uuid
 
-import dramatiq
-import psycopg
-import redis
-from dramatiq.middleware import Middleware
-
 from storage import operations
 
+from ..constants import QUEUES
 from . import context
 from . import observe  # metrics and completion events
+from .intake import sync_message
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +43,16 @@ BATCH = 1000
 
 
 def message_key(namespace: str, operation_id: str) -> str:
-    """Where the Redis id of an operation's latest retry message is kept (see :class:`TrackRetries`)."""
+    """Where the Redis id of an operation's latest retry message is kept
+    (see ``actors.middleware.track_retries``)."""
     return f"{namespace}:opmsg:{operation_id}"
 
 
-def reconcile() -> collections.Counter:
-    """One pass over the operations that are not final; returns what it did, by action."""
+def reconcile(broker=None) -> collections.Counter:
+    """One pass over the operations that are not final, with ``broker`` (default: this process's);
+    returns what it did, by action."""
     cfg = context.cfg()
-    broker = dramatiq.get_broker()
+    broker = broker or context.broker()
     client = broker.client
     cursor_key = f"{cfg.namespace}:reconciler:cursor"
     raw_cursor = client.get(cursor_key)
@@ -104,8 +102,6 @@ def reconcile() -> collections.Counter:
 def _message_states(broker, rows: list[dict]) -> dict[str, str]:
     """Where each row's message is: ``waiting`` (in its queue or delay queue), ``in_flight`` (only in
     a live worker's in-flight set) or, when absent from both, no entry: lost."""
-    from .broker import QUEUES
-
     if not rows:
         return {}
     client, namespace = broker.client, broker.namespace
@@ -138,8 +134,6 @@ def _message_states(broker, rows: list[dict]) -> dict[str, str]:
 
 
 def _requeue(broker, row: dict, done: collections.Counter) -> None:
-    from .intake import sync_message
-
     message = sync_message(row["priority"], row["id"])
     if operations.requeue_operation(row, message_id=message.options["redis_message_id"]):
         broker.enqueue_batch([message])
@@ -156,51 +150,13 @@ def _fail(row: dict, code: str, reason: str, done: collections.Counter) -> None:
         logger.warning("Reconciler: operation %s failed as %s: %s.", row["id"], code, reason)
 
 
-def reconcile_exclusively(token: str | None = None) -> collections.Counter | None:
+def reconcile_exclusively(token: str | None = None, broker=None) -> collections.Counter | None:
     """:func:`reconcile`, unless another process holds the reconciler's lock for this interval
     (``None`` then).  The workers' reconciler threads and the housekeeping job both go through it,
     so two passes never run at once."""
-    broker = dramatiq.get_broker()
+    broker = broker or context.broker()
     interval_ms = context.cfg().reconcile_interval_s * 1000
     if not broker.client.set(f"{broker.namespace}:reconciler:lock", token or uuid.uuid4().hex, nx=True,
                              px=interval_ms):
         return None
-    return reconcile()
-
-
-class TrackRetries(Middleware):
-    """Remember the Redis id of each retry message of a sync operation (the audit row knows only
-    the first message's), so the reconciler can tell a waiting retry from a lost one."""
-
-    def after_enqueue(self, broker, message, delay):
-        # Retries and their moves from the delay queue carry a retry count; first sends do not.
-        if message.options.get("retries") and message.actor_name.startswith("sync_portfolio") and message.args:
-            ttl_ms = (delay or 0) + context.cfg().max_age_ms
-            broker.client.set(message_key(broker.namespace, str(message.args[0])),
-                              message.options["redis_message_id"], px=ttl_ms)
-
-
-class ReconcilerMiddleware(Middleware):
-    """Runs :func:`reconcile` every ``RECONCILE_INTERVAL_S`` in a thread of each worker process;
-    a Redis lock lets only one of them do it per interval."""
-
-    def __init__(self):
-        self._stop = threading.Event()
-
-    def after_worker_boot(self, broker, worker):
-        self._stop.clear()
-        threading.Thread(target=self._loop, args=(broker,), name="reconciler", daemon=True).start()
-
-    def before_worker_shutdown(self, broker, worker):
-        self._stop.set()
-
-    def _loop(self, broker) -> None:
-        interval = context.cfg().reconcile_interval_s
-        token = uuid.uuid4().hex
-        while not self._stop.wait(interval):
-            try:
-                reconcile_exclusively(token)
-            except (redis.RedisError, psycopg.Error) as exc:
-                logger.warning("Reconciler pass skipped: %s", context.cfg().redact(str(exc)))
-            except Exception:
-                logger.exception("Reconciler pass failed.")
+    return reconcile(broker)

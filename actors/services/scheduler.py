@@ -1,4 +1,4 @@
-"""Periodic resyncs and housekeeping, scheduled by periodiq (the Procfile's ``scheduler: periodiq actors``).
+"""Periodic resyncs and housekeeping, scheduled by periodiq (the Procfile's ``scheduler: periodiq actors.worker``).
 
 Two periodic actors, on their own queue ``periodic``:
 
@@ -22,9 +22,13 @@ row (``PRIMARY KEY (schedule, tick_at)``), and a second delivery does nothing.
 **Never skipped silently**: the periodic queue has its own consumer in every
 worker and its actors the top priority, so a tick waits at most for one worker
 thread to come free, never behind a backlog of syncs.  periodiq's middleware
-skips a tick that waited longer than :data:`PERIODIC_SKIP_DELAY_S` (raised from
-its 30 s: a late tick is harmless, since it selects what is stale when it runs);
-such a skip is logged as a warning and recorded in ``scheduler_ticks``.
+skips a tick that waited longer than ``actors.constants.PERIODIC_SKIP_DELAY_S``
+(raised from its 30 s: a late tick is harmless, since it selects what is stale
+when it runs); such a skip is logged as a warning and recorded in
+``scheduler_ticks`` (``actors.middleware.periodic_skips``).
+
+The worker (``actors.worker``) declares the two actors, :func:`resync_stale_wallets` and
+:func:`housekeeping`, with :class:`PeriodicActor`.
 """
 
 from __future__ import annotations
@@ -40,24 +44,21 @@ from typing import Any
 import dramatiq
 import psycopg
 import redis
-from dramatiq.middleware import CurrentMessage, Middleware
-from periodiq import cron
+from dramatiq.middleware import CurrentMessage
 
 import settings as settings_module
 from storage import scheduling
 from storage.scheduling import Staleness
 
-from . import context
-from .broker import PERIODIC_QUEUE, QUEUES
-from .errors import SyncUnavailable
-from .validation import InvalidSyncRequest, validate_request
+from ..constants import QUEUES
+from ..errors import SyncUnavailable
+from ..validation import InvalidSyncRequest, validate_request
+from . import context, intake, reconciler
 
 logger = logging.getLogger(__name__)
 
 RESYNC_SCHEDULE = "resync_stale_wallets"
 HOUSEKEEPING_SCHEDULE = "housekeeping"
-#: A periodic message that waited longer than this is skipped (and recorded as skipped).
-PERIODIC_SKIP_DELAY_S = 300
 #: Lifetime of a tick's exactly-once key: far longer than schedulers can disagree on a tick.
 TICK_KEY_TTL_S = 3600
 #: Retention deletes this many rows per transaction, at most this many transactions per run.
@@ -111,7 +112,7 @@ class PeriodicActor(dramatiq.Actor):
         return message
 
 
-def _tick_of(message) -> tuple[dt.datetime, str | None]:
+def tick_of(message) -> tuple[dt.datetime, str | None]:
     """The tick a message carries, and the scheduler that sent it; a message sent by hand is its own tick."""
     options = message.options if message is not None else {}
     if options.get("tick_at"):
@@ -119,25 +120,6 @@ def _tick_of(message) -> tuple[dt.datetime, str | None]:
     if options.get("scheduled_at"):
         return tick_minute(str(options["scheduled_at"])), options.get("scheduler_id")
     return dt.datetime.now(dt.timezone.utc), None
-
-
-class PeriodicSkips(Middleware):
-    """Make a skipped periodic message visible: a warning, and its tick recorded as skipped."""
-
-    def after_skip_message(self, broker, message):
-        actor = broker.actors.get(message.actor_name)
-        if actor is None or "periodic" not in actor.options:
-            return
-        tick_at, scheduler_id = _tick_of(message)
-        waited_s = round(time.time() - message.message_timestamp / 1000, 1)
-        logger.warning("Tick %s of %s was skipped after waiting %s s in the queue; the next tick catches up.",
-                       tick_at.isoformat(), actor.actor_name, waited_s)
-        try:
-            if scheduling.claim_tick(actor.actor_name, tick_at, scheduler_id=scheduler_id, details={}):
-                scheduling.finish_tick(actor.actor_name, tick_at, details={
-                    "reason": "skipped", "waited_s": waited_s, "skip_delay_s": PERIODIC_SKIP_DELAY_S})
-        except psycopg.Error as exc:
-            logger.warning("Could not record the skipped tick: %s", context.cfg().redact(str(exc)))
 
 
 # ------------------------------------------------------------------------------ resync ticks --
@@ -205,9 +187,7 @@ def run_resync_tick(tick_at: dt.datetime, *, scheduler_id: str | None = None,
         logger.info("Tick %s of %s ran already; this delivery does nothing.", tick_at.isoformat(), RESYNC_SCHEDULE)
         return None
 
-    from .intake import request_syncs
-
-    client = dramatiq.get_broker().client
+    client = context.broker().client
     counts: collections.Counter = collections.Counter()
     stale = requested = backlog = 0
     details: dict[str, Any] = {}
@@ -238,7 +218,7 @@ def run_resync_tick(tick_at: dt.datetime, *, scheduler_id: str | None = None,
             requests = [r for r in (_request_for(w, cfg.chains, counts) for w in chunk) if r is not None]
             if not requests:
                 continue
-            ids = request_syncs(requests)
+            ids = intake.request_syncs(requests)
             created = scheduling.count_new_scheduled_operations(ids, since=started_at)
             requested += created
             room -= created
@@ -347,7 +327,7 @@ def prune_scheduler_ticks() -> dict[str, Any]:
 def clean_redis() -> dict[str, Any]:
     """See :func:`clean_redis_keys`."""
     cfg = context.cfg()
-    broker = dramatiq.get_broker()
+    broker = context.broker()
     families = {
         "sync:inflight": context.admissions().inflight_ttl_ms // 1000,
         "sync:recent": max(1, cfg.cooldown_seconds),
@@ -362,8 +342,6 @@ def clean_redis() -> dict[str, Any]:
 def reconcile_pass() -> dict[str, Any]:
     """A pass of the reliability reconciler (which also runs every RECONCILE_INTERVAL_S in the workers;
     the reconciler's lock keeps two passes from running at once)."""
-    from . import reconciler
-
     done = reconciler.reconcile_exclusively()
     return {"skipped": "another reconciler pass was running"} if done is None else dict(done)
 
@@ -453,29 +431,14 @@ def run_housekeeping(tick_at: dt.datetime, *, scheduler_id: str | None = None,
 
 def resync_stale_wallets() -> None:
     """The periodic resync tick (see :func:`run_resync_tick`)."""
-    tick_at, scheduler_id = _tick_of(CurrentMessage.get_current_message())
+    tick_at, scheduler_id = tick_of(CurrentMessage.get_current_message())
     run_resync_tick(tick_at, scheduler_id=scheduler_id)
 
 
 def housekeeping() -> None:
     """The periodic housekeeping run (see :data:`HOUSEKEEPING_TASKS`)."""
-    tick_at, scheduler_id = _tick_of(CurrentMessage.get_current_message())
+    tick_at, scheduler_id = tick_of(CurrentMessage.get_current_message())
     run_housekeeping(tick_at, scheduler_id=scheduler_id)
-
-
-def _never_retry(retries: int, exception: BaseException) -> bool:
-    return False  # the next tick does the work of a failed one
-
-
-def declare_periodic_actors(cfg: settings_module.Settings) -> dict[str, dramatiq.Actor]:
-    """Declare the periodic actors on the current broker (which must carry PeriodiqMiddleware)."""
-    common = {"actor_class": PeriodicActor, "queue_name": PERIODIC_QUEUE, "priority": 0, "retry_when": _never_retry}
-    return {
-        RESYNC_SCHEDULE: dramatiq.actor(resync_stale_wallets, actor_name=RESYNC_SCHEDULE,
-                                        periodic=cron(cfg.scheduler_cron), time_limit=300_000, **common),
-        HOUSEKEEPING_SCHEDULE: dramatiq.actor(housekeeping, actor_name=HOUSEKEEPING_SCHEDULE,
-                                              periodic=cron(cfg.housekeeping_cron), time_limit=600_000, **common),
-    }
 
 
 def wallet_health(*, user_id: str | None = None, state: str | None = None, limit: int = 100) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Tracked wallets: the wallets the scheduler keeps fresh (``actors.scheduler``).
+"""Tracked wallets: the wallets the scheduler keeps fresh (``actors.services.scheduler``).
 
 A wallet is tracked when its owner first requests a sync of it, or with
 :func:`track_wallet`.  A paused wallet is kept (with its history) but not
@@ -16,9 +16,9 @@ import psycopg
 
 from storage import scheduling
 
+from ..errors import SyncUnavailable
+from ..validation import SyncRequest, validate_request
 from . import context
-from .errors import SyncUnavailable
-from .validation import SyncRequest, validate_request
 
 
 def track_wallet(user_id: str, wallet_address: str, chain_ids: Iterable[int] | None = None) -> dict:
