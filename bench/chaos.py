@@ -52,7 +52,7 @@ class Workers:
     def start(self) -> subprocess.Popen:
         log = self.directory / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "dramatiq"), "actors", "--processes", "1",
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "dramatiq"), "actors.worker", "--processes", "1",
                                  "--threads", str(self.threads)], cwd=ROOT, env=os.environ,
                                 stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)

@@ -27,7 +27,7 @@ def producer(args) -> None:
     from pyinstrument import Profiler
 
     with sandbox.enter(LOG_LEVEL="WARNING", SIMULATED_LATENCY_MS="0", SIMULATED_TOKENS_PER_CHAIN="1"):
-        import actors
+        import actors.worker
 
         for w in wallets(20, 80_000_000):
             actors.request_sync("bench-warmup", w, [1])
@@ -48,7 +48,7 @@ def producer(args) -> None:
             out.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
             print(f"== {label}: {count} in {elapsed:.2f} s ({count / elapsed:,.0f}/s, profiled), report {out}")
             print(profiler.output_text(unicode=False, color=False, show_all=False)[:6000])
-        actors.broker.flush_all()
+        actors.worker.broker.flush_all()
 
 
 def _chunks(items, size):
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--idle", action="store_true", help="include waiting threads (wall-clock view)")
     parser.add_argument("--only-thread", default="process_message",
                         help="summarize only stacks through this function (default: the worker threads' job)")
-    parser.add_argument("--worker-module", default="actors")
+    parser.add_argument("--worker-module", default="actors.worker")
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw", type=Path)

@@ -1,5 +1,5 @@
 """The project's side of bench/run_all.py: each measurement in a throwaway database and namespace
-(``bench.sandbox``), through the real ``dramatiq actors`` worker, figures from the audit trail.
+(``bench.sandbox``), through the real ``dramatiq actors.worker`` worker, figures from the audit trail.
 
     .venv/bin/python -m bench.project enqueue    [--n 2000] [--batch 500]
     .venv/bin/python -m bench.project throughput [--n 2000] [--latency-ms 0] [--chains 1] [--tokens 1]
@@ -108,12 +108,12 @@ def enqueue(args, actors) -> dict:
     _submit_batches(actors, "bench-batch", batch, chains, args.batch)
     batched = len(batch) / (time.perf_counter() - started)
     # The bare Dramatiq send of the project's own broker (all its middleware, no audit row), for reference.
-    actor = actors.SYNC_ACTORS["normal"]
+    actor = actors.worker.SYNC_ACTORS["normal"]
     started = time.perf_counter()
     for _ in range(args.n):
         actor.send("00000000-0000-0000-0000-000000000000")
     own_send = args.n / (time.perf_counter() - started)
-    actors.broker.flush_all()
+    actors.worker.broker.flush_all()
     return {"request_sync_per_s": one_by_one, "request_syncs_per_s": batched, "project_broker_send_per_s": own_send,
             "jobs": args.n, "batch": args.batch}
 
@@ -190,7 +190,7 @@ def priority(args, actors) -> dict:
         while len(started) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.1)
             started = _started_at(list(sent))
-        low_left = actors.broker.client.llen(f"{actors.broker.namespace}:sync_low")
+        low_left = actors.worker.broker.client.llen(f"{actors.worker.broker.namespace}:sync_low")
         low_done = _count_final("bench-low")
     samples = [(started[op] - sent[op]) * 1000 for op in sent if op in started]
     return {**latency_summary(samples), "not_started": len(sent) - len(samples), "low_queued": args.low,
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval-ms", type=int, default=200)
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--worker-module", default="actors")
+    parser.add_argument("--worker-module", default="actors.worker")
     parser.add_argument("--producer-module", help="a module imported before actors in this (producer) process, "
                                                      "e.g. a proposal's producer side")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the worker processes")
@@ -307,12 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     with sandbox.enter(**env):
         if args.producer_module:
             importlib.import_module(args.producer_module)
-        import actors
+        import actors.worker
 
         try:
             result = MODES[args.mode](args, actors)
         finally:
-            actors.broker.client.close()
+            actors.worker.broker.client.close()
     emit({"system": "project", "mode": args.mode, **result})
 
 

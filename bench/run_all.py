@@ -523,7 +523,7 @@ Written by `.venv/bin/python -m bench.run_all --write-docs` (the latest full run
 has every run's raw figures.  What each figure measures:
 
 - **project**: the real path: `request_sync` / `request_syncs` (validation, dedup and cooldown in one Lua
-  script, the `queued` audit row, the message), and the real `dramatiq actors` worker (lease,
+  script, the `queued` audit row, the message), and the real `dramatiq actors.worker` worker (lease,
   `start_attempt`, the simulated provider, pricing, `finish_attempt` with the holdings, release).
   "No-op" is the simulated provider at 0 ms with 1 chain and 1 token; "10 ms" at 10 ms. A job "starts"
   when `start_attempt` has marked its audit row `running`.

@@ -10,7 +10,7 @@ Runs in a throwaway database and Redis namespace, with the default scheduler set
    (``--active-share`` of them in the active tier).  Ticks run back to back (each as the real
    actor runs it: claim, backlog, select, ``request_syncs`` in batches, record); nothing drains
    the queue, so with more stale wallets than the limit the backlog must stop at the limit.
-2. **With a worker** (``dramatiq actors``, 2 processes x 8 threads, simulated provider at 100 ms
+2. **With a worker** (``dramatiq actors.worker``, 2 processes x 8 threads, simulated provider at 100 ms
    per chain call) for ``--worker-seconds``: a tick every ``--tick-every`` seconds (a minute in
    production, compressed here) while the worker drains; the backlog is sampled every 0.25 s.
 3. **Steady state**: every wallet synced at a plausible time (active ones within their 5
@@ -57,12 +57,12 @@ def main() -> None:
 
     with sandbox.enter(SIMULATED_LATENCY_MS="100", SIMULATED_FAILURE_RATE="0", LOG_LEVEL="WARNING",
                        SYNC_CHAINS="1,10"):
-        import actors
-        from actors import scheduler
+        import actors.worker
+        from actors.services import scheduler
         from storage.pool import get_pool
         from storage.queries import QUERIES
 
-        cfg = actors.intake.context.cfg()
+        cfg = actors.services.intake.context.cfg()
         policy = scheduler.TickPolicy.from_settings(cfg)
         with get_pool().connection() as conn:
             conn.autocommit = True
@@ -93,7 +93,7 @@ def main() -> None:
         if args.worker_seconds > 0:
             print(f"\n2. with a worker (2 processes x 8 threads, 100 ms per chain call), a tick every "
                   f"{args.tick_every:g} s for {args.worker_seconds:g} s")
-            running, samples = with_worker(tick, lambda: scheduler.low_backlog(actors.broker.client, cfg.namespace),
+            running, samples = with_worker(tick, lambda: scheduler.low_backlog(actors.worker.broker.client, cfg.namespace),
                                            seconds=args.worker_seconds, every=args.tick_every)
             show(running)
             with get_pool().connection() as conn:
@@ -103,8 +103,8 @@ def main() -> None:
                   f"min {min(samples):,}; {done['ok']:,} of {done['n']:,} scheduled syncs succeeded meanwhile")
 
         print("\n3. steady state: every wallet synced within its interval; a tick finds what fell due")
-        actors.broker.flush_all()
-        client = actors.broker.client
+        actors.worker.broker.flush_all()
+        client = actors.worker.broker.client
         for family in ("sync:inflight", "sync:recent"):  # what the drained jobs would have released
             keys = list(client.scan_iter(match=f"{cfg.namespace}:{family}:*", count=1000))
             for start in range(0, len(keys), 1000):
@@ -143,7 +143,7 @@ def main() -> None:
 def with_worker(tick, backlog, *, seconds: float, every: float) -> tuple[list[dict], list[int]]:
     """Run a real worker for ``seconds``, a tick every ``every`` seconds, sampling the backlog every 0.25 s."""
     worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dramatiq"), "actors", "--processes", "2", "--threads", "8"],
+        [str(Path(sys.executable).parent / "dramatiq"), "actors.worker", "--processes", "2", "--threads", "8"],
         cwd=ROOT, env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     samples: list[int] = []
     stop = threading.Event()

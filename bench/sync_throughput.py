@@ -58,7 +58,7 @@ def main() -> None:
         batched = len(batch) / (time.perf_counter() - started)
 
         worker = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dramatiq"), "actors", "--processes", str(args.processes),
+            [str(Path(sys.executable).parent / "dramatiq"), "actors.worker", "--processes", str(args.processes),
              "--threads", str(args.threads)], cwd=ROOT, env=os.environ,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -27,8 +27,9 @@ import types
 
 from dramatiq.middleware import Middleware
 
-import actors
-from actors import context, lifecycle, observe, wakeup
+import actors.worker
+from actors.redis_backed import wakeup
+from actors.services import context, lifecycle, observe
 from storage import operations
 
 _steps: dict[str, list[float]] = collections.defaultdict(list)
@@ -62,7 +63,7 @@ def report() -> None:
 
 # --- producer: request_sync's steps --------------------------------------------------------------
 operations.insert_operations = _timed("insert", operations.insert_operations)
-actors.broker.enqueue_batch = _timed("enqueue", actors.broker.enqueue_batch)
+actors.worker.broker.enqueue_batch = _timed("enqueue", actors.worker.broker.enqueue_batch)
 type(context.admissions()).admit_many = _timed("admission", type(context.admissions()).admit_many)
 
 # --- worker: a message's path, and the attempt's steps ------------------------------------------
@@ -77,7 +78,7 @@ def _wake_wait(self, timeout_s):
 
 
 wakeup.Wakeups.wait = _wake_wait
-_fetch = actors.broker.do_fetch
+_fetch = actors.worker.broker.do_fetch
 
 
 def _do_fetch(queue_name, prefetch):
@@ -88,7 +89,7 @@ def _do_fetch(queue_name, prefetch):
     return fetched
 
 
-actors.broker.do_fetch = _do_fetch
+actors.worker.broker.do_fetch = _do_fetch
 
 
 class _Stamps(Middleware):
@@ -106,10 +107,10 @@ class _Stamps(Middleware):
             _steps["fetched -> thread"].append(now - _last.pop("fetched"))
 
 
-actors.broker.middleware.insert(0, _Stamps())
-actors.broker._hooks = {}  # SyncBroker caches its hooks per signal
+actors.worker.broker.middleware.insert(0, _Stamps())
+actors.worker.broker._hooks = {}  # SyncBroker caches its hooks per signal
 
-for _actor in actors.SYNC_ACTORS.values():
+for _actor in actors.worker.SYNC_ACTORS.values():
     def _run(operation_id, _fn=_actor.fn):
         try:
             return _fn(operation_id)
@@ -138,5 +139,5 @@ class _Report(Middleware):
         report()
 
 
-actors.broker.add_middleware(_Report())
+actors.worker.broker.add_middleware(_Report())
 atexit.register(report)

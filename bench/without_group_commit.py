@@ -9,4 +9,4 @@ from storage import operations
 operations._starts = lambda params: operations._start_batch([params])[0]
 operations._finishes = lambda params: operations._finish_batch([params])[0]
 
-import actors  # noqa: E402,F401  (the broker and the actors, as `dramatiq actors` loads them)
+import actors.worker  # noqa: E402,F401  (the broker and the actors, as `dramatiq actors.worker` loads them)

@@ -115,8 +115,3 @@ _readonly = _ProcessPool(_open_readonly_pool)
 def get_readonly_pool() -> ConnectionPool:
     """This process's read-only pool (the dashboard's), opened on first call."""
     return _readonly.get()
-
-
-def close_readonly_pool() -> None:
-    """Close this process's read-only pool, if it opened one."""
-    _readonly.close()

@@ -59,13 +59,13 @@ class CommandProcess:
 
 
 class WorkerProcess(CommandProcess):
-    """``dramatiq actors`` (the Procfile's ``worker``)."""
+    """``dramatiq actors.worker`` (the Procfile's ``worker``)."""
 
     ready_line = "Worker process is ready for action"
 
     def __init__(self, log_path: Path, *, processes: int = 1, threads: int = 4, env: dict[str, str] | None = None):
-        super().__init__([str(BIN / "dramatiq"), "actors", "--processes", str(processes), "--threads", str(threads)],
-                         log_path, env=env)
+        super().__init__([str(BIN / "dramatiq"), "actors.worker", "--processes", str(processes),
+                          "--threads", str(threads)], log_path, env=env)
         self.ready_count = processes
 
     def children(self) -> list[int]:
@@ -81,9 +81,9 @@ class WorkerProcess(CommandProcess):
 
 
 class PeriodiqProcess(CommandProcess):
-    """``periodiq actors`` (the Procfile's ``scheduler``)."""
+    """``periodiq actors.worker`` (the Procfile's ``scheduler``)."""
 
     ready_line = "Registered periodic actors"
 
     def __init__(self, log_path: Path, *, env: dict[str, str] | None = None):
-        super().__init__([str(BIN / "periodiq"), "actors"], log_path, env=env)
+        super().__init__([str(BIN / "periodiq"), "actors.worker"], log_path, env=env)

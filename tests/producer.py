@@ -92,7 +92,10 @@ def _dumps(value: Any) -> str:
 
 def _serve() -> int:
     """Answer one JSON command per stdin line with one JSON line on stdout, until EOF."""
-    import actors  # noqa: F401  - configured once, up front
+    import settings
+    from actors import logs
+
+    logs.install(settings.get())  # configured once, up front, as an application using actors does
 
     print(_dumps({"ready": True}), flush=True)
     for line in sys.stdin:

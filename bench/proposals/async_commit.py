@@ -28,4 +28,4 @@ def _connection_kwargs(cfg, *, application_name: str) -> dict:
 
 _pool.connection_kwargs = _connection_kwargs
 
-import actors  # noqa: E402,F401  (the broker and the actors, as `dramatiq actors` loads them)
+import actors.worker  # noqa: E402,F401  (the broker and the actors, as `dramatiq actors.worker` loads them)

@@ -7,7 +7,7 @@ from tests.processes import WorkerProcess
 
 @pytest.fixture
 def start_worker(clean_queues, tmp_path):
-    """Start ``dramatiq actors`` processes (``start_worker(env={...})``); all are stopped after the test,
+    """Start ``dramatiq actors.worker`` processes (``start_worker(env={...})``); all are stopped after the test,
     before ``clean_queues`` empties the queues and ends what the test left unfinished."""
     started: list[WorkerProcess] = []
 

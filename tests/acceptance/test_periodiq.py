@@ -1,4 +1,4 @@
-"""Two real ``periodiq actors`` schedulers and a real ``dramatiq actors`` worker: each tick is enqueued
+"""Two real ``periodiq actors.worker`` schedulers and a real ``dramatiq actors.worker`` worker: each tick is enqueued
 once, and each stale wallet is requested once per tick.
 
 periodiq has minute resolution: both schedulers fire the current minute's tick as they start, then the

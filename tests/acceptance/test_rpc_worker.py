@@ -19,6 +19,7 @@ from decimal import Decimal
 import pytest
 
 import actors
+from actors import worker
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
@@ -48,18 +49,18 @@ HUGE_PRICE = "1.2345"
 def enqueue_directly(user_id: str, wallet: str, chain_ids: tuple[int, ...]) -> str:
     """Create a sync operation for chains the producer of this process does not support; return its id.
 
-    This test process is the producer, and its settings were loaded once, at the import of ``actors``,
+    This test process is the producer, and its settings were loaded once, at the import of ``actors.worker``,
     with the default SYNC_CHAINS (``settings.get()`` is cached for the whole run), so
     ``actors.request_sync`` refuses a chain such as 31337 that only the worker under test is configured
-    for.  The operation is therefore created exactly as ``actors.intake._persist_and_enqueue`` does once a
-    request is admitted: the ``queued`` audit row through the storage layer, then the message of the
+    for.  The operation is therefore created exactly as ``actors.services.intake._persist_and_enqueue`` does
+    once a request is admitted: the ``queued`` audit row through the storage layer, then the message of the
     normal-priority actor through the broker.  (Admission in Redis is skipped: a fresh wallet has nothing
     to deduplicate, and the worker's release of a never-taken in-flight key is a no-op.)
     """
     op_id = str(uuid.uuid4())
     operations.insert_operations(
         [operations.NewOperation(op_id, user_id, wallet.lower(), chain_ids, "normal", "api")], provider="rpc")
-    actors.broker.enqueue_batch([actors.broker.get_actor("sync_portfolio").message(op_id)])
+    worker.broker.enqueue_batch([worker.broker.get_actor("sync_portfolio").message(op_id)])
     return op_id
 
 

@@ -11,8 +11,9 @@ import pytest
 from dramatiq.message import Message
 
 import actors
-from actors import deadletters, inspection
-from actors.deadletters import DeadLetterFilter
+from actors.redis_backed import inspection
+from actors.services import deadletters
+from actors.services.deadletters import DeadLetterFilter
 
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def failed_sync(broker, user: str, *, at: dt.datetime | None = None, code: str =
     wallet = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
     op_id = actors.request_sync(user, wallet, [1, 8453], priority="high")
     row = actors.get_sync(op_id)
-    from actors import lifecycle
+    from actors.services import lifecycle
 
     lifecycle.fail_unrun(op_id, code, f"chain 1: simulated {code}")
     dead_letter(broker, "sync_high", row["message_id"], at=at or dt.datetime.now(dt.timezone.utc))

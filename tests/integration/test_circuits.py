@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from actors.circuits import ChainCircuits
+from actors.redis_backed.circuits import ChainCircuits
 from chaindata.base import PermanentProviderError, TransientProviderError
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 import actors
-from actors import context, lifecycle
+from actors.services import context, lifecycle
 from chaindata.base import PermanentProviderError
 from storage import operations
 from storage.group_commit import GroupCommit

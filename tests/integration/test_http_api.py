@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 import actors
 import settings
-from actors.inspection import queue_states
+from actors.redis_backed.inspection import queue_states
 from dashboard import access, api
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_cooldown_answers_200_with_the_last_success_or_409_with_retry_after(http
                       json={"user_id": user_id, "wallet_address": wallet, "chain_ids": [1]}).json()["operation_id"]
     # What a worker does when the operation succeeds: the row is final, the wallet released with a cooldown.
     db_conn.execute("UPDATE sync_operations SET status = 'succeeded', finished_at = now() WHERE id = %s", (op_id,))
-    from actors import context
+    from actors.services import context
 
     context.admissions().release(user_id, wallet.lower(), op_id, succeeded=True)
 
@@ -149,7 +149,7 @@ def test_invalid_requests_get_400_naming_the_problem_and_nothing_is_queued(http,
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["error"] == "invalid_request" and message in response.json()["message"]
-    assert all(q.waiting == 0 for q in queue_states(actors.broker))
+    assert all(q.waiting == 0 for q in queue_states(worker.broker))
 
 
 def test_bodies_that_are_not_json_or_too_large_are_refused(http):

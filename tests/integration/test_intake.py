@@ -9,7 +9,8 @@ import pytest
 import redis
 
 import actors
-from actors import lifecycle
+from actors import worker
+from actors.services import lifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ def _clean(clean_queues):
 
 
 def queued(queue: str = "sync") -> int:
-    return actors.broker.client.llen(f"{actors.broker.namespace}:{queue}")
+    return worker.broker.client.llen(f"{worker.broker.namespace}:{queue}")
 
 
 def rows(db_conn, user_id: str) -> list[dict]:
@@ -43,7 +44,7 @@ def test_accepted_request_writes_a_queued_row_and_one_message(db_conn, user_id, 
 
 def test_no_chain_ids_means_every_configured_chain(db_conn, user_id, wallet):
     actors.request_sync(user_id, wallet)
-    assert rows(db_conn, user_id)[0]["chain_ids"] == sorted(actors.intake.context.cfg().chains)
+    assert rows(db_conn, user_id)[0]["chain_ids"] == sorted(actors.services.intake.context.cfg().chains)
 
 
 @pytest.mark.parametrize("args, kwargs, message", [
@@ -70,7 +71,7 @@ def test_invalid_requests_raise_and_leave_nothing_behind(db_conn, args, kwargs, 
         actors.request_sync(*args, **kwargs)
     assert db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"] == before
     assert queued("sync") == queued("sync_high") == queued("sync_low") == 0
-    assert not list(actors.broker.client.scan_iter(match=f"{actors.broker.namespace}:sync:inflight:u:*"))
+    assert not list(worker.broker.client.scan_iter(match=f"{worker.broker.namespace}:sync:inflight:u:*"))
 
 
 def test_invalid_request_is_a_value_error():
@@ -162,7 +163,7 @@ def test_enqueue_failure_is_reported_and_recorded(user_id, wallet, monkeypatch, 
     def broken(messages):
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(actors.broker, "enqueue_batch", broken)
+    monkeypatch.setattr(worker.broker, "enqueue_batch", broken)
     with pytest.raises(actors.SyncUnavailable, match="Redis did not take"):
         actors.request_sync(user_id, wallet, [1])
     (row,) = rows(db_conn, user_id)
@@ -176,8 +177,8 @@ def test_an_admission_redis_runs_after_the_callers_deadline_takes_no_wallet(user
     """A stalled Redis runs the commands it received once it resumes, after the producer gave up and
     refused the request: the admission script then declines, so the wallet is not held for an
     operation that will never exist.  (Here the deadline is simply already past when it arrives.)"""
-    from actors import context
-    from actors.admission import Admissions
+    from actors.redis_backed.admission import Admissions
+    from actors.services import context
 
     admissions = context.admissions()
     late = Admissions(admissions.client, namespace=admissions.namespace, inflight_ttl_ms=admissions.inflight_ttl_ms,
@@ -191,7 +192,8 @@ def test_an_admission_redis_runs_after_the_callers_deadline_takes_no_wallet(user
 def test_a_batch_refused_half_way_gives_back_the_wallets_its_first_part_took(user_id, redis_client, monkeypatch):
     """A batch is decided a thousand requests per script call; if Redis runs a later call past the
     deadline, the whole batch is refused, and what the calls in time took is given back."""
-    from actors import admission, context
+    from actors.redis_backed import admission
+    from actors.services import context
 
     admissions = context.admissions()
     import time as real_time
@@ -247,4 +249,4 @@ def test_any_request_is_accepted_whole_or_rejected_with_nothing_written(db_conn,
     else:
         row = db_conn.execute("SELECT * FROM sync_operations WHERE id = %s", (op_id,)).fetchone()
         assert row["user_id"] == user and row["wallet_address"] == wallet.lower()
-    actors.broker.flush_all()
+    worker.broker.flush_all()

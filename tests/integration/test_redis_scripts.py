@@ -8,14 +8,15 @@ import uuid
 import pytest
 
 import actors
-from actors import redis_scripts
+from actors import worker
+from actors.redis_backed import scripts as redis_scripts
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def keys(redis_client):
-    prefix = f"{actors.broker.namespace}:scripts-test:{uuid.uuid4().hex[:8]}"
+    prefix = f"{worker.broker.namespace}:scripts-test:{uuid.uuid4().hex[:8]}"
     yield prefix
     redis_client.delete(*[f"{prefix}:{k}" for k in ("count", "plain", "other")])
 
@@ -58,4 +59,4 @@ def test_requests_are_admitted_and_enqueued_after_redis_forgot_its_scripts(redis
     ids = actors.request_syncs([{"user_id": user_id, "wallet_address": w} for w in wallets])
     assert len(set(ids)) == 3
     assert actors.request_syncs([{"user_id": user_id, "wallet_address": wallets[0]}]) == ids[:1]  # a duplicate
-    assert redis_client.llen(f"{actors.broker.namespace}:sync") == 3
+    assert redis_client.llen(f"{worker.broker.namespace}:sync") == 3

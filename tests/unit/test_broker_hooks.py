@@ -9,7 +9,7 @@ import pytest
 import redis
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from actors.broker import SyncBroker
+from actors.redis_backed.broker import SyncBroker
 
 
 class Recording(Middleware):

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 import settings
-from actors import events
+from actors.redis_backed import events
 from actors.cli import build_parser
-from actors.logs import JobContextFilter, JobLogContext, JsonFormatter, RedactingFilter
+from actors.logs import JobContextFilter, JsonFormatter, RedactingFilter
+from actors.middleware.job_log_context import JobLogContext
 from dashboard import openapi
 
 FINISHED = dt.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)

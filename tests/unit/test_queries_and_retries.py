@@ -2,7 +2,7 @@ import psycopg
 import pytest
 import redis
 
-from actors.broker import make_retry_when
+from actors.middleware.retries import make_retry_when
 from actors.errors import SyncAttemptFailed
 from storage.queries import QUERIES, load
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import settings
-from actors import scheduler
+from actors.services import scheduler
 
 
 @pytest.mark.parametrize("scheduled_at, expected", [
