@@ -1,0 +1,172 @@
+"""The dependency rule: imports only go down the layers, and no import cycle anywhere in the project.
+
+The layers are import-linter contracts in ``pyproject.toml`` (``[tool.importlinter]``; ``lint-imports``
+checks them too).  Cycles are looked for here, with grimp (import-linter's graph), among every module
+of the project's packages, function-local imports included: a cycle hidden in a function is still one.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import grimp
+from importlinter import configuration
+from importlinter.application import use_cases
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Top-level folders that are not shipped code (they have their own rule: neither imports the other).
+NOT_PROJECT = {"tests", "bench", "docs"}
+
+
+def project_packages() -> list[str]:
+    """The project's top-level packages: every folder at the root with an ``__init__.py``."""
+    return sorted(p.name for p in ROOT.iterdir()
+                  if (p / "__init__.py").is_file() and p.name not in NOT_PROJECT and not p.name.startswith("."))
+
+
+def project_modules() -> list[str]:
+    """The project's top-level single-file modules (``settings``), which grimp cannot take as a package."""
+    return sorted(p.stem for p in ROOT.glob("*.py") if p.stem.isidentifier())
+
+
+def imports_of_module(name: str, known: set[str]) -> list[tuple[str, int, str]]:
+    """(imported module, line, code) for each import of a project module in the single-file module ``name``."""
+    path = ROOT / f"{name}.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lines = path.read_text().splitlines()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            continue
+        for target in targets:
+            # The longest prefix that is a module of the graph (``from storage import pool`` -> storage.pool).
+            parts = target.split(".")
+            for i in range(len(parts), 0, -1):
+                if ".".join(parts[:i]) in known:
+                    found.append((".".join(parts[:i]), node.lineno, lines[node.lineno - 1].strip()))
+                    break
+    return found
+
+
+def build_graph() -> grimp.ImportGraph:
+    """Every import between the project's modules, the single-file modules' own imports included."""
+    graph = grimp.build_graph(*project_packages(), cache_dir=None, include_external_packages=True)
+    known = set(graph.modules)
+    for module in project_modules():
+        if module not in known:
+            graph.add_module(module)
+        for imported, line, code in imports_of_module(module, known):
+            graph.add_import(importer=module, imported=imported, line_number=line, line_contents=code)
+    return graph
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """One cycle (``[a, b, ..., a]``) per group of project modules that import each other, found with
+    Tarjan's strongly connected components, then a shortest path back to the group's first module."""
+    project = {m for m in graph.modules
+               if m.split(".")[0] in project_packages() or m in project_modules()}
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m) & project) for m in sorted(project)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    for root in sorted(project):  # iterative Tarjan: a recursive one would hit the recursion limit
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            successors = edges[node]
+            if i < len(successors):
+                work.append((node, i + 1))
+                nxt = successors[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1 or node in edges[node]:
+                    groups.append(sorted(group))
+
+    cycles = []
+    for group in groups:
+        members, start = set(group), group[0]
+        paths = {start: [start]}
+        frontier = [start]
+        while frontier and start not in [s for f in frontier for s in edges[f]]:
+            nxt = []
+            for module in frontier:
+                for succ in edges[module]:
+                    if succ in members and succ not in paths:
+                        paths[succ] = paths[module] + [succ]
+                        nxt.append(succ)
+            frontier = nxt
+        last = next(f for f in frontier if start in edges[f])
+        cycles.append(paths[last] + [start])
+    return cycles
+
+
+def describe(graph: grimp.ImportGraph, cycle: list[str]) -> str:
+    lines = [" -> ".join(cycle)]
+    for importer, imported in zip(cycle, cycle[1:]):
+        for detail in graph.get_import_details(importer=importer, imported=imported)[:1]:
+            lines.append(f"    {importer}:{detail['line_number']}: {detail['line_contents']}")
+    return "\n".join(lines)
+
+
+def test_the_contracts_cover_every_project_package():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert sorted(config["root_packages"]) == project_packages(), (
+        "add the new package to [tool.importlinter] root_packages and to a layer of the contracts")
+
+
+def test_imports_only_go_down_the_layers(capsys):
+    configuration.configure()  # what the lint-imports command does first
+    kept = use_cases.lint_imports(config_filename=str(ROOT / "pyproject.toml"), cache_dir=None, no_logo=True)
+    assert kept, capsys.readouterr().out
+
+
+def test_settings_is_the_bottom_layer():
+    graph = build_graph()
+    project = {m for m in graph.modules if m.split(".")[0] in project_packages()}
+    assert [describe(graph, [m, imported]) for m in project_modules()
+            for imported, _line, _code in imports_of_module(m, project)] == []
+
+
+def test_no_import_cycle_anywhere_in_the_project():
+    graph = build_graph()
+    cycles = import_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(describe(graph, c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The check above can fail: a cycle added on purpose to the graph is reported, with its lines."""
+    graph = build_graph()
+    graph.add_import(importer="actors.constants", imported="actors.worker", line_number=1,
+                     line_contents="from . import worker")
+    cycles = import_cycles(graph)
+    assert any(c[0] == c[-1] and "actors.constants" in c and "actors.worker" in c for c in cycles), cycles
+    assert "actors.constants:1: from . import worker" in "\n".join(describe(graph, c) for c in cycles)
