@@ -100,10 +100,10 @@ def clean_queues(database, redis_client):
     say) in another.  Cached prices and circuit breakers, which every worker of the run shares
     through Redis, are reset too: a circuit a test opened on purpose must not turn away the next
     test's reads, nor one source's cached prices be served to another's test."""
-    from actors import worker
+    import actors.worker
 
     def reset() -> None:
-        worker.broker.flush_all()
+        actors.worker.broker.flush_all()
         keys = [*redis_client.scan_iter(match=f"{NAMESPACE}:price:*", count=1000),
                 *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000)]
         if keys:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from actors.redis_backed.inspection import queue_states
 from tests.processes import ROOT
 from tests.waiting import wait_for, wait_until
@@ -39,7 +39,7 @@ def closed_port() -> int:
 
 
 def dead_count(queue: str = "sync") -> int:
-    return next(q.dead for q in queue_states(worker.broker) if q.queue == queue)
+    return next(q.dead for q in queue_states(actors.worker.broker) if q.queue == queue)
 
 
 def test_request_wait_show_wallet_and_events(start_worker, user_id, wallet):
@@ -87,7 +87,7 @@ def test_request_batch_from_stdin_validates_everything_first_and_shows_progress(
     assert bad.returncode == 2
     assert "line 2: wallet_address must be" in bad.stderr and "line 3: unknown chain id 999" in bad.stderr
     assert "nothing was requested" in bad.stderr and bad.stdout == ""
-    assert sum(q.waiting for q in queue_states(worker.broker)) == 3  # only the first file's
+    assert sum(q.waiting for q in queue_states(actors.worker.broker)) == 3  # only the first file's
 
 
 def test_status_dead_letters_and_redrive(start_worker, user_id, wallet):

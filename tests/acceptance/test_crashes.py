@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from actors.services import lifecycle
 from storage import operations
 from tests.waiting import wait_for, wait_until
@@ -106,7 +106,7 @@ def test_a_worker_never_outlives_its_main_process(start_worker):
 def test_an_undecodable_message_is_quarantined_and_the_others_flow(start_worker, redis_client, user_id):
     """Guarantee: invalid JSON placed in a queue is moved to the quarantine list with a log line; the
     valid messages fetched with it are processed; the consumer keeps going."""
-    ns = worker.broker.namespace
+    ns = actors.worker.broker.namespace
     good = actors.request_syncs([{"user_id": user_id, "wallet_address": w, "chain_ids": [1]} for w in wallets(6)])
     corrupt_id = str(uuid.uuid4())
     redis_client.hset(f"{ns}:sync.msgs", corrupt_id, b'{"this is": not json')
@@ -134,17 +134,17 @@ def test_duplicate_and_reordered_deliveries_change_nothing(start_worker, user_id
     wallet = wallets(1)[0]
     start_worker(threads=4, env={**FAST_RECOVERY, "SIMULATED_LATENCY_MS": "1000"})
     op_id = actors.request_sync(user_id, wallet, [1, 10])
-    actor = worker.broker.get_actor("sync_portfolio")
+    actor = actors.worker.broker.get_actor("sync_portfolio")
     # Two more deliveries of the same operation while the first runs.
     wait_until(lambda: actors.get_sync(op_id)["status"] == "running", 20, "never ran")
-    worker.broker.enqueue_batch([actor.message(op_id), actor.message(op_id)])
+    actors.worker.broker.enqueue_batch([actor.message(op_id), actor.message(op_id)])
     op = wait_for(op_id, timeout=30)
     time.sleep(2.5)  # let the duplicates be delivered and turned away
     assert op["status"] == "succeeded" and actors.get_sync(op_id)["attempts"] == 1
     holdings = operations.get_holdings(user_id, wallet)
 
     # Delivered again long after it finished: nothing changes.
-    worker.broker.enqueue_batch([actor.message(op_id)])
+    actors.worker.broker.enqueue_batch([actor.message(op_id)])
     time.sleep(2.5)
     assert actors.get_sync(op_id)["attempts"] == 1
     assert operations.get_holdings(user_id, wallet) == holdings

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import actors
-from actors import worker
+import actors.worker
 from actors.services import lifecycle
 from actors.validation import parse_operation_id
 from storage import operations
@@ -244,7 +244,7 @@ def test_hostile_arguments_fail_clearly_and_write_nothing(start_worker, redis_cl
     fits runs its operation, which succeeds, or fails (`unsupported_chain`) when its stored chains are
     bogus.  No message is left waiting or held, no thread dies, the worker then serves valid requests,
     and no failed operation has holdings."""
-    ns = worker.broker.namespace
+    ns = actors.worker.broker.namespace
     good = [op for op, _ in new_operations(user_id, [(1,)] * 8)]
     bogus = [op for op, _ in new_operations(user_id, [(-1,), (0,), (2**31 - 1,), (-2**31,)])]
     shapes = draw(call_shapes(good + bogus))
@@ -274,7 +274,7 @@ def test_hostile_arguments_fail_clearly_and_write_nothing(start_worker, redis_cl
                 may_dead_letter.add(message.message_id)  # its attempt fails for good: dead-lettered too
 
     worker = start_worker(threads=THREADS)
-    sent = worker.broker.enqueue_batch(messages)
+    sent = actors.worker.broker.enqueue_batch(messages)
     redis_ids = {m.options["redis_message_id"] for m in sent}
     settled = wait_until(lambda: not in_limbo(redis_client, ns, redis_ids), 60)
     served = worker_still_serves(user_id)
@@ -309,7 +309,7 @@ def test_undecodable_bodies_placed_by_hand_are_quarantined(start_worker, redis_c
     bytes, broken or truncated JSON, JSON that is not an object, an object missing a field or with
     an unknown one) are each moved to `{ns}:quarantine` with the error and a copy of the body;
     valid messages queued among them still run; no thread dies; the worker serves valid requests."""
-    ns = worker.broker.namespace
+    ns = actors.worker.broker.namespace
     bodies = list(dict.fromkeys(draw(undecodable_bodies)))  # distinct: a body is found by its content
     quarantined_before = redis_client.llen(f"{ns}:quarantine")
     worker = start_worker(threads=THREADS)
@@ -341,7 +341,7 @@ def test_wrongly_typed_envelopes_placed_by_hand_never_stop_the_worker(start_work
     not objects, a message_id that is not a string...) each end clearly -- quarantined or
     dead-lettered, never left waiting or held -- no thread dies, valid messages queued among them
     run, and the worker serves valid requests afterwards."""
-    ns = worker.broker.namespace
+    ns = actors.worker.broker.namespace
     # Always among them, whatever hypothesis draws: one of each kind that the worker mishandles today.
     known = [{"queue_name": "elsewhere"}, {"kwargs": [1]}, {"options": 5}, {"message_id": ["x"]}]
     redis_ids, bodies = [], []

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from actors.redis_backed import events
 from tests.waiting import wait_for, wait_until
 
@@ -48,7 +48,7 @@ def test_a_worker_reports_events_metrics_and_json_logs(start_worker, user_id, wa
 
     # Completion events: a bounded stream other services read with consumer groups.
     def mine():
-        found = [(i, e) for i, e in events.read(redis_client, worker.broker.namespace, count=10_000)
+        found = [(i, e) for i, e in events.read(redis_client, actors.worker.broker.namespace, count=10_000)
                  if e["operation_id"] in (ok_id, failed_id)]
         return found if len(found) == 3 else None
 
@@ -66,7 +66,7 @@ def test_a_worker_reports_events_metrics_and_json_logs(start_worker, user_id, wa
     failed_op = actors.get_sync(failed_id)
     assert failed["status"] == "failed" and failed["attempts"] == str(failed_op["attempts"])
     assert failed["total_value_usd"] == ("" if failed_op["total_value_usd"] is None else str(failed_op["total_value_usd"]))
-    info = redis_client.xinfo_stream(events.stream_key(worker.broker.namespace))
+    info = redis_client.xinfo_stream(events.stream_key(actors.worker.broker.namespace))
     assert info["length"] >= 3
 
     # Metrics: Dramatiq's and the project's, from every worker process of the command.

@@ -19,7 +19,7 @@ from decimal import Decimal
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
@@ -60,7 +60,7 @@ def enqueue_directly(user_id: str, wallet: str, chain_ids: tuple[int, ...]) -> s
     op_id = str(uuid.uuid4())
     operations.insert_operations(
         [operations.NewOperation(op_id, user_id, wallet.lower(), chain_ids, "normal", "api")], provider="rpc")
-    worker.broker.enqueue_batch([worker.broker.get_actor("sync_portfolio").message(op_id)])
+    actors.worker.broker.enqueue_batch([actors.worker.broker.get_actor("sync_portfolio").message(op_id)])
     return op_id
 
 

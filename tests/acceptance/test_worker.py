@@ -11,7 +11,7 @@ import pytest
 from dramatiq import Message
 
 import actors
-from actors import worker
+import actors.worker
 from tests.waiting import wait_for
 from chaindata.portfolio import EXACT, exact_sum, price_chain
 from chaindata.prices import StaticPriceTable
@@ -127,7 +127,7 @@ def test_poison_messages_leave_the_worker_alive(start_worker, redis_client, user
     op_id = str(uuid.uuid4())
     operations.insert_operations([operations.NewOperation(op_id, user_id, wallet.lower(), (1,), "normal", "api")],
                                  provider="simulated")
-    broker = worker.broker
+    broker = actors.worker.broker
     for args, kwargs in [((op_id, "unexpected"), {}), ((), {}), ((12345,), {}), (("not-a-uuid",), {}),
                          ((), {"operation_id": None, "junk": "x" * 10_000})]:
         broker.enqueue(Message(queue_name="sync", actor_name="sync_portfolio", args=args, kwargs=kwargs, options={}))

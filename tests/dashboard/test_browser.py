@@ -137,9 +137,9 @@ def test_operations_search_and_record(dashboard, seeded):
 
 def test_queues_page_is_live(dashboard, redis_client):
     duo = dashboard
-    import dramatiq
+    from actors.services import context
 
-    broker = dramatiq.get_broker()
+    broker = context.broker()
     visit(duo, "/queues")
     dead = sum(redis_client.zcard(f"{broker.namespace}:{q}.XQ") for q in ("sync_high", "sync", "sync_low", "periodic"))
     duo.wait_for_text_to_equal("#q-kpi-dead", f"{dead:,}", timeout=30)
@@ -151,8 +151,7 @@ def test_queues_page_is_live(dashboard, redis_client):
 
 
 def test_redrive_a_dead_letter_from_the_page(dashboard, seeded, user_id, monkeypatch):
-    import dramatiq
-
+    from actors.services import context
     from dashboard import timerange
 
     # Dead letters live a week in Redis (the broker's maintenance drops older ones), so this page
@@ -160,7 +159,7 @@ def test_redrive_a_dead_letter_from_the_page(dashboard, seeded, user_id, monkeyp
     now = dt.datetime.now(dt.timezone.utc)
     monkeypatch.setattr(timerange, "now", lambda: now)
     duo = dashboard
-    broker = dramatiq.get_broker()
+    broker = context.broker()
     op_id = failed_sync(broker, user_id, at=now - dt.timedelta(minutes=5))
     visit(duo, f"/dead-letters?user={user_id}")
     duo.wait_for_text_to_equal("#dl-count", "1 dead letters", timeout=30)

@@ -6,11 +6,11 @@ import datetime as dt
 import json
 import uuid
 
-import dramatiq
 import pytest
 from dramatiq.message import Message
 
 import actors
+import actors.worker
 from actors.redis_backed import inspection
 from actors.services import deadletters
 from actors.services.deadletters import DeadLetterFilter
@@ -51,7 +51,7 @@ def NOW() -> dt.datetime:
 
 @pytest.fixture
 def broker(database, redis_client):
-    return dramatiq.get_broker()
+    return actors.worker.broker
 
 
 def test_list_count_and_redrive_a_failed_sync_as_a_new_operation(broker, user_id):

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from actors.redis_backed import events
 from actors.services import context, lifecycle
 
@@ -26,7 +26,7 @@ def _keys(user_id: str, wallet: str, op_id: str) -> dict[str, str]:
 
 
 def _events_of(redis_client, op_id: str) -> list[str]:
-    return [e["type"] for _, e in events.read(redis_client, worker.broker.namespace, count=100_000)
+    return [e["type"] for _, e in events.read(redis_client, actors.worker.broker.namespace, count=100_000)
             if e["operation_id"] == op_id]
 
 
@@ -44,7 +44,7 @@ def test_a_finished_attempt_releases_everything_and_publishes_its_events(user_id
 
 
 def test_events_redis_refuses_are_dropped_and_the_sync_still_ends(user_id, wallet, redis_client, caplog):
-    stream = events.stream_key(worker.broker.namespace)
+    stream = events.stream_key(actors.worker.broker.namespace)
     saved = redis_client.dump(stream)
     redis_client.delete(stream)
     redis_client.set(stream, "not a stream")  # every XADD now fails with WRONGTYPE

@@ -21,6 +21,7 @@ import pytest
 from werkzeug.serving import make_server
 
 import actors
+import actors.worker
 import settings
 from actors.redis_backed.inspection import queue_states
 from dashboard import access, api
@@ -149,7 +150,7 @@ def test_invalid_requests_get_400_naming_the_problem_and_nothing_is_queued(http,
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["error"] == "invalid_request" and message in response.json()["message"]
-    assert all(q.waiting == 0 for q in queue_states(worker.broker))
+    assert all(q.waiting == 0 for q in queue_states(actors.worker.broker))
 
 
 def test_bodies_that_are_not_json_or_too_large_are_refused(http):

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 import actors
-from actors import worker
+import actors.worker
 from actors.services import lifecycle
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def _clean(clean_queues):
 
 
 def queued(queue: str = "sync") -> int:
-    return worker.broker.client.llen(f"{worker.broker.namespace}:{queue}")
+    return actors.worker.broker.client.llen(f"{actors.worker.broker.namespace}:{queue}")
 
 
 def rows(db_conn, user_id: str) -> list[dict]:
@@ -71,7 +71,7 @@ def test_invalid_requests_raise_and_leave_nothing_behind(db_conn, args, kwargs, 
         actors.request_sync(*args, **kwargs)
     assert db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"] == before
     assert queued("sync") == queued("sync_high") == queued("sync_low") == 0
-    assert not list(worker.broker.client.scan_iter(match=f"{worker.broker.namespace}:sync:inflight:u:*"))
+    assert not list(actors.worker.broker.client.scan_iter(match=f"{actors.worker.broker.namespace}:sync:inflight:u:*"))
 
 
 def test_invalid_request_is_a_value_error():
@@ -163,7 +163,7 @@ def test_enqueue_failure_is_reported_and_recorded(user_id, wallet, monkeypatch, 
     def broken(messages):
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(worker.broker, "enqueue_batch", broken)
+    monkeypatch.setattr(actors.worker.broker, "enqueue_batch", broken)
     with pytest.raises(actors.SyncUnavailable, match="Redis did not take"):
         actors.request_sync(user_id, wallet, [1])
     (row,) = rows(db_conn, user_id)
@@ -249,4 +249,4 @@ def test_any_request_is_accepted_whole_or_rejected_with_nothing_written(db_conn,
     else:
         row = db_conn.execute("SELECT * FROM sync_operations WHERE id = %s", (op_id,)).fetchone()
         assert row["user_id"] == user and row["wallet_address"] == wallet.lower()
-    worker.broker.flush_all()
+    actors.worker.broker.flush_all()

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import actors
-from actors import worker
+import actors.worker
 from actors.redis_backed import scripts as redis_scripts
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def keys(redis_client):
-    prefix = f"{worker.broker.namespace}:scripts-test:{uuid.uuid4().hex[:8]}"
+    prefix = f"{actors.worker.broker.namespace}:scripts-test:{uuid.uuid4().hex[:8]}"
     yield prefix
     redis_client.delete(*[f"{prefix}:{k}" for k in ("count", "plain", "other")])
 
@@ -59,4 +59,4 @@ def test_requests_are_admitted_and_enqueued_after_redis_forgot_its_scripts(redis
     ids = actors.request_syncs([{"user_id": user_id, "wallet_address": w} for w in wallets])
     assert len(set(ids)) == 3
     assert actors.request_syncs([{"user_id": user_id, "wallet_address": wallets[0]}]) == ids[:1]  # a duplicate
-    assert redis_client.llen(f"{worker.broker.namespace}:sync") == 3
+    assert redis_client.llen(f"{actors.worker.broker.namespace}:sync") == 3

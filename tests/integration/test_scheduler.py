@@ -16,7 +16,7 @@ import pytest
 from dramatiq import Message
 
 import actors
-from actors import worker
+import actors.worker
 from actors.middleware.periodic_skips import PeriodicSkips
 from actors.services import context, scheduler
 from storage import operations, scheduling
@@ -75,7 +75,7 @@ def scheduled(db_conn, user: str) -> dict[str, int]:
 
 
 def low_queue() -> int:
-    return worker.broker.client.llen(f"{worker.broker.namespace}:sync_low")
+    return actors.worker.broker.client.llen(f"{actors.worker.broker.namespace}:sync_low")
 
 
 def states(user: str) -> dict[str, str]:
@@ -207,8 +207,8 @@ def test_a_failed_scheduled_sync_makes_its_wallet_back_off(db_conn, user_id):
 
 def test_backpressure_holds_back_at_the_threshold(db_conn, user_id, redis_client):
     seed(db_conn, user_id, 30)
-    redis_client.rpush(f"{worker.broker.namespace}:sync_low", *[f"placeholder-{i}" for i in range(10)])
-    redis_client.rpush(f"{worker.broker.namespace}:sync_low.DQ", *[f"placeholder-{i}" for i in range(5)])
+    redis_client.rpush(f"{actors.worker.broker.namespace}:sync_low", *[f"placeholder-{i}" for i in range(10)])
+    redis_client.rpush(f"{actors.worker.broker.namespace}:sync_low.DQ", *[f"placeholder-{i}" for i in range(5)])
     rules = policy(backlog_limit=20, batch_size=2)
 
     first = tick(rules)
@@ -220,7 +220,7 @@ def test_backpressure_holds_back_at_the_threshold(db_conn, user_id, redis_client
     assert (second.backlog, second.requested_count) == (20, 0)
     assert second.reason == "backlog_full" and second.held_back_count == 25
 
-    worker.broker.flush_all()  # the workers drained the queue
+    actors.worker.broker.flush_all()  # the workers drained the queue
     third = tick(policy(backlog_limit=20, batch_size=500, max_per_tick=8))
     assert third.requested_count == 8 and third.reason == "max_per_tick"
     assert sum(scheduled(db_conn, user_id).values()) == 13 and max(scheduled(db_conn, user_id).values()) == 1
@@ -234,7 +234,7 @@ def test_backlog_is_measured_again_between_batches(db_conn, user_id, redis_clien
 
     def busy_producer(requests):  # another producer floods the low queue while the tick runs
         ids = real(requests)
-        redis_client.rpush(f"{worker.broker.namespace}:sync_low", *["other"] * 5)
+        redis_client.rpush(f"{actors.worker.broker.namespace}:sync_low", *["other"] * 5)
         return ids
 
     monkeypatch.setattr("actors.services.intake.request_syncs", busy_producer)
@@ -255,8 +255,8 @@ def test_a_wallet_that_cannot_be_requested_does_not_block_the_others(db_conn, us
 # ----------------------------------------------------------------------- exactly-once sending --
 
 def test_one_scheduler_wins_each_tick(redis_client):
-    actor = worker.PERIODIC_ACTORS["resync_stale_wallets"]
-    queue = f"{worker.broker.namespace}:periodic"
+    actor = actors.worker.PERIODIC_ACTORS["resync_stale_wallets"]
+    queue = f"{actors.worker.broker.namespace}:periodic"
     minute = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) + dt.timedelta(days=400)
     # Schedulers wake a little apart and may run in other time zones: still one tick.
     stamps = [(minute + dt.timedelta(seconds=s)).astimezone(dt.timezone(dt.timedelta(hours=h))).isoformat()
@@ -278,7 +278,7 @@ def test_one_scheduler_wins_each_tick(redis_client):
     assert redis_client.llen(queue) == 1
     (message,) = [m for m in sent if m is not None]
     assert message.options["tick_at"] == minute.isoformat()
-    key = scheduler.tick_key(worker.broker.namespace, actor.actor_name, minute)
+    key = scheduler.tick_key(actors.worker.broker.namespace, actor.actor_name, minute)
     assert 0 < redis_client.ttl(key) <= scheduler.TICK_KEY_TTL_S
 
     actor.send_with_options(scheduled_at=(minute + dt.timedelta(minutes=1)).isoformat())  # the next tick
@@ -287,12 +287,12 @@ def test_one_scheduler_wins_each_tick(redis_client):
 
 
 def test_a_skipped_tick_is_recorded(db_conn):
-    actor = worker.PERIODIC_ACTORS["resync_stale_wallets"]
+    actor = actors.worker.PERIODIC_ACTORS["resync_stale_wallets"]
     tick_at = dt.datetime(2031, 1, 1, 0, 0, tzinfo=dt.timezone.utc)
     message = Message(queue_name="periodic", actor_name=actor.actor_name, args=(), kwargs={},
                       options={"scheduled_at": tick_at.isoformat(), "tick_at": tick_at.isoformat(),
                                "scheduler_id": "s1"})
-    PeriodicSkips().after_skip_message(worker.broker, message)
+    PeriodicSkips().after_skip_message(actors.worker.broker, message)
     row = db_conn.execute("SELECT * FROM scheduler_ticks WHERE tick_at = %s", (tick_at,)).fetchone()
     assert row["details"]["reason"] == "skipped" and row["scheduler_id"] == "s1"
     assert scheduler.run_resync_tick(tick_at) is None  # a late delivery of it does nothing
@@ -355,7 +355,7 @@ def test_housekeeping_runs_every_task_records_it_and_survives_a_failing_one(db_c
 
 
 def test_redis_cleanup_touches_only_what_outlived_its_purpose(redis_client):
-    ns = worker.broker.namespace
+    ns = actors.worker.broker.namespace
     heartbeats = f"{ns}:__heartbeats__"
     now_ms = int(time.time() * 1000)
     redis_client.zadd(heartbeats, {"gone-producer": now_ms - 2 * 86_400_000, "gone-with-acks": now_ms - 2 * 86_400_000,
@@ -369,7 +369,7 @@ def test_redis_cleanup_touches_only_what_outlived_its_purpose(redis_client):
     for key in unrelated:
         redis_client.set(key, "x")
     try:
-        queues = worker.broker.get_declared_queues() | worker.broker.get_declared_delay_queues()
+        queues = actors.worker.broker.get_declared_queues() | actors.worker.broker.get_declared_delay_queues()
         families = {"sync:inflight": 4000, "sync:recent": 60, "price": 300, "tick": 3600}
         result = {}
         for _ in range(100):  # the walk resumes run after run until it has seen the whole keyspace

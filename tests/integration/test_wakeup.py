@@ -17,7 +17,7 @@ import redis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.worker import ConsumerThread
 
-from actors import worker
+import actors.worker
 from actors.redis_backed.wakeup import wake_channel
 from tests.waiting import wait_until
 
@@ -36,11 +36,11 @@ def _clean(clean_queues):
 
 def message(queue_name: str = "sync"):
     actor = {"sync": "sync_portfolio", "sync_high": "sync_portfolio_high", "sync_low": "sync_portfolio_low"}
-    return worker.broker.get_actor(actor[queue_name]).message(str(uuid.uuid4()))
+    return actors.worker.broker.get_actor(actor[queue_name]).message(str(uuid.uuid4()))
 
 
 def channel(queue_name: str) -> str:
-    return wake_channel(worker.broker.namespace, queue_name)
+    return wake_channel(actors.worker.broker.namespace, queue_name)
 
 
 @pytest.fixture
@@ -89,15 +89,15 @@ def numsub(redis_client, queue_name: str) -> int:
 # --- the publish side -------------------------------------------------------------------------------
 
 def test_enqueue_wakes_up_its_queue(wakeups):
-    worker.broker.enqueue(message("sync_high"))
+    actors.worker.broker.enqueue(message("sync_high"))
     assert wakeups.get(timeout=5) == channel("sync_high")
     assert wakeups.get(timeout=0.2) is None  # one enqueue, one wake-up
 
 
 def test_enqueue_batch_wakes_up_each_queue_once_in_its_round_trip(wakeups):
-    sent = worker.broker.enqueue_batch([message("sync"), message("sync_low"), message("sync"), message("sync")])
+    sent = actors.worker.broker.enqueue_batch([message("sync"), message("sync_low"), message("sync"), message("sync")])
 
-    assert len(sent) == 4 and worker.broker.client.llen(f"{worker.broker.namespace}:sync") == 3
+    assert len(sent) == 4 and actors.worker.broker.client.llen(f"{actors.worker.broker.namespace}:sync") == 3
     woken = [wakeups.get(timeout=5), wakeups.get(timeout=5)]
     assert sorted(woken) == [channel("sync"), channel("sync_low")]
     assert wakeups.get(timeout=0.2) is None
@@ -106,20 +106,20 @@ def test_enqueue_batch_wakes_up_each_queue_once_in_its_round_trip(wakeups):
 def test_a_delayed_message_wakes_up_its_queue_when_it_comes_due(wakeups):
     """Retries go through the delay queue: the delayed enqueue announces nothing (it is not due), and
     when it comes due Dramatiq's delay-queue consumer enqueues it on the real queue, which does."""
-    worker.broker.enqueue(message("sync"), delay=100)
+    actors.worker.broker.enqueue(message("sync"), delay=100)
     assert wakeups.get(timeout=0.3) is None
 
     # What the worker's delay-queue consumer thread does with it, run here on the real broker.
-    thread = ConsumerThread(broker=worker.broker, queue_name="sync.DQ", prefetch=10, work_queue=PriorityQueue(),
+    thread = ConsumerThread(broker=actors.worker.broker, queue_name="sync.DQ", prefetch=10, work_queue=PriorityQueue(),
                             worker_timeout=TIMEOUT_MS)
-    thread.consumer = worker.broker.consume("sync.DQ", prefetch=10, timeout=TIMEOUT_MS)
+    thread.consumer = actors.worker.broker.consume("sync.DQ", prefetch=10, timeout=TIMEOUT_MS)
     assert thread.consumer.wakeups is None  # a delay queue keeps Dramatiq's backoff
     thread.handle_message(take(thread.consumer, timeout=5))
     time.sleep(0.1)
     thread.handle_delayed_messages()
 
     assert wakeups.get(timeout=5) == channel("sync")
-    assert worker.broker.client.llen(f"{worker.broker.namespace}:sync") == 1
+    assert actors.worker.broker.client.llen(f"{actors.worker.broker.namespace}:sync") == 1
     thread.consumer.close()
 
 
@@ -127,10 +127,10 @@ def test_a_failed_publish_does_not_fail_the_enqueue(monkeypatch, wakeups):
     def refused(*args, **kwargs):
         raise redis.ResponseError("NOPERM this user has no permissions to access the 'publish' command")
 
-    monkeypatch.setattr(worker.broker.client, "publish", refused)
-    sent = worker.broker.enqueue(message("sync"))
+    monkeypatch.setattr(actors.worker.broker.client, "publish", refused)
+    sent = actors.worker.broker.enqueue(message("sync"))
 
-    queued = worker.broker.client.lrange(f"{worker.broker.namespace}:sync", 0, -1)
+    queued = actors.worker.broker.client.lrange(f"{actors.worker.broker.namespace}:sync", 0, -1)
     assert queued == [sent.options["redis_message_id"].encode()]
     assert wakeups.get(timeout=0.2) is None
 
@@ -156,12 +156,12 @@ def waiting(consumer) -> queue.Queue:
 
 
 def test_an_idle_consumer_returns_a_message_as_soon_as_it_is_enqueued(redis_client):
-    consumer = idle(worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS))
+    consumer = idle(actors.worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS))
     try:
         returned = waiting(consumer)
         assert numsub(redis_client, "sync") == 1
         enqueued_at = time.monotonic()
-        sent = worker.broker.enqueue(message("sync"))
+        sent = actors.worker.broker.enqueue(message("sync"))
 
         got, returned_at = returned.get(timeout=30)
         assert got is not None and got.message_id == sent.message_id
@@ -173,11 +173,11 @@ def test_an_idle_consumer_returns_a_message_as_soon_as_it_is_enqueued(redis_clie
 
 
 def test_a_batch_wakes_up_an_idle_consumer():
-    consumer = idle(worker.broker.consume("sync_low", prefetch=8, timeout=TIMEOUT_MS))
+    consumer = idle(actors.worker.broker.consume("sync_low", prefetch=8, timeout=TIMEOUT_MS))
     try:
         returned = waiting(consumer)
         enqueued_at = time.monotonic()
-        sent = worker.broker.enqueue_batch([message("sync_low") for _ in range(3)])
+        sent = actors.worker.broker.enqueue_batch([message("sync_low") for _ in range(3)])
 
         first, returned_at = returned.get(timeout=30)
         assert first is not None and returned_at - enqueued_at < PROMPT_S
@@ -193,13 +193,13 @@ def test_a_consumer_that_cannot_subscribe_polls(monkeypatch, caplog):
     def refused(**kwargs):
         raise redis.ConnectionError("pub/sub refused")
 
-    monkeypatch.setattr(worker.broker.client, "pubsub", refused)
-    consumer = worker.broker.consume("sync", prefetch=4, timeout=1000)
+    monkeypatch.setattr(actors.worker.broker.client, "pubsub", refused)
+    consumer = actors.worker.broker.consume("sync", prefetch=4, timeout=1000)
     try:
         with caplog.at_level(logging.WARNING, logger="actors.redis_backed.wakeup"):
             assert next(consumer) is None  # nothing there: it backs off, as Dramatiq's consumer does
         assert not consumer.wakeups.subscribed and "Could not subscribe" in caplog.text
-        sent = worker.broker.enqueue(message("sync"))
+        sent = actors.worker.broker.enqueue(message("sync"))
 
         got = take(consumer, timeout=5)
         assert got is not None and got.message_id == sent.message_id
@@ -209,7 +209,7 @@ def test_a_consumer_that_cannot_subscribe_polls(monkeypatch, caplog):
 
 
 def test_a_lost_subscription_falls_back_to_polling_and_is_opened_again(redis_client, caplog):
-    consumer = idle(worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS))
+    consumer = idle(actors.worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS))
     consumer.wakeups.retry_after_s = 0.5
     try:
         assert consumer.wakeups.listen() and numsub(redis_client, "sync") == 1
@@ -224,7 +224,7 @@ def test_a_lost_subscription_falls_back_to_polling_and_is_opened_again(redis_cli
         assert not consumer.wakeups.subscribed and "Lost the subscription" in caplog.text
         assert numsub(redis_client, "sync") == 0  # closed, not left behind
 
-        sent = worker.broker.enqueue(message("sync"))
+        sent = actors.worker.broker.enqueue(message("sync"))
         got = take(consumer, timeout=5)  # within retry_after_s: found by polling
         assert got is not None and got.message_id == sent.message_id
         consumer.ack(got)
@@ -234,7 +234,7 @@ def test_a_lost_subscription_falls_back_to_polling_and_is_opened_again(redis_cli
         returned = waiting(consumer)
         assert consumer.wakeups.subscribed and numsub(redis_client, "sync") == 1
         enqueued_at = time.monotonic()
-        sent = worker.broker.enqueue(message("sync"))
+        sent = actors.worker.broker.enqueue(message("sync"))
         got, returned_at = returned.get(timeout=30)
         assert got is not None and got.message_id == sent.message_id and returned_at - enqueued_at < PROMPT_S
         consumer.ack(got)
@@ -245,15 +245,15 @@ def test_a_lost_subscription_falls_back_to_polling_and_is_opened_again(redis_cli
 @pytest.mark.parametrize("error", [redis.ConnectionError, redis.TimeoutError])
 def test_a_redis_error_in_a_fetch_is_a_closed_connection_for_dramatiq(error):
     """Dramatiq's consumer thread restarts a consumer on ConnectionClosed; any other error it logs as a bug."""
-    consumer = worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS)
+    consumer = actors.worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS)
 
     def down(*args):
         raise error("Redis is away")
 
-    worker.broker.do_fetch = down  # an instance attribute in front of RedisBroker's __getattr__
+    actors.worker.broker.do_fetch = down  # an instance attribute in front of RedisBroker's __getattr__
     try:
         with pytest.raises(ConnectionClosed):
             next(consumer)
     finally:
-        del worker.broker.do_fetch
+        del actors.worker.broker.do_fetch
         consumer.close()
