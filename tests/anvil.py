@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import random
 import re
 import subprocess
 import time
@@ -23,12 +24,22 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_abi import encode
+from eth_utils import function_signature_to_4byte_selector, keccak
 
 EVM_DIR = Path(__file__).resolve().parent / "evm"
 CONTRACTS = EVM_DIR / "contracts"
 START_TIMEOUT_S = 15.0
 RECEIPT_TIMEOUT_S = 5.0
 MINT = "0x40c10f19"  # mint(address,uint256)
+#: Where Multicall3 lives on real chains; the tests put it there on Anvil (see :meth:`Anvil.install_multicall3`).
+MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
+#: viem's module holding Multicall3's compiled creation code (viem is pinned in tests/evm/package.json).
+VIEM_CONTRACTS = EVM_DIR / "node_modules" / "viem" / "_esm" / "constants" / "contracts.js"
+# ScriptedToken's modes (tests/evm/contracts/ScriptedToken.sol).
+ANSWER, REVERT, BURN_GAS = 0, 1, 2
+# TestToken's storage slots: name, symbol, decimals, totalSupply, balanceOf.
+_NAME_SLOT, _SYMBOL_SLOT, _DECIMALS_SLOT, _SUPPLY_SLOT, _BALANCES_SLOT = range(5)
 
 
 def anvil_binary() -> Path:
@@ -87,6 +98,52 @@ class Anvil:
         """Set the native balance of ``address`` to exactly ``wei``."""
         self.rpc("anvil_setBalance", address, hex(wei))
 
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The results of ``calls`` sent as one JSON-RPC batch; every call must succeed."""
+        answer = self._http.post(self.url, json=[{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                                                 for i, (m, p) in enumerate(calls)]).json()
+        by_id = {item["id"]: item for item in answer}
+        failed = [item for item in answer if "error" in item]
+        assert not failed, f"{len(failed)} calls failed, e.g. {failed[0]}"
+        return [by_id[i]["result"] for i in range(len(calls))]
+
+    def install_multicall3(self) -> None:
+        """Put Multicall3 at its canonical address, as on every major chain: deploy viem's compiled copy,
+        then copy its runtime code there (``anvil_setCode``)."""
+        match = re.search(r"export const multicall3Bytecode = '(0x[0-9a-f]+)'", VIEM_CONTRACTS.read_text())
+        assert match, f"no multicall3Bytecode in {VIEM_CONTRACTS}"
+        deployed = self.transact(match[1])["contractAddress"]
+        self.rpc("anvil_setCode", MULTICALL3, self.rpc("eth_getCode", deployed, "latest"))
+
+    def runtime_code(self, contract: str, constructor_args: str = "") -> str:
+        """The runtime code of tests/evm/contracts/<contract>.bin, deployed once to read it."""
+        return self.rpc("eth_getCode", self.deploy(contract, constructor_args), "latest")
+
+    def plant_tokens(self, holder: str, specs: list[tuple[str, str, int, int]], seed: int = 13) -> list[str]:
+        """TestTokens at fresh addresses, each ``(name, symbol, decimals, balance of holder)`` of ``specs``,
+        written straight into code and storage (a few batched requests, however many tokens)."""
+        code = self.runtime_code("TestToken", token_args("Template", "TMPL", 18))
+        rng = random.Random(seed)
+        addresses = ["0x" + rng.randbytes(20).hex() for _ in specs]
+        calls: list[tuple[str, list[Any]]] = []
+        for address, (name, symbol, decimals, balance) in zip(addresses, specs):
+            calls.append(("anvil_setCode", [address, code]))
+            for slot, value in ((_NAME_SLOT, short_string(name)), (_SYMBOL_SLOT, short_string(symbol)),
+                                (_DECIMALS_SLOT, word(decimals)), (_SUPPLY_SLOT, word(balance)),
+                                (mapping_slot(holder, _BALANCES_SLOT), word(balance))):
+                calls.append(("anvil_setStorageAt", [address, hex(slot), "0x" + value]))
+        for start in range(0, len(calls), 500):
+            self.batch(calls[start:start + 500])
+        return addresses
+
+    def script(self, token: str, signature: str, answer: bytes = b"", mode: int = ANSWER) -> None:
+        """Have the ScriptedToken ``token`` answer calls of ``signature`` with the raw ``answer`` (or revert,
+        or burn its gas, per ``mode``)."""
+        selector = function_signature_to_4byte_selector(signature)
+        data = function_signature_to_4byte_selector("script(bytes4,bytes,uint8)") + encode(
+            ["bytes4", "bytes", "uint8"], [selector, answer, mode])
+        self.transact("0x" + data.hex(), to=token)
+
     def close(self) -> None:
         self._http.close()
 
@@ -129,6 +186,18 @@ def _wait_for_listening(process: subprocess.Popen[bytes], log_path: Path) -> str
 def word(value: int) -> str:
     """``value`` as one 32-byte ABI word, in hex without 0x."""
     return f"{value:064x}"
+
+
+def short_string(text: str) -> str:
+    """How Solidity stores a ``string`` shorter than 32 bytes in its slot: the bytes, then twice the length."""
+    data = text.encode()
+    assert len(data) < 32, text
+    return data.hex().ljust(62, "0") + f"{2 * len(data):02x}"
+
+
+def mapping_slot(key: str, slot: int) -> int:
+    """The storage slot of ``mapping(address => ...)[key]`` declared at ``slot``."""
+    return int.from_bytes(keccak(bytes.fromhex(word(int(key, 16)) + word(slot))), "big")
 
 
 def token_args(name: str, symbol: str, decimals: int) -> str:
