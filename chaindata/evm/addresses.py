@@ -22,7 +22,7 @@ class InvalidAddress(ValueError):
 def normalize_address(text: str) -> str:
     """``text`` in lower case, once it is known to be an address (see the module docstring)."""
     if not _HEX_ADDRESS.fullmatch(text):
-        raise InvalidAddress("is not '0x' followed by 40 hex digits")
+        raise InvalidAddress("is not a 0x-prefixed 20-byte address")
     digits = text[2:]
     if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(text):
         raise InvalidAddress("has mixed case but a wrong EIP-55 checksum (mistyped? all lower case skips the check)")
