@@ -20,7 +20,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from chaindata.chains import DEFAULT_CHAINS, Chain, parse_chain_metadata
+from chaindata.chains import DEFAULT_CHAINS as DEFAULT_CHAIN_TABLE
+from chaindata.chains import Chain, parse_chain_metadata
 from chaindata.evm.addresses import InvalidAddress, normalize_address
 
 #: Chains synced when a request names none (Ethereum, Optimism, Polygon, Base, Arbitrum One).
@@ -182,7 +183,7 @@ class Settings:
     metrics_dir: str = ""
     events_maxlen: int = 100000
     # Chains (chaindata.chains) and the rpc provider's Multicall3 reads.
-    chain_table: Mapping[int, Chain] = DEFAULT_CHAINS
+    chain_table: Mapping[int, Chain] = dataclasses.field(default_factory=lambda: DEFAULT_CHAIN_TABLE)
     rpc_multicall_batch: int = 300
     rpc_multicall_gas: int = 20_000_000
 

@@ -13,6 +13,7 @@ with ``npm ci --prefix tests/evm``.  Contracts are deployed from the compiled
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import random
 import re
@@ -26,6 +27,8 @@ import httpx
 import pytest
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak
+
+from tests.fake_http import FakeHttpServer, Reply, Request
 
 EVM_DIR = Path(__file__).resolve().parent / "evm"
 CONTRACTS = EVM_DIR / "contracts"
@@ -208,3 +211,62 @@ def token_args(name: str, symbol: str, decimals: int) -> str:
 
     name_tail = tail(name)
     return word(3 * 32) + word(3 * 32 + len(name_tail) // 2) + word(decimals) + name_tail + tail(symbol)
+
+
+@dataclasses.dataclass(frozen=True)
+class ManyTokens:
+    """A wallet holding ``len(plain)`` TestTokens of assorted decimals and three odd tokens (see
+    :func:`plant_many_tokens`); ``balances`` is what the node says each readable token holds."""
+
+    plain: list[str]
+    reverting: str  # balanceOf() reverts
+    no_decimals: str  # has no decimals() (the call reverts), holds NO_DECIMALS_BALANCE
+    bytes32_symbol: str  # a LegacyToken: bytes32 symbol() and name()
+    balances: dict[str, int]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.plain, self.reverting, self.no_decimals, self.bytes32_symbol]
+
+
+NO_DECIMALS_BALANCE = 31337 * 10**9
+LEGACY_BALANCE = 42 * 10**18
+
+
+def plant_many_tokens(node: Anvil, wallet: str, count: int = 250, seed: int = 250) -> ManyTokens:
+    """``count`` TestTokens held by ``wallet``, decimals cycling through 0..24, the first holding 2**256 - 1
+    (the largest uint256), the others seeded random amounts up to 10**40; plus a token whose balanceOf()
+    reverts, one without decimals(), and one whose symbol() is a bytes32."""
+    rng = random.Random(seed)
+    amounts = [2**256 - 1] + [rng.randrange(1, 10**rng.randrange(1, 41)) for _ in range(count - 1)]
+    plain = node.plant_tokens(wallet, [(f"Many Token {i}", f"MT{i}", i % 25, amount)
+                                       for i, amount in enumerate(amounts)], seed=seed)
+    reverting = node.deploy("ScriptedToken")
+    node.script(reverting, "balanceOf(address)", mode=REVERT)
+    no_decimals = node.deploy("ScriptedToken")
+    node.script(no_decimals, "balanceOf(address)", encode(["uint256"], [NO_DECIMALS_BALANCE]))
+    node.script(no_decimals, "symbol()", encode(["string"], ["NODEC"]))
+    node.script(no_decimals, "name()", encode(["string"], ["No Decimals Token"]))
+    node.script(no_decimals, "decimals()", mode=REVERT)
+    legacy = node.deploy("LegacyToken")
+    node.mint(legacy, wallet, LEGACY_BALANCE)
+    balances = dict(zip(plain, amounts)) | {no_decimals: NO_DECIMALS_BALANCE, legacy: LEGACY_BALANCE}
+    return ManyTokens(plain, reverting, no_decimals, legacy, balances)
+
+
+def balance_of(node: Anvil, token: str, wallet: str, block: int) -> int:
+    """What ``token``'s balanceOf(``wallet``) answers at ``block``, asked of the node directly."""
+    data = "0x" + (function_signature_to_4byte_selector("balanceOf(address)") + encode(["address"], [wallet])).hex()
+    return int(node.rpc("eth_call", {"to": token, "data": data}, hex(block)), 16)
+
+
+@contextlib.contextmanager
+def recording_relay(target: str) -> Iterator[FakeHttpServer]:
+    """A local HTTP server passing each POST on to ``target``; its ``requests`` are what it relayed."""
+    with httpx.Client(timeout=10) as upstream:
+        def relay(request: Request) -> Reply:
+            answer = upstream.post(target, content=request.body, headers={"content-type": "application/json"})
+            return answer.status_code, answer.content
+
+        with FakeHttpServer(relay) as server:
+            yield server

@@ -18,15 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from eth_abi import encode
 
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, TokenError, TransientProviderError
 from chaindata.chains import DEFAULT_CHAINS
 from chaindata.rpc import RpcProvider
-from tests.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, running_anvil, token_args
-from tests.fake_http import FakeHttpServer, Reply, Request
+from tests.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, recording_relay, running_anvil, token_args
 
 pytestmark = pytest.mark.integration
 
@@ -75,18 +73,6 @@ def provider_factory() -> Iterator[Any]:
     yield make
     for provider in made:
         provider.close()
-
-
-@contextlib.contextmanager
-def recording_relay(target: str) -> Iterator[FakeHttpServer]:
-    """A local HTTP server passing each POST on to ``target``; its ``requests`` are what it relayed."""
-    with httpx.Client(timeout=10) as upstream:
-        def relay(request: Request) -> Reply:
-            answer = upstream.post(target, content=request.body, headers={"content-type": "application/json"})
-            return answer.status_code, answer.content
-
-        with FakeHttpServer(relay) as server:
-            yield server
 
 
 def block_tags(bodies: list[Any]) -> set[str]:
