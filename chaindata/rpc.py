@@ -32,7 +32,7 @@ Choices worth knowing:
   or ``name()`` gets ``""`` / its symbol, as both are optional in ERC-20; text
   that is not a well-formed string or ``bytes32`` of UTF-8 is a
   ``bad_metadata`` error.  Complete metadata never changes, so it is cached for
-  the life of the provider; incomplete metadata is read again next time.
+  the life of the provider; incomplete metadata for ``INCOMPLETE_INFO_TTL_S``.
 * Transient failures of any call (timeouts, rate limits, 5xx) fail the read,
   which is retried whole: a half-read chain is never stored.
 """
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,6 +60,10 @@ __all__ = ["MAX_NAME_LEN", "MAX_SYMBOL_LEN", "RpcProvider", "TokenInfo", "check_
 #: Gas counted per call inside an ``aggregate3`` when cutting chunks: generous for a ``balanceOf`` or a short
 #: ``symbol()`` (a few thousand gas) plus Multicall3's own work, so a chunk of honest tokens never runs out.
 GAS_PER_CALL = 50_000
+#: How long incomplete metadata (no decimals(), a garbled symbol) is kept before it is read again, in
+#: seconds: long enough that a wallet's regular syncs do not re-read it each time, short enough that a
+#: node's passing fault taken for the token's own does not stick.
+INCOMPLETE_INFO_TTL_S = 3600
 #: Longest text kept of a node's error message quoted in a token's error.
 _MAX_ERROR_TEXT = 200
 
@@ -122,7 +127,7 @@ class RpcProvider:
         self._chunk = min(multicall_batch, multicall_gas // GAS_PER_CALL)
         self._gas = multicall_gas
         self._lock = threading.Lock()  # guards the three caches below
-        self._info: dict[tuple[int, str], TokenInfo] = {}
+        self._info: dict[tuple[int, str], tuple[TokenInfo, float]] = {}  # with the monotonic time it expires
         self._verified_chains: set[int] = set()
         self._has_multicall: dict[int, bool] = {}
 
@@ -234,13 +239,16 @@ class _Read:
     def token_infos(self, tokens: list[str]) -> dict[str, TokenInfo]:
         """The metadata of ``tokens``: cached, or read in one round (and cached when complete)."""
         p, chain_id = self.provider, self.chain.chain_id
+        now = time.monotonic()
         with p._lock:
-            infos = {t: p._info[(chain_id, t)] for t in tokens if (chain_id, t) in p._info}
+            cached = {t: p._info.get((chain_id, t)) for t in tokens}
+        infos = {t: entry[0] for t, entry in cached.items() if entry is not None and entry[1] > now}
         unseen = [t for t in tokens if t not in infos]
         outcomes = self.calls([(t, selector) for t in unseen for selector in (abi.SYMBOL, abi.NAME, abi.DECIMALS)])
         learned = {t: _token_info(*outcomes[3 * i:3 * i + 3]) for i, t in enumerate(unseen)}
         with p._lock:
-            p._info.update({(chain_id, t): info for t, info in learned.items() if not info.problems})
+            p._info.update({(chain_id, t): (info, now + INCOMPLETE_INFO_TTL_S if info.problems else float("inf"))
+                            for t, info in learned.items()})
         return infos | learned
 
     def _multicall(self, calls: list[tuple[str, Any]]) -> list[bytes | _Failed]:
