@@ -215,6 +215,7 @@ def make_retry_when(max_attempts: int, infra_max_retries: int):
 
 
 def build_broker(cfg: settings_module.Settings) -> SyncBroker:
+    from .endpoints import EndpointCheck
     from .guard import MessageGuard
     from .logs import JobLogContext
     from .metrics import worker_middleware
@@ -236,6 +237,7 @@ def build_broker(cfg: settings_module.Settings) -> SyncBroker:
         MessageGuard(),
         TrackRetries(),
         ReconcilerMiddleware(),
+        EndpointCheck(),
         # Last: its before-hook arms the timer just before the actor runs and, after-hooks running in
         # reverse order, its after-hook disarms it first.  Earlier in the list, the timer stayed armed
         # while Retries re-enqueued, and could kill the worker thread there (TimeLimitExceeded is a

@@ -135,6 +135,28 @@ class RpcProvider:
         """Close the HTTP connections."""
         self._http.close()
 
+    def check_endpoints(self) -> list[str]:
+        """Ask every endpoint which chain it serves; raise ``PermanentProviderError("provider_misconfigured")``
+        naming ``RPC_URLS`` if one serves another chain than its own.  Returns the chains whose endpoint
+        gave no chain id now (unreachable, rate limited, an error): each read asks again, and fails the
+        chain with the endpoint's own error if it persists."""
+        misconfigured, unchecked = [], []
+        for chain_id, client in self._clients.items():
+            try:
+                served = parse_quantity(client.call("eth_chainId", []))
+            except (ProviderError, ValueError):
+                unchecked.append(f"chain {chain_id}")
+                continue
+            if served != chain_id:
+                misconfigured.append(f"chain {chain_id} serves {served}")
+                continue
+            with self._lock:
+                self._verified_chains.add(chain_id)
+        if misconfigured:
+            raise PermanentProviderError("provider_misconfigured",
+                                         f"RPC_URLS: the endpoint of {'; of '.join(misconfigured)}")
+        return unchecked
+
     def read_chain(self, chain_id: int, wallet: str, tokens: Sequence[str] = ()) -> ChainRead:
         """Every non-zero balance of ``wallet`` on ``chain_id`` at one block: native coin first, then tokens
         in the order configured, then ``tokens``."""

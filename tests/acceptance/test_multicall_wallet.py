@@ -9,6 +9,8 @@ setup takes seconds.  A relay in front of the node counts the HTTP requests the 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +20,7 @@ from chaindata.rpc import RpcProvider
 from storage import operations
 from tests.acceptance.test_rpc_worker import enqueue_directly, exact_balance
 from tests.anvil import Anvil, ManyTokens, balance_of, plant_many_tokens, recording_relay, running_anvil
+from tests.processes import WorkerProcess
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -70,6 +73,9 @@ def test_a_worker_syncs_the_250_token_wallet_exactly(start_worker, node, user_id
     with recording_relay(anvil.url) as relay:
         start_worker(env={"SYNC_PROVIDER": "rpc", "SYNC_CHAINS": "31337", "RPC_URLS": f"31337={relay.url}",
                           "RPC_TOKENS": "31337=" + " ".join(many.all)})
+        # The worker asked the endpoint which chain it serves before it started (actors.endpoints).
+        assert [[call["method"] for call in [r.json()]] for r in relay.requests] == [["eth_chainId"]]
+        relay.requests.clear()
         op = wait_for(enqueue_directly(user_id, HOLDER, (31337,)), timeout=60)
         requests = len(relay.requests)
 
@@ -94,3 +100,25 @@ def test_a_worker_syncs_the_250_token_wallet_exactly(start_worker, node, user_id
     no_decimals = holdings[many.no_decimals]
     assert (no_decimals["decimals"], no_decimals["balance"], no_decimals["value_usd"]) == (None, None, None)
     assert op["holdings_count"] == len(many.balances) + 1
+
+
+def test_a_worker_whose_endpoint_serves_another_chain_refuses_to_start(tmp_path, clean_queues) -> None:
+    with running_anvil(tmp_path, 8453) as base:
+        worker = WorkerProcess(tmp_path / "worker.log", env={
+            "SYNC_PROVIDER": "rpc", "SYNC_CHAINS": "1,8453", "RPC_URLS": f"1={base.url},8453={base.url}"})
+        try:
+            worker.proc.wait(timeout=60)
+        finally:
+            worker.stop()
+    assert worker.proc.returncode != 0
+    assert "RPC_URLS: the endpoint of chain 1 serves 8453" in worker.log
+    assert "8453 serves" not in worker.log  # the right one is not blamed
+
+
+def test_a_worker_whose_endpoint_is_unreachable_still_starts(start_worker, tmp_path) -> None:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        worker = start_worker(env={"SYNC_PROVIDER": "rpc", "SYNC_CHAINS": "1",
+                                   "RPC_URLS": f"1=http://127.0.0.1:{sock.getsockname()[1]}"})
+    assert worker.alive()
+    assert "Could not ask the endpoint of chain 1 at start which chain it serves" in worker.log
