@@ -178,10 +178,13 @@ class RpcProvider:
         read.start()
         native, *token_outcomes = read.calls(
             [("native", wallet)] + [(token, abi.address_call(abi.BALANCE_OF, wallet)) for token in candidates])
-        if isinstance(native, _Failed):
+        try:
+            if isinstance(native, _Failed):
+                raise BadAnswer(native.message)
+            native_raw = abi.decode_uint256(native)  # the executors hand native balances over as one word
+        except BadAnswer as exc:
             raise PermanentProviderError("provider_bad_response",
-                                         f"chain {chain_id}: the native balance could not be read: {native.message}")
-        native_raw = abi.decode_uint256(native)  # the executors hand native balances over as one word
+                                         f"chain {chain_id}: the native balance could not be read: {exc}") from None
 
         held: dict[str, int] = {}
         for token, outcome in zip(candidates, token_outcomes):

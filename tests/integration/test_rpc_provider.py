@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_abi import encode
 
@@ -25,6 +27,7 @@ from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, T
 from chaindata.chains import DEFAULT_CHAINS
 from chaindata.rpc import RpcProvider
 from tests.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, recording_relay, running_anvil, token_args
+from tests.fake_http import FakeHttpServer, Reply, Request
 
 pytestmark = pytest.mark.integration
 
@@ -342,3 +345,34 @@ def test_token_errors_name_the_token(anvil: Anvil, provider_factory: Any) -> Non
     anvil.script(reverting, "balanceOf(address)", mode=REVERT)
     read = provider_factory({31337: anvil.url}, {31337: [reverting]}).read_chain(31337, WALLET)
     assert read.token_errors == [TokenError(reverting, "reverted", "balanceOf(): the call reverted")]
+
+
+@pytest.mark.parametrize("method, answer", [
+    ("eth_blockNumber", "0xnothex"),
+    ("eth_blockNumber", "0x1" + "0" * 70),  # past any uint256
+    ("eth_getCode", 12345),
+    ("eth_chainId", None),
+    ("eth_call", "0x" + "ab" * 33),  # no aggregate3 result: every call, the native balance included, is unreadable
+    ("eth_call", "\u0000\u001b[2J" + "x" * 100_000),  # control characters, and long
+])
+def test_a_hostile_node_is_a_permanent_error_of_its_chain(anvil: Anvil, tokens: dict[str, str], provider_factory: Any,
+                                                          method: str, answer: Any) -> None:
+    """A node answering ``method`` with ``answer`` (everything else relayed to Anvil) fails the chain with
+    ``provider_bad_response``, whose message quotes none of the answer."""
+    with httpx.Client(timeout=10) as upstream:
+        def relay(request: Request) -> Reply:
+            body = request.json()
+            items = upstream.post(anvil.url, json=body).json()
+            for call, item in zip(body, items):
+                if call["method"] == method:
+                    item["result"] = answer
+            return 200, json.dumps(items)
+
+        with FakeHttpServer(relay) as server:
+            provider = provider_factory({31337: server.url}, {31337: [tokens["big"]]})
+            with pytest.raises(PermanentProviderError) as caught:
+                provider.read_chain(31337, WALLET)
+    assert caught.value.code == "provider_bad_response"
+    message = str(caught.value)
+    assert message.startswith("chain 31337: ") and message.isprintable() and len(message) < 300
+    assert "nothex" not in message and "xxxx" not in message
