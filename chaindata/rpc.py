@@ -176,8 +176,8 @@ class RpcProvider:
         candidates = list(dict.fromkeys(candidates))
 
         read.start()
-        native, *token_outcomes = read.calls(
-            [("native", wallet)] + [(token, abi.address_call(abi.BALANCE_OF, wallet)) for token in candidates])
+        balance_of = abi.address_call(abi.BALANCE_OF, wallet)
+        native, *token_outcomes = read.calls([("native", wallet)] + [(token, balance_of) for token in candidates])
         try:
             if isinstance(native, _Failed):
                 raise BadAnswer(native.message)
