@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from decimal import Decimal
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Protocol
 
 #: The pseudo-address used for a chain's native coin (ETH, POL, ...), as most indexers do.

@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from decimal import Decimal
-
 from collections.abc import Sequence
+from decimal import Decimal
 
 from .base import NATIVE_TOKEN, ChainRead, TokenBalance, TransientProviderError
 from .chains import get_chain

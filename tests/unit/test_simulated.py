@@ -33,7 +33,7 @@ def test_failure_rate_and_seed():
         outcome = []
         for _ in range(20):
             try:
-                p.read_chain(1, "0x" + "1" * 40).balances
+                p.read_chain(1, "0x" + "1" * 40)
                 outcome.append(True)
             except TransientProviderError:
                 outcome.append(False)
