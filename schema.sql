@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS holdings (
     PRIMARY KEY (user_id, wallet_address, chain_id, token_address)
 );
 CREATE INDEX IF NOT EXISTS holdings_wallet_idx ON holdings (wallet_address);
+-- Added after the first release: applied to databases created before it.  The block every balance of the
+-- chain's read was read at (null: the provider has no block); a token whose decimals() could not be read
+-- keeps its integer balance with null decimals and null balance, and is never valued.
+ALTER TABLE holdings ADD COLUMN IF NOT EXISTS block_number bigint CHECK (block_number >= 0);
+ALTER TABLE holdings ALTER COLUMN decimals DROP NOT NULL;
+ALTER TABLE holdings ALTER COLUMN balance DROP NOT NULL;
 
 -- Which read of the provider each wallet's chain currently shows.  A chain's holdings are
 -- replaced only by a read newer than this one, so a late or repeated delivery never brings
@@ -86,6 +92,8 @@ CREATE TABLE IF NOT EXISTS wallet_chain_snapshots (
     operation_id     uuid        NOT NULL,
     PRIMARY KEY (user_id, wallet_address, chain_id)
 );
+-- Added after the first release: the block of that read, which orders reads when both have one.
+ALTER TABLE wallet_chain_snapshots ADD COLUMN IF NOT EXISTS block_number bigint CHECK (block_number >= 0);
 
 -- Wallets the system keeps fresh: who asked, which chains, how the last syncs went.
 CREATE TABLE IF NOT EXISTS tracked_wallets (

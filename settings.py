@@ -20,6 +20,10 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from chaindata.chains import DEFAULT_CHAINS as DEFAULT_CHAIN_TABLE
+from chaindata.chains import Chain, parse_chain_metadata
+from chaindata.evm.addresses import InvalidAddress, normalize_address
+
 #: Chains synced when a request names none (Ethereum, Optimism, Polygon, Base, Arbitrum One).
 DEFAULT_CHAINS = "1,10,137,8453,42161"
 
@@ -66,6 +70,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SIMULATED_TOKENS_PER_CHAIN": ("12", "Simulated provider: at most this many tokens held per chain."),
     "RPC_URLS": ("", "`rpc` provider: JSON-RPC endpoint per chain, `chain_id=url` pairs separated by commas."),
     "RPC_TOKENS": ("", "`rpc` provider: ERC-20 contracts to read per chain, `chain_id=0xaddr 0xaddr` pairs separated by commas."),
+    "RPC_MULTICALL_BATCH": ("300", "`rpc` provider: most calls in one Multicall3 `aggregate3` (an `eth_call`); more go out as further chunks, all read at one block."),
+    "RPC_MULTICALL_GAS": ("20000000", "`rpc` provider: gas budget of one `aggregate3` call, which also bounds its chunk (kept below the `eth_call` gas caps of common nodes)."),
+    "CHAIN_METADATA": ("", "Chains besides or instead of the defaults (1, 10, 56, 137, 8453, 42161, 43114, 31337), as JSON keyed by chain id: `name`, `native_symbol`, `native_name`, `native_decimals`, `multicall3` (default the canonical address), `price_platform`, `native_price_id`. A chain of SYNC_CHAINS known to neither is refused."),
     "ALCHEMY_API_KEY": ("", "`alchemy` provider: API key (secret)."),
     "ALCHEMY_URLS": ("", "`alchemy` provider: base URL per chain, `chain_id=url` pairs; the key is appended as a path segment."),
     "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
@@ -175,6 +182,10 @@ class Settings:
     metrics_port: int = 9191
     metrics_dir: str = ""
     events_maxlen: int = 100000
+    # Chains (chaindata.chains) and the rpc provider's Multicall3 reads.
+    chain_table: Mapping[int, Chain] = dataclasses.field(default_factory=lambda: DEFAULT_CHAIN_TABLE)
+    rpc_multicall_batch: int = 300
+    rpc_multicall_gas: int = 20_000_000
 
     @property
     def redis_url_display(self) -> str:
@@ -304,6 +315,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     chains = tuple(dict.fromkeys(chain_id("SYNC_CHAINS", c.strip()) for c in raw("SYNC_CHAINS").split(",") if c.strip()))
     if not chains:
         raise ConfigError("SYNC_CHAINS must name at least one chain id")
+    try:
+        chain_table = parse_chain_metadata(env.get("CHAIN_METADATA") or "")
+    except ValueError as exc:
+        raise ConfigError(f"CHAIN_METADATA {exc}") from None
+    unknown_chains = [c for c in chains if c not in chain_table]
+    if unknown_chains:
+        raise ConfigError(f"SYNC_CHAINS names chain(s) {', '.join(map(str, unknown_chains))} with no metadata "
+                          f"(name, native coin): define them in CHAIN_METADATA")
 
     namespace = raw("SYNC_NAMESPACE")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", namespace):
@@ -315,11 +334,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"RPC_URLS: the URL of chain {cid} must start with http:// or https://")
     rpc_tokens: dict[int, tuple[str, ...]] = {}
     for cid, value in pairs("RPC_TOKENS").items():
-        tokens = tuple(t.lower() for t in value.split())
-        for token in tokens:
-            if not re.fullmatch(r"0x[0-9a-f]{40}", token):
-                raise ConfigError(f"RPC_TOKENS: {token!r} (chain {cid}) is not a 0x-prefixed 20-byte address")
-        rpc_tokens[cid] = tokens
+        tokens = []
+        for token in value.split():
+            try:
+                tokens.append(normalize_address(token))
+            except InvalidAddress as exc:
+                raise ConfigError(f"RPC_TOKENS: {token[:64]!r} (chain {cid}) {exc}") from None
+        rpc_tokens[cid] = tuple(tokens)
     alchemy_urls = pairs("ALCHEMY_URLS")
 
     if provider == "rpc":
@@ -462,6 +483,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_port=integer("METRICS_PORT", 1, 65535),
         metrics_dir=metrics_dir,
         events_maxlen=integer("EVENTS_MAXLEN", 0, 100_000_000),
+        chain_table=chain_table,
+        rpc_multicall_batch=integer("RPC_MULTICALL_BATCH", 1, 10_000),
+        rpc_multicall_gas=integer("RPC_MULTICALL_GAS", 1_000_000, 1_000_000_000),
     )
 
 

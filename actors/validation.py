@@ -7,6 +7,8 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 
+from chaindata.evm.addresses import InvalidAddress, normalize_address
+
 PRIORITIES = ("high", "normal", "low")
 TRIGGERS = ("api", "scheduled", "cli", "demo", "redrive")
 MAX_USER_ID_LENGTH = 128
@@ -30,10 +32,14 @@ class SyncRequest:
 
 
 def validate_wallet(wallet_address: object) -> str:
+    """``wallet_address`` in lower case; a mixed-case address must carry a right EIP-55 checksum."""
     if not isinstance(wallet_address, str) or not _WALLET.fullmatch(wallet_address):
         raise InvalidSyncRequest(
             f"wallet_address must be '0x' followed by 40 hex digits, got {_preview(wallet_address)}")
-    return wallet_address.lower()
+    try:
+        return normalize_address(wallet_address)
+    except InvalidAddress as exc:
+        raise InvalidSyncRequest(f"wallet_address {exc}, got {_preview(wallet_address)}") from None
 
 
 def validate_request(user_id: object, wallet_address: object, chain_ids: Iterable[object] | None = None, *,

@@ -23,6 +23,7 @@ from storage import operations
 
 from . import logs
 from .constants import PERIODIC_QUEUE, PERIODIC_SKIP_DELAY_S, QUEUES, actor_name
+from .middleware.endpoint_check import EndpointCheck
 from .middleware.job_log_context import JobLogContext
 from .middleware.message_guard import MessageGuard
 from .middleware.periodic_skips import PeriodicSkips
@@ -52,6 +53,7 @@ def build_middleware(cfg: settings_module.Settings) -> list[Middleware]:
         MessageGuard(),
         TrackRetries(),
         ReconcilerThread(),
+        EndpointCheck(),
         # Last: its before-hook arms the timer just before the actor runs and, after-hooks running in
         # reverse order, its after-hook disarms it first.  Earlier in the list, the timer stayed armed
         # while Retries re-enqueued, and could kill the worker thread there (TimeLimitExceeded is a

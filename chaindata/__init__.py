@@ -7,12 +7,15 @@ the settings (``SYNC_PROVIDER``); everything else talks to the interfaces of
 
 from __future__ import annotations
 
-import redis
+from typing import TYPE_CHECKING
 
-import settings as settings_module
+import redis
 
 from .base import BalanceProvider, PriceSource
 from .prices import CachedPriceSource, StaticPriceTable
+
+if TYPE_CHECKING:  # settings imports chaindata.chains, so chaindata needs it for annotations only
+    import settings as settings_module
 
 
 def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
@@ -24,7 +27,8 @@ def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
     if cfg.provider == "rpc":
         from .rpc import RpcProvider
 
-        return RpcProvider(cfg.rpc_urls, cfg.rpc_tokens, timeout_s=cfg.http_timeout_s)
+        return RpcProvider(cfg.rpc_urls, cfg.rpc_tokens, timeout_s=cfg.http_timeout_s, chains=cfg.chain_table,
+                           multicall_batch=cfg.rpc_multicall_batch, multicall_gas=cfg.rpc_multicall_gas)
     from .alchemy import AlchemyProvider
 
     return AlchemyProvider(cfg.alchemy_urls, cfg.alchemy_api_key, timeout_s=cfg.http_timeout_s)

@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from chaindata.base import PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
-from chaindata.chains import native_balance
+from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
+from chaindata.chains import get_chain, native_balance
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
 from chaindata.rpc import MAX_NAME_LEN, MAX_SYMBOL_LEN, TokenInfo, check_wallet, clean_text
 
@@ -72,8 +72,9 @@ class AlchemyProvider:
         """Close the HTTP connections."""
         self._http.close()
 
-    def fetch_balances(self, chain_id: int, wallet: str) -> list[TokenBalance]:
-        """Every non-zero balance of ``wallet`` on ``chain_id``: native coin first, then tokens in Alchemy's order."""
+    def read_chain(self, chain_id: int, wallet: str, tokens: Sequence[str] = ()) -> ChainRead:
+        """Every non-zero balance of ``wallet`` on ``chain_id``: native coin first, then tokens in Alchemy's order
+        (``tokens`` are not read: Alchemy lists the wallet's tokens itself)."""
         client = self._clients.get(chain_id)
         if client is None:
             raise PermanentProviderError("unsupported_chain", f"chain {chain_id}: no alchemy URL is configured")
@@ -104,13 +105,13 @@ class AlchemyProvider:
             page = client.call("alchemy_getTokenBalances", [wallet, "erc20", {"pageKey": page_key}])
 
         infos = self._token_infos(chain_id, client, list(balances))
-        holdings = [native_balance(chain_id, native)] if native else []
+        holdings = [native_balance(get_chain(chain_id), native)] if native else []
         holdings += [
             TokenBalance(chain_id=chain_id, token_address=token, symbol=infos[token].symbol, name=infos[token].name,
                          decimals=infos[token].decimals, raw_balance=raw)
             for token, raw in balances.items()
         ]
-        return holdings
+        return ChainRead(chain_id=chain_id, balances=holdings, block_number=None)
 
     def _check_chain_id(self, chain_id: int, outcome: Any) -> None:
         served = _parse(chain_id, "eth_chainId", parse_quantity, outcome)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,8 +26,34 @@ class TokenBalance:
     token_address: str  # lower-case 0x address, or NATIVE_TOKEN
     symbol: str
     name: str
-    decimals: int
-    raw_balance: int
+    decimals: int | None  # None: decimals() could not be read, so the balance is never valued
+    raw_balance: int  # exact, 0 <= raw_balance < 2**256
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenError:
+    """A token whose read went wrong on its own, while the chain's read succeeded.
+
+    A token whose balance could not be read has no :class:`TokenBalance`; one
+    whose balance was read but whose metadata was not (no ``decimals()``, say)
+    has both, the balance and this error saying what is missing.
+    """
+
+    token_address: str
+    code: str  # short and stable, e.g. "reverted", "bad_answer", "no_decimals"
+    message: str  # already sanitised: no control characters, bounded length, no secrets
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainRead:
+    """Everything one read of one wallet on one chain found."""
+
+    chain_id: int
+    balances: list[TokenBalance]
+    block_number: int | None  # every balance was read at this block (None: the source has no block)
+    token_errors: Sequence[TokenError] = ()  # tokens whose read failed alone; the chain still succeeded
+    truncated: bool = False  # the source stopped before the end (e.g. a page limit)
+    requests: int = 0  # HTTP requests this read made (for the audit trail and benchmarks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +93,14 @@ class BalanceProvider(Protocol):
     #: Short name recorded with each holding, e.g. ``"simulated"``.
     name: str
 
-    def fetch_balances(self, chain_id: int, wallet: str) -> list[TokenBalance]:
+    def read_chain(self, chain_id: int, wallet: str, tokens: Sequence[str] = ()) -> ChainRead:
         """Every non-zero balance of ``wallet`` (lower-case 0x address) on ``chain_id``.
 
-        Raises ``TransientProviderError`` or ``PermanentProviderError``; every
-        network call made here has its own timeout.
+        ``tokens`` are candidate token addresses (lower case) to read besides
+        those the provider finds or is configured with.  A token that fails
+        alone is a ``TokenError`` of the result; a failure of the whole chain
+        raises ``TransientProviderError`` or ``PermanentProviderError``.
+        Every network call made here has its own timeout.
         """
         ...
 

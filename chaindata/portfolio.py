@@ -42,15 +42,16 @@ def human_balance(raw_balance: int, decimals: int) -> Decimal:
 
 def price_chain(chain_id: int, balances: Iterable[TokenBalance], prices: Mapping[str, Price]) -> ChainPortfolio:
     """Price ``balances`` with ``prices``.  A token without a price keeps a null price and value
-    and is counted as unpriced; it is never given a fallback price, nor dropped."""
+    and is counted as unpriced; it is never given a fallback price, nor dropped.  Nor is a token of
+    unknown decimals valued: its integer balance is kept, its balance in tokens is null."""
     holdings = []
     total = Decimal(0)
     unpriced = 0
     for b in balances:
         if b.raw_balance <= 0:
             continue
-        balance = human_balance(b.raw_balance, b.decimals)
-        price = prices.get(b.token_address)
+        balance = None if b.decimals is None else human_balance(b.raw_balance, b.decimals)
+        price = None if balance is None else prices.get(b.token_address)
         value = None if price is None else EXACT.multiply(balance, price.usd)
         if value is None:
             unpriced += 1

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 
-from .base import NATIVE_TOKEN, TokenBalance, TransientProviderError
+from .base import NATIVE_TOKEN, ChainRead, TokenBalance, TransientProviderError
 from .chains import get_chain
 
 #: USD per whole token, by symbol: round, plausible figures for the simulation.
@@ -68,7 +69,7 @@ class SimulatedProvider:
     """Deterministic balances per (wallet, chain).
 
     Parameters:
-      latency_ms(int): time each ``fetch_balances`` call takes. Default 100.
+      latency_ms(int): time each ``read_chain`` call takes. Default 100.
       failure_rate(float): fraction of calls that raise ``TransientProviderError``. Default 0.
       tokens_per_chain(int): at most this many ERC-20 tokens held per chain. Default 12.
       seed(int | None): seed of the failure draws, for a reproducible sequence. Default None (random).
@@ -84,7 +85,8 @@ class SimulatedProvider:
         # Failures are random per call (unlike balances), so a retry can succeed.
         self._chaos = random.Random(seed)
 
-    def fetch_balances(self, chain_id: int, wallet: str) -> list[TokenBalance]:
+    def read_chain(self, chain_id: int, wallet: str, tokens: Sequence[str] = ()) -> ChainRead:
+        """The wallet's simulated holdings (``tokens`` are ignored: the simulation holds what it holds)."""
         if self.latency_s:
             time.sleep(self.latency_s)
         if self.failure_rate and self._chaos.random() < self.failure_rate:
@@ -102,7 +104,7 @@ class SimulatedProvider:
         for symbol, name, decimals in held:
             balances.append(TokenBalance(chain_id, token_address(chain_id, symbol), symbol, name, decimals,
                                          _amount(rng, symbol, decimals)))
-        return balances
+        return ChainRead(chain_id=chain_id, balances=balances, block_number=None)
 
 
 def _amount(rng: random.Random, symbol: str, decimals: int) -> int:

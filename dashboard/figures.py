@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from chaindata.chains import get_chain
+from chaindata.chains import chain_label as _chain_name
 
 STATUS_COLORS = {"succeeded": "#2b8a3e", "failed": "#e03131", "retrying": "#f08c00", "running": "#1971c2",
                  "queued": "#868e96"}
@@ -134,7 +134,7 @@ def trigger_priority_figure(frame: pd.DataFrame) -> go.Figure:
 
 
 def chain_label(chain_id: int) -> str:
-    return f"{get_chain(int(chain_id)).name} ({int(chain_id)})"
+    return f"{_chain_name(int(chain_id))} ({int(chain_id)})"
 
 
 def chains_figure(frame: pd.DataFrame, *, sample_fraction: float = 1.0) -> go.Figure:

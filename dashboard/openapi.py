@@ -10,7 +10,8 @@ from actors.validation import MAX_USER_ID_LENGTH, PRIORITIES
 
 API_VERSION = "1.0.0"
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-WALLET_PATTERN = "^0x[0-9a-fA-F]{40}$"
+#: One case only; a mixed-case address is also accepted when its EIP-55 checksum is right, which no pattern can say.
+WALLET_PATTERN = "^0x([0-9a-f]{40}|[0-9A-F]{40})$"
 
 
 def _error(description: str, *, headers: dict | None = None) -> dict:
@@ -147,7 +148,8 @@ def document(chains: tuple[int, ...]) -> dict:
                         "user_id": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_LENGTH,
                                     "description": "The product's user id (not blank)."},
                         "wallet_address": {"type": "string", "pattern": WALLET_PATTERN,
-                                           "description": "Any case; stored in lower case."},
+                                           "description": "All lower or all upper case, or mixed case with a right EIP-55 checksum; "
+                                                          "stored in lower case."},
                         "chain_ids": {"type": "array", "nullable": True, "minItems": 1,
                                       "items": {"type": "integer", "enum": list(chains)},
                                       "description": "Chains to sync; omitted or null: every supported chain."},

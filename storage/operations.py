@@ -54,6 +54,8 @@ class AttemptOutcome:
     error_code: str | None = None
     error_message: str | None = None
     refund_attempt: bool = False  # no provider was called: the attempt is not counted
+    #: The block each chain of ``synced_chains`` was read at (absent or None: the provider has no block).
+    chain_blocks: dict[int, int | None] = dataclasses.field(default_factory=dict)
 
 
 def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> None:
@@ -111,6 +113,7 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
         "provider": outcome.provider,
         "as_of": outcome.as_of,
         "synced_chains": list(outcome.synced_chains),
+        "chain_blocks": {str(chain_id): block for chain_id, block in outcome.chain_blocks.items()},
         "holdings": list(outcome.holdings),
     } for op_id, outcome in calls]
     with get_pool().connection() as conn:

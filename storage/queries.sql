@@ -57,7 +57,7 @@ WITH attempt AS (
     FROM jsonb_to_recordset(%(attempts)s::jsonb) AS a(
         id uuid, status text, refund_attempt boolean, holdings_count int, total_value_usd numeric,
         unpriced_count int, chain_results jsonb, error_code text, error_message text, provider text,
-        as_of timestamptz, synced_chains int[], holdings jsonb)
+        as_of timestamptz, synced_chains int[], chain_blocks jsonb, holdings jsonb)
 ), op AS (
     UPDATE sync_operations AS s
     SET status = a.status,
@@ -75,18 +75,23 @@ WITH attempt AS (
     FROM attempt AS a
     WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'failed')
       AND s.id = ANY(%(ids)s::uuid[])  -- index lookups: the planner guesses 100 rows for a recordset
-    RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.holdings
+    RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.chain_blocks,
+              a.holdings
 ), fresh AS (
-    -- The chains each attempt may replace: those never stored, or stored from an older read.
-    INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id)
-    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id
+    -- The chains each attempt may replace: those never stored, or stored from an older read.  Older is by
+    -- block number when both reads have one (two workers' clocks, or two nodes, may disagree on which read
+    -- came last; the chain does not), by the time of the read otherwise, or between reads of one block.
+    INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id, block_number)
+    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id, (op.chain_blocks ->> chain_id::text)::bigint
     FROM op, unnest(op.synced_chains) AS chain_id
     ON CONFLICT (user_id, wallet_address, chain_id) DO UPDATE
-    SET as_of = excluded.as_of, operation_id = excluded.operation_id
-    WHERE snap.as_of < excluded.as_of
-    RETURNING user_id, wallet_address, chain_id, operation_id
+    SET as_of = excluded.as_of, operation_id = excluded.operation_id, block_number = excluded.block_number
+    WHERE CASE WHEN snap.block_number IS NULL OR excluded.block_number IS NULL OR snap.block_number = excluded.block_number
+               THEN snap.as_of < excluded.as_of
+               ELSE snap.block_number < excluded.block_number END
+    RETURNING user_id, wallet_address, chain_id, operation_id, block_number
 ), new AS (
-    SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, h.*
+    SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, fresh.block_number, h.*
     FROM op
     JOIN fresh ON fresh.operation_id = op.id
     CROSS JOIN LATERAL jsonb_to_recordset(op.holdings) AS h(
@@ -106,10 +111,10 @@ WITH attempt AS (
 ), upserted AS (
     INSERT INTO holdings AS cur (user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
                                  raw_balance, balance, price_usd, value_usd, price_source, priced_at,
-                                 provider, operation_id, as_of)
+                                 provider, operation_id, as_of, block_number)
     SELECT user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
            raw_balance, balance, price_usd, value_usd, price_source, priced_at,
-           provider, operation_id, as_of
+           provider, operation_id, as_of, block_number
     FROM new
     ON CONFLICT (user_id, wallet_address, chain_id, token_address) DO UPDATE
     SET symbol = excluded.symbol, name = excluded.name, decimals = excluded.decimals,
@@ -117,7 +122,7 @@ WITH attempt AS (
         price_usd = excluded.price_usd, value_usd = excluded.value_usd,
         price_source = excluded.price_source, priced_at = excluded.priced_at,
         provider = excluded.provider, operation_id = excluded.operation_id,
-        as_of = excluded.as_of, updated_at = now()
+        as_of = excluded.as_of, block_number = excluded.block_number, updated_at = now()
 ), tracked AS (
     UPDATE tracked_wallets AS t
     SET last_operation_id = op.id,
@@ -151,7 +156,7 @@ WHERE id = %(id)s;
 -- get_holdings --
 -- A wallet's current holdings, most valuable first, unpriced last.
 SELECT chain_id, token_address, symbol, name, decimals, raw_balance, balance, price_usd, value_usd,
-       price_source, priced_at, provider, operation_id::text, as_of, updated_at
+       price_source, priced_at, provider, operation_id::text, as_of, block_number, updated_at
 FROM holdings
 WHERE user_id = %(user_id)s AND wallet_address = %(wallet_address)s
 ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;

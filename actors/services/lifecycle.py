@@ -25,7 +25,7 @@ from decimal import Decimal
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
-from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from storage import operations
 from storage.operations import AttemptOutcome
@@ -41,6 +41,8 @@ from . import observe  # metrics and completion events
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_MESSAGE = 1000
+#: Per-token errors kept in a chain's result (all are counted): a wallet full of broken tokens stays a small row.
+_MAX_TOKEN_ERRORS = 50
 #: Chain reads of all the worker threads of a process share this pool.
 _chain_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="chain")
 
@@ -150,6 +152,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     as_of = dt.datetime.now(dt.timezone.utc)
 
     portfolios: dict[int, ChainPortfolio] = {}
+    reads: dict[int, ChainRead] = {}
     errors: dict[int, ProviderError] = {}
     timings: dict[int, int] = {}
     futures = {}
@@ -167,7 +170,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     for future in done:
         chain_id = futures[future]
         try:
-            portfolios[chain_id], timings[chain_id] = future.result()
+            portfolios[chain_id], reads[chain_id], timings[chain_id] = future.result()
         except ProviderError as exc:
             errors[chain_id] = exc
         except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
@@ -178,9 +181,15 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
 
     results = dict(previous)
     for chain_id, p in portfolios.items():
+        read = reads[chain_id]
         results[str(chain_id)] = {"status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd),
                                   "unpriced": p.unpriced, "duration_ms": timings[chain_id],
-                                  "as_of": as_of.isoformat()}
+                                  "as_of": as_of.isoformat(), "block_number": read.block_number,
+                                  "requests": read.requests, "truncated": read.truncated,
+                                  "token_error_count": len(read.token_errors),
+                                  "token_errors": [{"token_address": e.token_address, "code": e.code,
+                                                    "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
+                                                   for e in read.token_errors[:_MAX_TOKEN_ERRORS]]}
     for chain_id, exc in errors.items():
         results[str(chain_id)] = {"status": "error", "error_code": exc.code,
                                   "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
@@ -210,6 +219,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         error_message="; ".join(_chain_message(c, cfg.redact(str(e))) for c, e in sorted(errors.items()))[
             :_MAX_ERROR_MESSAGE] if errors else None,
         refund_attempt=refund,
+        chain_blocks={chain_id: read.block_number for chain_id, read in reads.items()},
     )
 
 
@@ -219,11 +229,13 @@ def _chain_message(chain_id: int, message: str) -> str:
     return message if message.startswith(prefix) else prefix + message
 
 
-def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
+def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, ChainRead, int]:
     started = time.monotonic()
-    balances = context.circuits().call(chain_id, context.provider().fetch_balances, chain_id, wallet)
-    prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
-    return price_chain(chain_id, balances, prices), int((time.monotonic() - started) * 1000)
+    read = context.circuits().call(chain_id, context.provider().read_chain, chain_id, wallet)
+    # A token of unknown decimals is never valued, so its price is not asked for.
+    prices = context.price_source().get_prices(
+        chain_id, [b.token_address for b in read.balances if b.decimals is not None])
+    return price_chain(chain_id, read.balances, prices), read, int((time.monotonic() - started) * 1000)
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:

@@ -21,7 +21,7 @@ gunicorn its workers share ``METRICS_DIR/web-<pid of the gunicorn master>``; a s
 server keeps them in memory.
 
 **The project's metrics** (``PROJECT_METRICS`` lists them; README, Metrics) are updated from
-:mod:`actors.observe`; until :func:`enable` ran in a process (a CLI, a test), updating them does
+:mod:`actors.services.observe`; until :func:`enable` ran in a process (a CLI, a test), updating them does
 nothing.
 """
 

@@ -120,7 +120,8 @@ def update_user(range_key: str | None, _n: int | None, user_id: str | None):
     ], className="kpi-row", id="user-cards")
     holding_rows = [{
         "chain": figures.chain_label(h["chain_id"]), "symbol": h["symbol"], "name": h["name"],
-        "balance": f"{h['balance']:,.6f}", "price_usd": figures.fmt_usd(h["price_usd"]),
+        # NaN: a token whose decimals() could not be read has its integer balance only, never valued.
+        "balance": f"{h['balance']:,.6f}" if h["balance"] == h["balance"] else "unknown decimals", "price_usd": figures.fmt_usd(h["price_usd"]),
         "value_usd": figures.fmt_usd(h["value_usd"]) if not h["unpriced"] else "unpriced",
         "wallets": h["wallets"], "as_of": figures.fmt_time(h["as_of"]), "provider": h["provider"],
     } for h in holdings.to_dict("records")]

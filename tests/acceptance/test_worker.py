@@ -28,7 +28,7 @@ def expected_portfolio(wallet: str, chains) -> tuple[int, Decimal]:
     provider, prices = SimulatedProvider(latency_ms=0), StaticPriceTable()
     count, total = 0, Decimal(0)
     for chain in chains:
-        balances = provider.fetch_balances(chain, wallet)
+        balances = provider.read_chain(chain, wallet).balances
         p = price_chain(chain, balances, prices.get_prices(chain, [b.token_address for b in balances]))
         count += len(p.holdings)
         total = EXACT.add(total, p.value_usd)

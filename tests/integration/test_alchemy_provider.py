@@ -130,7 +130,7 @@ def assert_secret_kept(error: ProviderError) -> None:
 
 
 def test_holdings_across_two_pages(server: FakeAlchemy, provider: AlchemyProvider) -> None:
-    assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
+    assert provider.read_chain(CHAIN, WALLET).balances == EXPECTED
 
     # The key is a path segment of every request (the base URL's trailing slash is not doubled).
     assert {request.target for request in server.requests} == {f"/v2/{KEY}"}
@@ -146,10 +146,10 @@ def test_holdings_across_two_pages(server: FakeAlchemy, provider: AlchemyProvide
 
 
 def test_complete_metadata_is_cached(server: FakeAlchemy, provider: AlchemyProvider) -> None:
-    provider.fetch_balances(CHAIN, WALLET)
+    provider.read_chain(CHAIN, WALLET)
     server.requests.clear()
 
-    assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED
+    assert provider.read_chain(CHAIN, WALLET).balances == EXPECTED
     bodies = [request.json() for request in server.requests]
     assert [methods(body) for body in bodies] == [
         ["eth_getBalance", "alchemy_getTokenBalances"],  # the chain id was checked already
@@ -165,7 +165,7 @@ def test_pages_past_the_cap_are_left_out_with_a_warning(server: FakeAlchemy, pro
     monkeypatch.setattr(chaindata.alchemy, "MAX_PAGES", 1)
 
     with caplog.at_level(logging.WARNING, logger="chaindata.alchemy"):
-        assert provider.fetch_balances(CHAIN, WALLET) == EXPECTED[:2]
+        assert provider.read_chain(CHAIN, WALLET).balances == EXPECTED[:2]
     assert "more than 1 pages" in caplog.text
     assert KEY not in caplog.text
 
@@ -182,7 +182,7 @@ def test_http_statuses_map_to_errors(server: FakeAlchemy, provider: AlchemyProvi
     server.status = status
 
     with pytest.raises(ProviderError) as caught:
-        provider.fetch_balances(CHAIN, WALLET)
+        provider.read_chain(CHAIN, WALLET)
     assert type(caught.value) is error_class and caught.value.code == code
     assert f"HTTP {status}" in str(caught.value)
     assert_secret_kept(caught.value)
@@ -192,7 +192,7 @@ def test_a_wrong_key_is_rejected_for_good(server: FakeAlchemy) -> None:
     wrong = AlchemyProvider({CHAIN: server.base_url}, "not-the-key-at-all", timeout_s=5)
     try:
         with pytest.raises(PermanentProviderError) as caught:
-            wrong.fetch_balances(CHAIN, WALLET)
+            wrong.read_chain(CHAIN, WALLET)
     finally:
         wrong.close()
     assert caught.value.code == "provider_rejected"
@@ -205,7 +205,7 @@ def test_a_slow_server_is_a_transient_timeout(server: FakeAlchemy) -> None:
     started = time.monotonic()
     try:
         with pytest.raises(TransientProviderError) as caught:
-            slow.fetch_balances(CHAIN, WALLET)
+            slow.read_chain(CHAIN, WALLET)
     finally:
         slow.close()
     assert time.monotonic() - started < 2.5
@@ -224,7 +224,7 @@ def test_json_rpc_errors_map_to_errors_without_echoing_the_key(server: FakeAlche
     server.rpc_error = rpc_code
 
     with pytest.raises(ProviderError) as caught:
-        provider.fetch_balances(CHAIN, WALLET)
+        provider.read_chain(CHAIN, WALLET)
     assert type(caught.value) is error_class and caught.value.code == code
     assert f"JSON-RPC error {rpc_code}: refused for key ***" in str(caught.value)
     assert_secret_kept(caught.value)
@@ -234,7 +234,7 @@ def test_malformed_json_is_a_permanent_bad_response(server: FakeAlchemy, provide
     server.body = b"<html>gateway says hi</html>"
 
     with pytest.raises(PermanentProviderError) as caught:
-        provider.fetch_balances(CHAIN, WALLET)
+        provider.read_chain(CHAIN, WALLET)
     assert caught.value.code == "provider_bad_response"
     assert_secret_kept(caught.value)
 
@@ -243,12 +243,12 @@ def test_an_url_of_another_chain_is_refused(server: FakeAlchemy, provider: Alche
     server.chain_id = 137
 
     with pytest.raises(PermanentProviderError) as caught:
-        provider.fetch_balances(CHAIN, WALLET)
+        provider.read_chain(CHAIN, WALLET)
     assert caught.value.code == "provider_misconfigured"
     assert_secret_kept(caught.value)
 
 
 def test_a_chain_without_url_is_unsupported(provider: AlchemyProvider) -> None:
     with pytest.raises(PermanentProviderError) as caught:
-        provider.fetch_balances(10, WALLET)
+        provider.read_chain(10, WALLET)
     assert caught.value.code == "unsupported_chain"

@@ -51,10 +51,10 @@ class _FailingChain:
     def __init__(self, inner, chain_id):
         self.inner, self.chain_id, self.name = inner, chain_id, inner.name
 
-    def fetch_balances(self, chain_id, wallet):
+    def read_chain(self, chain_id, wallet, tokens=()):
         if chain_id == self.chain_id:
             raise PermanentProviderError("provider_rejected", f"chain {chain_id}: HTTP 400 from the provider")
-        return self.inner.fetch_balances(chain_id, wallet)
+        return self.inner.read_chain(chain_id, wallet, tokens)
 
 
 def test_a_failed_chain_keeps_its_previous_holdings(user_id, wallet, monkeypatch):
@@ -76,14 +76,15 @@ def test_a_failed_chain_keeps_its_previous_holdings(user_id, wallet, monkeypatch
     assert after[10].keys() == before[10].keys()
 
 
-def _write(op_id: str, *, as_of: dt.datetime, tokens: dict[str, int]) -> None:
+def _write(op_id: str, *, as_of: dt.datetime, tokens: dict[str, int], block: int | None = None) -> None:
     holdings = [{"chain_id": 1, "token_address": addr, "symbol": "T", "name": "Token", "decimals": 0,
                  "raw_balance": raw, "balance": Decimal(raw), "price_usd": None, "value_usd": None,
                  "price_source": None, "priced_at": None} for addr, raw in tokens.items()]
     assert operations.start_attempt(op_id, worker_id="test", message_id=None)
     assert operations.finish_attempt(op_id, operations.AttemptOutcome(
         status="succeeded", holdings=holdings, synced_chains=[1], chain_results={}, holdings_count=len(holdings),
-        total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test"))
+        total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test",
+        chain_blocks={1: block}))
 
 
 def _new_operation(user_id, wallet) -> str:
@@ -108,6 +109,43 @@ def test_newer_data_replaces_a_chain_whole_and_older_data_never_does(user_id, wa
     after = holdings_by_chain(user_id, wallet)[1]
     assert {t: h["raw_balance"] for t, h in after.items()} == {b: 5, c: 6}  # a is no longer held: removed
     assert {h["operation_id"] for h in after.values()} == {newer}
+
+
+def test_block_numbers_order_reads_whatever_the_clocks_say(user_id, wallet):
+    wallet = wallet.lower()
+    a, b, c = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _write(first, as_of=now, tokens={a: 1}, block=100)
+
+    # Read at an older block by a worker whose clock runs ahead: older data, refused.
+    _write(_new_operation(user_id, wallet), as_of=now + dt.timedelta(minutes=5), tokens={b: 2}, block=99)
+    after = holdings_by_chain(user_id, wallet)[1]
+    assert ({t: h["raw_balance"] for t, h in after.items()}, after[a]["block_number"]) == ({a: 1}, 100)
+
+    # Read at a newer block by a worker whose clock runs behind: newer data, taken.
+    newer = _new_operation(user_id, wallet)
+    _write(newer, as_of=now - dt.timedelta(minutes=5), tokens={c: 3}, block=101)
+    after = holdings_by_chain(user_id, wallet)[1]
+    assert {t: (h["raw_balance"], h["block_number"], h["operation_id"]) for t, h in after.items()} == {
+        c: (3, 101, newer)}
+
+
+def test_a_token_of_unknown_decimals_is_stored_with_its_integer_and_no_value(user_id, wallet):
+    wallet = wallet.lower()
+    op_id = _new_operation(user_id, wallet)
+    token = "0x" + "f" * 40
+    holding = {"chain_id": 1, "token_address": token, "symbol": "ND", "name": "No Decimals", "decimals": None,
+               "raw_balance": 12345, "balance": None, "price_usd": None, "value_usd": None,
+               "price_source": None, "priced_at": None}
+    assert operations.start_attempt(op_id, worker_id="test", message_id=None)
+    assert operations.finish_attempt(op_id, operations.AttemptOutcome(
+        status="succeeded", holdings=[holding], synced_chains=[1], chain_results={}, holdings_count=1,
+        total_value_usd=Decimal(0), unpriced_count=1, as_of=dt.datetime.now(dt.timezone.utc), provider="test",
+        chain_blocks={1: 7}))
+    (h,) = operations.get_holdings(user_id, wallet)
+    assert (h["decimals"], h["balance"], h["value_usd"], int(h["raw_balance"]), h["block_number"]) == (
+        None, None, None, 12345, 7)
 
 
 def test_raw_balances_keep_every_digit(user_id, wallet):

@@ -1,4 +1,4 @@
-"""actors.redis_scripts: scripts on a pipeline in one round trip, and nothing lost or run twice when
+"""actors.redis_backed.scripts: scripts on a pipeline in one round trip, and nothing lost or run twice when
 Redis has forgotten them (restarted, or SCRIPT FLUSH)."""
 
 from __future__ import annotations

@@ -8,24 +8,24 @@ from chaindata.simulated import SimulatedProvider
 def test_balances_are_deterministic_per_wallet_and_chain():
     p = SimulatedProvider(latency_ms=0)
     wallet = "0x" + "ab" * 20
-    assert p.fetch_balances(1, wallet) == p.fetch_balances(1, wallet)
-    assert p.fetch_balances(1, wallet) != p.fetch_balances(10, wallet)
-    assert p.fetch_balances(1, wallet) != p.fetch_balances(1, "0x" + "cd" * 20)
-    balances = p.fetch_balances(137, wallet)
+    assert p.read_chain(1, wallet).balances == p.read_chain(1, wallet).balances
+    assert p.read_chain(1, wallet).balances != p.read_chain(10, wallet).balances
+    assert p.read_chain(1, wallet).balances != p.read_chain(1, "0x" + "cd" * 20).balances
+    balances = p.read_chain(137, wallet).balances
     assert balances[0].token_address == NATIVE_TOKEN and balances[0].symbol == "POL"
     assert all(isinstance(b.raw_balance, int) and b.raw_balance > 0 for b in balances)
 
 
 def test_tokens_per_chain_bounds_the_list():
     p = SimulatedProvider(latency_ms=0, tokens_per_chain=20)
-    sizes = {len(p.fetch_balances(1, "0x" + f"{i:040x}")) for i in range(50)}
+    sizes = {len(p.read_chain(1, "0x" + f"{i:040x}").balances) for i in range(50)}
     assert max(sizes) <= 1 + 20 + 1  # native + tokens + the occasional unpriced airdrop
     assert max(sizes) > 13
 
 
 def test_failure_rate_and_seed():
     with pytest.raises(TransientProviderError) as excinfo:
-        SimulatedProvider(latency_ms=0, failure_rate=1.0).fetch_balances(1, "0x" + "1" * 40)
+        SimulatedProvider(latency_ms=0, failure_rate=1.0).read_chain(1, "0x" + "1" * 40)
     assert excinfo.value.code == "provider_unavailable"
     runs = []
     for _ in range(2):
@@ -33,7 +33,7 @@ def test_failure_rate_and_seed():
         outcome = []
         for _ in range(20):
             try:
-                p.fetch_balances(1, "0x" + "1" * 40)
+                p.read_chain(1, "0x" + "1" * 40)
                 outcome.append(True)
             except TransientProviderError:
                 outcome.append(False)
@@ -44,7 +44,12 @@ def test_failure_rate_and_seed():
 def test_static_prices_know_the_simulated_tokens_but_not_the_airdrop():
     p = SimulatedProvider(latency_ms=0)
     for i in range(30):
-        balances = p.fetch_balances(1, "0x" + f"{i:040x}")
+        balances = p.read_chain(1, "0x" + f"{i:040x}").balances
         prices = StaticPriceTable().get_prices(1, [b.token_address for b in balances])
         for b in balances:
             assert (b.token_address in prices) == (b.symbol != "AIRDROP")
+
+
+def test_a_simulated_read_has_no_block_and_makes_no_request():
+    read = SimulatedProvider(latency_ms=0).read_chain(1, "0x" + "ab" * 20)
+    assert (read.chain_id, read.block_number, read.requests, tuple(read.token_errors)) == (1, None, 0, ())
