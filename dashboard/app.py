@@ -1,7 +1,5 @@
-"""The dashboard: a multi-page Dash app on a Flask server (``dashboard.app:server`` for gunicorn).
-
-    gunicorn dashboard.app:server --bind 127.0.0.1:8050      # the Procfile's `web`
-    python -m dashboard.app                                  # Flask's development server, same address
+"""The dashboard: a multi-page Dash app on a Flask server (``server``), which ``web`` composes with
+the HTTP intake into the web process's WSGI app.
 
 Importing this module checks the access rules first (:mod:`dashboard.access`): it raises
 :class:`settings.ConfigError` rather than serve an unprotected dashboard on a public address.
@@ -15,7 +13,7 @@ import dash
 import flask
 from dash import ALL, Input, Output, dcc, html
 
-import actors  # noqa: F401  (the broker the queue and dead-letter pages read, and the log redaction)
+import actors  # noqa: F401  (the producer API: the broker the queue and dead-letter pages use, the log redaction)
 import settings
 
 from . import access, timerange
@@ -78,11 +76,3 @@ def highlight_nav(pathname: str | None):
 def window_note(range_key: str | None, _n: int | None) -> str:
     window = timerange.window(range_key)
     return f"{window.start:%Y-%m-%d %H:%M} → {window.end:%H:%M} UTC · refreshed {window.end:%H:%M:%S}"
-
-
-from . import api as _api  # noqa: E402
-_api.mount(server)  # /api/v1, /healthz, /readyz, /metrics: dashboard.api (bearer token or none, not the login above)
-
-
-if __name__ == "__main__":
-    app.run(host=cfg.dashboard_host, port=cfg.port, debug=False)

@@ -16,7 +16,7 @@ import settings
 from actors import events
 from actors.cli import build_parser
 from actors.logs import JobContextFilter, JobLogContext, JsonFormatter, RedactingFilter
-from dashboard import openapi
+from api import openapi
 
 FINISHED = dt.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
 
