@@ -14,9 +14,9 @@ import pytest
 
 import settings
 from actors import events
-from actors.cli import build_parser
 from actors.logs import JobContextFilter, JobLogContext, JsonFormatter, RedactingFilter
 from api import openapi
+from cli.arguments import build_parser
 
 FINISHED = dt.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
 
