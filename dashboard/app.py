@@ -16,7 +16,7 @@ from dash import ALL, Input, Output, dcc, html
 import actors  # noqa: F401  (the producer API: the broker the queue and dead-letter pages use, the log redaction)
 import settings
 
-from . import access, timerange
+from . import access, pages, timerange  # noqa: F401  (pages: the package Dash loads its modules into, below)
 
 cfg = settings.get()
 access.check_exposure(cfg.dashboard_host, cfg)
@@ -24,17 +24,16 @@ access.check_exposure(cfg.dashboard_host, cfg)
 server = flask.Flask(__name__)
 access.install(server, cfg)
 
+# Dash loads the pages itself, from dashboard/pages (its default pages_folder), as dashboard.pages.*:
+# named after the package, not this module, so that the pages' module names are their import names.
 app = dash.Dash(
-    __name__,
+    "dashboard",
     server=server,
     use_pages=True,
-    pages_folder="",  # the pages are imported below as the modules they are (dashboard.pages.*)
     title="portfolio-sync",
     update_title=None,
     suppress_callback_exceptions=True,  # each page's components exist only while it is shown
 )
-
-from .pages import deadletters, operations, overview, queues, users  # noqa: E402,F401  (registers them)
 
 _NAV = [page for page in dash.page_registry.values() if not page.get("hidden")]
 #: The auto-refresh period of every page (DASHBOARD_REFRESH_S); read by each page load.
