@@ -41,7 +41,8 @@ def cmd_request(args) -> int:
     if decision == "duplicate":
         output.note(f"a sync of this wallet is already queued or running: {op_id}")
     elif decision == "cooldown":
-        output.note(f"within the cooldown (SYNC_COOLDOWN_SECONDS) of its last success: {op_id} (--force to sync anyway)")
+        output.note(f"within the cooldown (SYNC_COOLDOWN_SECONDS) of its last success: {op_id} "
+                    "(--force to sync anyway)")
     if not args.wait:
         output.emit(args, {"operation_id": op_id, "admission": decision}, op_id)
         return OK
@@ -185,9 +186,10 @@ def cmd_wallet(args) -> int:
     if args.json:
         output.print_json([output.plain(r) for r in rows])
         return OK
-    output.table(["enqueued_at", "operation_id", "user_id", "status", "try", "chains", "holdings", "value_usd", "error"],
-                 [[r["enqueued_at"], r["id"], r["user_id"], r["status"], r["attempts"], r["chain_ids"], r["holdings_count"],
-                   r["total_value_usd"], r["error_code"]] for r in rows])
+    output.table(["enqueued_at", "operation_id", "user_id", "status", "try", "chains", "holdings", "value_usd",
+                  "error"],
+                 [[r["enqueued_at"], r["id"], r["user_id"], r["status"], r["attempts"], r["chain_ids"],
+                   r["holdings_count"], r["total_value_usd"], r["error_code"]] for r in rows])
     return OK
 
 
@@ -231,8 +233,8 @@ def cmd_dead_list(args) -> int:
         output.print_json({"total": total, "dead_letters": [output.plain(r) for r in rows]})
         return OK
     output.table(["dead_at", "ref", "actor", "operation_id", "status", "error"],
-                 [[r["dead_at"], f"{r['queue']}:{r['redis_id']}", r["actor_name"], r["operation_id"], r["operation_status"],
-                   r["error_code"] or (r["error_message"] or "")[:60]] for r in rows])
+                 [[r["dead_at"], f"{r['queue']}:{r['redis_id']}", r["actor_name"], r["operation_id"],
+                   r["operation_status"], r["error_code"] or (r["error_message"] or "")[:60]] for r in rows])
     output.note(f"{len(rows)} shown of {total} matching")
     return OK
 
