@@ -1,5 +1,5 @@
-"""gunicorn's settings for the dashboard (the Procfile's ``web``); gunicorn reads this file from
-the working directory by itself.
+"""gunicorn's settings for the web process (the Procfile's ``web``: ``web:application``, the
+dashboard and the HTTP intake); gunicorn reads this file from the working directory by itself.
 
 Before it binds anything, gunicorn checks every address it was told to listen on: one that is not
 loopback needs the dashboard's login (DASHBOARD_USERNAME / DASHBOARD_PASSWORD) or

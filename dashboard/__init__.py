@@ -2,6 +2,6 @@
 
 ``dashboard.app`` builds the app (``server`` is the WSGI entry point); ``dashboard.figures``
 holds the charts as pure functions of DataFrames; the reads are in ``storage.analytics``
-(SQL in ``storage/dashboard.sql``) and, for Redis, ``actors.inspection`` and
-``actors.deadletters``.
+(SQL in ``storage/dashboard.sql``) and, for Redis, ``actors.redis_backed.inspection`` and
+``actors.services.deadletters``.
 """

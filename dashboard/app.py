@@ -1,7 +1,5 @@
-"""The dashboard: a multi-page Dash app on a Flask server (``dashboard.app:server`` for gunicorn).
-
-    gunicorn dashboard.app:server --bind 127.0.0.1:8050      # the Procfile's `web`
-    python -m dashboard.app                                  # Flask's development server, same address
+"""The dashboard: a multi-page Dash app on a Flask server (``server``), which ``web`` composes with
+the HTTP intake into the web process's WSGI app.
 
 Importing this module checks the access rules first (:mod:`dashboard.access`): it raises
 :class:`settings.ConfigError` rather than serve an unprotected dashboard on a public address.
@@ -15,28 +13,28 @@ import dash
 import flask
 from dash import ALL, Input, Output, dcc, html
 
-import actors  # noqa: F401  (the broker the queue and dead-letter pages read, and the log redaction)
 import settings
+from actors import logs
 
-from . import access, timerange
+from . import access, pages, timerange  # noqa: F401  (pages: the package Dash loads its modules into, below)
 
 cfg = settings.get()
+logs.install(cfg)  # the log redaction of secrets, as in every process
 access.check_exposure(cfg.dashboard_host, cfg)
 
 server = flask.Flask(__name__)
 access.install(server, cfg)
 
+# Dash loads the pages itself, from dashboard/pages (its default pages_folder), as dashboard.pages.*:
+# named after the package, not this module, so that the pages' module names are their import names.
 app = dash.Dash(
-    __name__,
+    "dashboard",
     server=server,
     use_pages=True,
-    pages_folder="",  # the pages are imported below as the modules they are (dashboard.pages.*)
     title="portfolio-sync",
     update_title=None,
     suppress_callback_exceptions=True,  # each page's components exist only while it is shown
 )
-
-from .pages import deadletters, operations, overview, queues, users  # noqa: E402,F401  (registers them)
 
 _NAV = [page for page in dash.page_registry.values() if not page.get("hidden")]
 #: The auto-refresh period of every page (DASHBOARD_REFRESH_S); read by each page load.
@@ -78,11 +76,3 @@ def highlight_nav(pathname: str | None):
 def window_note(range_key: str | None, _n: int | None) -> str:
     window = timerange.window(range_key)
     return f"{window.start:%Y-%m-%d %H:%M} → {window.end:%H:%M} UTC · refreshed {window.end:%H:%M:%S}"
-
-
-from . import api as _api  # noqa: E402
-_api.mount(server)  # /api/v1, /healthz, /readyz, /metrics: dashboard.api (bearer token or none, not the login above)
-
-
-if __name__ == "__main__":
-    app.run(host=cfg.dashboard_host, port=cfg.port, debug=False)

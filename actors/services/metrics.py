@@ -16,7 +16,7 @@ metrics server removes the directories of commands that are no longer running wh
 (Dramatiq's middleware alone would share one directory, ``dramatiq_prom_db``, across every run
 on the machine, and never empty it.)
 
-**The web process** serves its own metrics on ``/metrics`` (see ``dashboard.api``): under
+**The web process** serves its own metrics on ``/metrics`` (see ``api.app``): under
 gunicorn its workers share ``METRICS_DIR/web-<pid of the gunicorn master>``; a single-process
 server keeps them in memory.
 

@@ -1,6 +1,6 @@
 """Dead letters: list with filters, then re-drive one, a selection, or all matching (dry run first).
 
-What re-driving does to each kind of message is in :mod:`actors.deadletters`; in short, a sync
+What re-driving does to each kind of message is in :mod:`actors.services.deadletters`; in short, a sync
 whose operation failed is requested again as a new operation (``trigger="redrive"``).
 """
 
@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 
 import dash
-import dramatiq
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from actors import deadletters, inspection
+from actors.redis_backed import inspection
+from actors.services import context, deadletters
 
 from .. import figures, timerange
 from ..components import field, guarded, notice, page_count, panel, server_table
 
+dash.register_page(__name__, path="/dead-letters", name="Dead letters", title="Dead letters · portfolio-sync", order=4)
 
 COLUMNS = [("dead_at", "Dead since (UTC)"), ("queue", "Queue"), ("actor_name", "Actor"), ("user_id", "User"),
            ("wallet_address", "Wallet"), ("operation_status", "Operation status"), ("error_code", "Error"),
@@ -73,10 +74,17 @@ def _list_unavailable(reason: str):
     return [], 1, f"unavailable: {reason}", no_update
 
 
+@callback(
+    Output("dl-table", "data"), Output("dl-table", "page_count"), Output("dl-count", "children"),
+    Output("dl-queue", "options"),
+    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("dl-version", "data"),
+    *[Input(name, "value") for name in _FILTERS],
+    Input("dl-table", "page_current"), Input("dl-table", "page_size"),
+)
 @guarded(_list_unavailable)
 def update_list(range_key: str | None, _n: int | None, _version: int | None, queues, actor, user_id, error_code,
                 text, page_current: int | None, page_size: int | None):
-    broker = dramatiq.get_broker()
+    broker = context.broker()
     flt = current_filter(range_key, queues, actor, user_id, error_code, text)
     size = int(page_size or PAGE_SIZE)
     page = max(0, int(page_current or 0))
@@ -93,6 +101,12 @@ def update_list(range_key: str | None, _n: int | None, _version: int | None, que
         })
     options = [{"label": q, "value": q} for q in inspection.queue_names(broker)]
     return rows, page_count(total, size), f"{total:,} dead letters", options
+
+
+@callback(Output("dl-table", "page_current"), *[Input(name, "value") for name in _FILTERS], prevent_initial_call=True)
+def back_to_first_page(*_filters) -> int:
+    """A filter changed: show the first page of what it finds."""
+    return 0
 
 
 def _refs(row_ids) -> list[tuple[str, str]]:
@@ -118,6 +132,14 @@ def describe(report: deadletters.RedriveReport) -> html.Div:
                      html.Ul(items[:50])], className=f"notice notice-{kind}", id="dl-report")
 
 
+@callback(
+    Output("dl-result", "children"), Output("dl-dry-run-result", "data"), Output("dl-redrive-all", "disabled"),
+    Output("dl-version", "data"), Output("dl-table", "selected_row_ids"),
+    Input("dl-redrive-selected", "n_clicks"), Input("dl-dry-run", "n_clicks"), Input("dl-redrive-all", "n_clicks"),
+    Input("time-range", "value"), *[Input(name, "value") for name in _FILTERS],
+    State("dl-table", "selected_row_ids"), State("dl-dry-run-result", "data"), State("dl-version", "data"),
+    prevent_initial_call=True,
+)
 @guarded(lambda reason: (notice(f"Unavailable: {reason}", "error"), no_update, no_update, no_update, no_update))
 def act(_selected_clicks, _dry_clicks, _all_clicks, range_key, queues, actor, user_id, error_code, text,
         selected_row_ids, dry_run: dict | None, version: int | None):
@@ -159,25 +181,3 @@ def act(_selected_clicks, _dry_clicks, _all_clicks, range_key, queues, actor, us
 def _snapshot(flt: deadletters.DeadLetterFilter) -> dict:
     return {"queues": sorted(flt.queues), "actor": flt.actor, "user_id": flt.user_id, "error_code": flt.error_code,
             "text": flt.text, "since": flt.since.isoformat(), "until": flt.until.isoformat()}
-
-
-callback(
-    Output("dl-table", "data"), Output("dl-table", "page_count"), Output("dl-count", "children"),
-    Output("dl-queue", "options"),
-    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("dl-version", "data"),
-    *[Input(name, "value") for name in _FILTERS],
-    Input("dl-table", "page_current"), Input("dl-table", "page_size"),
-)(update_list)
-callback(
-    Output("dl-result", "children"), Output("dl-dry-run-result", "data"), Output("dl-redrive-all", "disabled"),
-    Output("dl-version", "data"), Output("dl-table", "selected_row_ids"),
-    Input("dl-redrive-selected", "n_clicks"), Input("dl-dry-run", "n_clicks"), Input("dl-redrive-all", "n_clicks"),
-    Input("time-range", "value"), *[Input(name, "value") for name in _FILTERS],
-    State("dl-table", "selected_row_ids"), State("dl-dry-run-result", "data"), State("dl-version", "data"),
-    prevent_initial_call=True,
-)(act)
-callback(Output("dl-table", "page_current"), *[Input(name, "value") for name in _FILTERS],
-         prevent_initial_call=True)(lambda *_filters: 0)
-
-dash.register_page(__name__, path="/dead-letters", name="Dead letters", title="Dead letters · portfolio-sync",
-                   order=4, layout=layout)

@@ -12,6 +12,7 @@ from storage import analytics
 from .. import figures, timerange
 from ..components import field, guarded, notice, page_count, panel, selected_row_id, server_table, table
 
+dash.register_page(__name__, path="/operations", name="Operations", title="Operations · portfolio-sync", order=2)
 
 COLUMNS = [("enqueued_at", "Requested (UTC)"), ("status", "Status"), ("user_id", "User"),
            ("wallet_address", "Wallet"), ("chains", "Chains"), ("priority", "Priority"), ("trigger", "Trigger"),
@@ -54,6 +55,12 @@ def _search_unavailable(reason: str):
     return [], 1, f"unavailable: {reason}"
 
 
+@callback(
+    Output("ops-table", "data"), Output("ops-table", "page_count"), Output("ops-count", "children"),
+    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("ops-operation-id", "value"),
+    Input("ops-user", "value"), Input("ops-wallet", "value"), Input("ops-status", "value"),
+    Input("ops-error", "value"), Input("ops-table", "page_current"), Input("ops-table", "page_size"),
+)
 @guarded(_search_unavailable)
 def search(range_key: str | None, _n: int | None, operation_id: str | None, user_id: str | None,
            wallet: str | None, statuses: list | None, error_text: str | None, page_current: int | None,
@@ -80,7 +87,20 @@ def search(range_key: str | None, _n: int | None, operation_id: str | None, user
     return rows, page_count(total, size), f"{total:,} operations"
 
 
+@callback(Output("ops-table", "page_current"), Input("ops-operation-id", "value"), Input("ops-user", "value"),
+          Input("ops-wallet", "value"), Input("ops-status", "value"), Input("ops-error", "value"),
+          prevent_initial_call=True)
+def back_to_first_page(*_filters) -> int:
+    """A filter changed: show the first page of what it finds."""
+    return 0
 
+
+@callback(Output("ops-selected", "data"), Input("ops-table", "active_cell"), prevent_initial_call=True)
+def select_operation(active_cell: dict | None):
+    return selected_row_id(active_cell)
+
+
+@callback(Output("ops-record", "children"), Input("ops-selected", "data"))
 @guarded(lambda reason: notice(f"Unavailable: {reason}", "error"))
 def show_record(operation_id: str | None):
     if not operation_id:
@@ -133,18 +153,3 @@ def _int(text) -> int:
         return int(text)
     except (TypeError, ValueError):
         return 0
-
-
-callback(
-    Output("ops-table", "data"), Output("ops-table", "page_count"), Output("ops-count", "children"),
-    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("ops-operation-id", "value"),
-    Input("ops-user", "value"), Input("ops-wallet", "value"), Input("ops-status", "value"),
-    Input("ops-error", "value"), Input("ops-table", "page_current"), Input("ops-table", "page_size"),
-)(search)
-callback(Output("ops-table", "page_current"), Input("ops-operation-id", "value"), Input("ops-user", "value"),
-         Input("ops-wallet", "value"), Input("ops-status", "value"), Input("ops-error", "value"),
-         prevent_initial_call=True)(lambda *_filters: 0)
-callback(Output("ops-selected", "data"), Input("ops-table", "active_cell"), prevent_initial_call=True)(selected_row_id)
-callback(Output("ops-record", "children"), Input("ops-selected", "data"))(show_record)
-
-dash.register_page(__name__, path="/operations", name="Operations", title="Operations · portfolio-sync", order=2, layout=layout)

@@ -10,6 +10,7 @@ from storage import analytics
 from .. import figures, timerange
 from ..components import graph, guarded, kpi, kpi_row, panel
 
+dash.register_page(__name__, path="/", name="Overview", title="Overview · portfolio-sync", order=0)
 
 KPIS = ("syncs", "success_rate", "duration_p50", "duration_p95", "queue_wait_p95", "failures", "active")
 _WINDOW = (Input("time-range", "value"), Input("refresh", "n_intervals"))
@@ -38,12 +39,14 @@ def _unavailable_kpis(reason: str):
     return tuple("n/a" for _ in KPIS)
 
 
+@callback(*[Output(f"kpi-{name}", "children") for name in KPIS], *_WINDOW)
 @guarded(_unavailable_kpis)
 def update_kpis(range_key: str | None, _n: int | None = None):
     values = figures.overview_kpis(analytics.kpis(timerange.window(range_key)))
     return tuple(values[name] for name in KPIS)
 
 
+@callback(Output("kpi-wallets", "children"), *_WINDOW)
 @guarded(lambda reason: "n/a")
 def update_wallets(range_key: str | None, _n: int | None = None) -> str:
     return figures.fmt_int(analytics.wallets_synced(timerange.window(range_key)).iloc[0]["wallets_synced"])
@@ -53,43 +56,38 @@ def _unavailable_figure(reason: str):
     return figures.empty_figure(f"Unavailable: {reason}")
 
 
+@callback(Output("overview-throughput", "figure"), *_WINDOW)
 @guarded(_unavailable_figure)
 def update_throughput(range_key: str | None, _n: int | None = None):
     return figures.throughput_figure(analytics.throughput(timerange.window(range_key)))
 
 
+@callback(Output("overview-durations", "figure"), *_WINDOW)
 @guarded(_unavailable_figure)
 def update_durations(range_key: str | None, _n: int | None = None):
     return figures.duration_figure(analytics.duration_histogram(timerange.window(range_key)))
 
 
+@callback(Output("overview-failures", "figure"), *_WINDOW)
 @guarded(_unavailable_figure)
 def update_failures(range_key: str | None, _n: int | None = None):
     return figures.failures_figure(analytics.failures_by_error(timerange.window(range_key)))
 
 
+@callback(Output("overview-triggers", "figure"), *_WINDOW)
 @guarded(_unavailable_figure)
 def update_triggers(range_key: str | None, _n: int | None = None):
     return figures.trigger_priority_figure(analytics.by_trigger_priority(timerange.window(range_key)))
 
 
+@callback(Output("overview-chains", "figure"), *_WINDOW)
 @guarded(_unavailable_figure)
 def update_chains(range_key: str | None, _n: int | None = None):
     frame = analytics.chains(timerange.window(range_key))
     return figures.chains_figure(frame, sample_fraction=frame.attrs.get("sample_fraction", 1.0))
 
 
-callback(*[Output(f"kpi-{name}", "children") for name in KPIS], *_WINDOW)(update_kpis)
-callback(Output("kpi-wallets", "children"), *_WINDOW)(update_wallets)
-callback(Output("overview-throughput", "figure"), *_WINDOW)(update_throughput)
-callback(Output("overview-durations", "figure"), *_WINDOW)(update_durations)
-callback(Output("overview-failures", "figure"), *_WINDOW)(update_failures)
-callback(Output("overview-triggers", "figure"), *_WINDOW)(update_triggers)
-callback(Output("overview-chains", "figure"), *_WINDOW)(update_chains)
-
 #: name -> callback body, for the benchmark and the tests (each takes the range key).
 CALLBACKS = {"kpis": update_kpis, "wallets": update_wallets, "throughput": update_throughput,
              "durations": update_durations, "failures": update_failures, "triggers": update_triggers,
              "chains": update_chains}
-
-dash.register_page(__name__, path="/", name="Overview", title="Overview · portfolio-sync", order=0, layout=layout)

@@ -6,12 +6,14 @@ import dash
 import pandas as pd
 from dash import Input, Output, callback, html
 
-from actors import inspection
+from actors.redis_backed import inspection
+from actors.services import context
 from storage import analytics
 
 from .. import figures
 from ..components import graph, guarded, kpi, kpi_row, notice, panel, table
 
+dash.register_page(__name__, path="/queues", name="Queues", title="Queues · portfolio-sync", order=3)
 
 QUEUE_COLUMNS = [("queue", "Queue"), ("waiting", "Waiting"), ("in_flight", "In flight"), ("delayed", "Delayed"),
                  ("dead", "Dead letters"), ("oldest", "Oldest waiting"), ("last_dead", "Last dead letter (UTC)")]
@@ -56,9 +58,11 @@ def _queues_unavailable(reason: str):
     return (*("n/a" for _ in QUEUE_KPIS), [], figures.empty_figure(f"Unavailable: {reason}"), [])
 
 
+@callback(*[Output(f"q-kpi-{name}", "children") for name in QUEUE_KPIS], Output("queues-table", "data"),
+          Output("queues-figure", "figure"), Output("workers-table", "data"), Input("refresh", "n_intervals"))
 @guarded(_queues_unavailable)
 def update_queues(_n: int | None = None):
-    broker = dash_broker()
+    broker = context.broker()
     states = inspection.queue_states(broker)
     processes = inspection.broker_processes(broker, [s.queue for s in states])
     quarantined = inspection.quarantined(broker)
@@ -77,12 +81,7 @@ def update_queues(_n: int | None = None):
     return (*kpis, rows, figures.queues_figure(frame), workers)
 
 
-def dash_broker():
-    import dramatiq
-
-    return dramatiq.get_broker()
-
-
+@callback(Output("active-summary", "children"), Output("inflight-table", "data"), Input("refresh", "n_intervals"))
 @guarded(lambda reason: (notice(f"Unavailable: {reason}", "error"), []))
 def update_active(_n: int | None = None):
     active = analytics.active_operations()
@@ -99,6 +98,8 @@ def update_active(_n: int | None = None):
     return summary, rows
 
 
+@callback(Output("scheduler-note", "children"), Output("scheduler-figure", "figure"), Output("ticks-table", "data"),
+          Input("refresh", "n_intervals"))
 @guarded(lambda reason: (notice(f"Unavailable: {reason}", "error"), figures.empty_figure("Unavailable"), []))
 def update_scheduler(_n: int | None = None):
     ticks = analytics.scheduler_ticks(limit=30)
@@ -120,14 +121,3 @@ def update_scheduler(_n: int | None = None):
     note = notice(f"Last tick {figures.fmt_time(latest['tick_at'])} ({latest['schedule']}): requested "
                   f"{figures.fmt_int(latest['requested_count'])}, held back {figures.fmt_int(latest['held_back_count'])}.")
     return note, figures.scheduler_figure(ticks), rows
-
-
-callback(*[Output(f"q-kpi-{name}", "children") for name in QUEUE_KPIS], Output("queues-table", "data"),
-         Output("queues-figure", "figure"), Output("workers-table", "data"),
-         Input("refresh", "n_intervals"))(update_queues)
-callback(Output("active-summary", "children"), Output("inflight-table", "data"),
-         Input("refresh", "n_intervals"))(update_active)
-callback(Output("scheduler-note", "children"), Output("scheduler-figure", "figure"), Output("ticks-table", "data"),
-         Input("refresh", "n_intervals"))(update_scheduler)
-
-dash.register_page(__name__, path="/queues", name="Queues", title="Queues · portfolio-sync", order=3, layout=layout)

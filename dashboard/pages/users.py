@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import dash
 from dash import Input, Output, callback, dcc, html
 
@@ -11,6 +10,7 @@ from storage import analytics
 from .. import figures, timerange
 from ..components import field, graph, guarded, notice, page_count, panel, selected_row_id, server_table, table
 
+dash.register_page(__name__, path="/users", name="Users", title="Users · portfolio-sync", order=1)
 
 COLUMNS = [("user_id", "User"), ("syncs", "Syncs"), ("success_rate", "Success"), ("failed", "Failures"),
            ("last_sync_at", "Last sync (UTC)"), ("last_status", "Last status"), ("avg_duration_ms", "Avg duration"),
@@ -65,6 +65,12 @@ def _users_unavailable(reason: str):
     return [], 1, f"unavailable: {reason}"
 
 
+@callback(
+    Output("users-table", "data"), Output("users-table", "page_count"), Output("users-count", "children"),
+    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("users-filter", "value"),
+    Input("users-min-syncs", "value"), Input("users-max-rate", "value"), Input("users-failed-only", "value"),
+    Input("users-table", "page_current"), Input("users-table", "page_size"), Input("users-table", "sort_by"),
+)
 @guarded(_users_unavailable)
 def update_users(range_key: str | None, _n: int | None, user_filter: str | None, min_syncs, max_rate,
                  failed_only, page_current: int | None, page_size: int | None, sort_by: list | None):
@@ -91,12 +97,28 @@ def update_users(range_key: str | None, _n: int | None, user_filter: str | None,
     return rows, page_count(total, size), f"{total:,} users"
 
 
+@callback(Output("users-table", "page_current"), Input("users-filter", "value"), Input("users-min-syncs", "value"),
+          Input("users-max-rate", "value"), Input("users-failed-only", "value"), prevent_initial_call=True)
+def back_to_first_page(*_filters) -> int:
+    """A filter changed: show the first page of what it finds."""
+    return 0
+
+
+@callback(Output("user-id", "value"), Input("users-table", "active_cell"), prevent_initial_call=True)
+def select_user(active_cell: dict | None):
+    return selected_row_id(active_cell)
+
 
 def _user_unavailable(reason: str):
     empty = figures.empty_figure(f"Unavailable: {reason}")
     return notice(f"Unavailable: {reason}", "error"), empty, empty, empty, [], []
 
 
+@callback(
+    Output("user-summary", "children"), Output("user-timeline", "figure"), Output("user-values", "figure"),
+    Output("user-holdings", "figure"), Output("user-holdings-table", "data"), Output("user-recent", "data"),
+    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("user-id", "value"),
+)
 @guarded(_user_unavailable)
 def update_user(range_key: str | None, _n: int | None, user_id: str | None):
     user_id = (user_id or "").strip()
@@ -137,22 +159,3 @@ def update_user(range_key: str | None, _n: int | None, user_id: str | None):
 
 def _card(label: str, value: str) -> html.Div:
     return html.Div([html.Div(label, className="kpi-label"), html.Div(value, className="kpi-value")], className="kpi")
-
-
-callback(
-    Output("users-table", "data"), Output("users-table", "page_count"), Output("users-count", "children"),
-    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("users-filter", "value"),
-    Input("users-min-syncs", "value"), Input("users-max-rate", "value"), Input("users-failed-only", "value"),
-    Input("users-table", "page_current"), Input("users-table", "page_size"), Input("users-table", "sort_by"),
-)(update_users)
-callback(Output("user-id", "value"), Input("users-table", "active_cell"), prevent_initial_call=True)(selected_row_id)
-callback(
-    Output("user-summary", "children"), Output("user-timeline", "figure"), Output("user-values", "figure"),
-    Output("user-holdings", "figure"), Output("user-holdings-table", "data"), Output("user-recent", "data"),
-    Input("time-range", "value"), Input("refresh", "n_intervals"), Input("user-id", "value"),
-)(update_user)
-callback(Output("users-table", "page_current"), Input("users-filter", "value"), Input("users-min-syncs", "value"),
-         Input("users-max-rate", "value"), Input("users-failed-only", "value"),
-         prevent_initial_call=True)(lambda *_filters: 0)
-
-dash.register_page(__name__, path="/users", name="Users", title="Users · portfolio-sync", order=1, layout=layout)

@@ -125,6 +125,18 @@ def test_status_dead_letters_and_redrive(start_worker, user_id, wallet):
     assert gone.returncode == 3 and "not in the dead-letter queue" in gone.stderr
 
 
+def test_demo_requests_the_demo_syncs_and_waits_until_they_are_final(start_worker):
+    start_worker()
+    done = cli("demo", "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    requested = [line.split()[1] for line in lines if line.startswith("requested ")]
+    final = {line.split()[1]: line.split()[0] for line in lines if line.split()[0] in ("succeeded", "failed")}
+    assert len(requested) == 3 and set(final) == set(requested), done.stdout
+    assert {actors.get_sync(op_id)["trigger"] for op_id in requested} == {"demo"}
+    assert [actors.get_sync(op_id)["status"] for op_id in requested] == [final[op_id] for op_id in requested]
+
+
 def test_tracking_commands(database, user_id, wallet):
     tracked = cli("track", user_id, wallet, "--chains", "1,10", "--json")
     assert tracked.returncode == 0, tracked.stderr

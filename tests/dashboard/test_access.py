@@ -104,7 +104,7 @@ def test_dashboard_settings_are_validated_and_the_password_is_a_secret():
 
 @pytest.mark.parametrize("command", [
     [sys.executable, "-c", "import dashboard.app"],
-    [str(Path(sys.executable).parent / "gunicorn"), "dashboard.app:server", "--bind", "0.0.0.0:0"],
+    [str(Path(sys.executable).parent / "gunicorn"), "web:application", "--bind", "0.0.0.0:0"],
 ])
 def test_it_refuses_to_start_exposed_without_a_login(command, database):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database, "DASHBOARD_HOST": "0.0.0.0",

@@ -23,8 +23,10 @@ from werkzeug.serving import make_server
 import actors
 import actors.worker
 import settings
+import web
 from actors.redis_backed.inspection import queue_states
-from dashboard import access, api
+from api import app as api
+from dashboard import access
 
 pytestmark = pytest.mark.integration
 
@@ -270,13 +272,12 @@ def test_metrics_of_the_web_process_need_a_token_and_name_no_user(http, user_id,
 # ------------------------------------------------------------- beside the dashboard --
 
 def test_mounted_beside_a_dashboard_with_a_login_the_api_uses_tokens_and_health_no_auth(database, redis_client):
-    """What ``dashboard/app.py`` does: the dashboard's login guards its pages, not the API or health."""
+    """What ``web.py`` does: the dashboard's login guards its pages, not the API or health."""
     login = settings.load({**os.environ, "DASHBOARD_USERNAME": "analyst", "DASHBOARD_PASSWORD": "correct horse battery"})
     dashboard_server = flask.Flask("dashboard-under-test")
     dashboard_server.get("/")(lambda: "the dashboard")
     access.install(dashboard_server, login)
-    api.mount(dashboard_server, api_settings())
-    served = Served(dashboard_server)
+    served = Served(web.compose(dashboard_server, api_settings()))
     try:
         assert served.client.get("/").status_code == 401
         basic = {"Authorization": "Basic " + base64.b64encode(b"analyst:correct horse battery").decode()}
@@ -293,9 +294,17 @@ def test_mounted_beside_a_dashboard_with_a_login_the_api_uses_tokens_and_health_
         served.close()
 
 
-def test_the_dashboard_app_mounts_the_api():
-    source = (Path(api.__file__).parent / "app.py").read_text()
-    assert "_api.mount(server)" in source
+def test_the_web_process_serves_the_dashboard_and_the_api_together(database, redis_client):
+    """``web:application`` (the Procfile's ``web``): the API's paths go to the API, the others to the dashboard."""
+    served = Served(web.application)
+    try:
+        assert served.client.get("/healthz").json() == {"status": "ok"}
+        assert served.client.get("/api/v1/nothing-here").json()["error"] == "not_found"
+        assert served.client.get("/api/v1/openapi.json").json()["info"]["title"] == "portfolio-sync intake"
+        page = served.client.get("/users")
+        assert page.status_code == 200 and "<title>portfolio-sync</title>" in page.text
+    finally:
+        served.close()
 
 
 # ----------------------------------------------------------------------- schemathesis --

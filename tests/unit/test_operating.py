@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import pytest
 
 import settings
-from actors.redis_backed import events
-from actors.cli import build_parser
 from actors.logs import JobContextFilter, JsonFormatter, RedactingFilter
 from actors.middleware.job_log_context import JobLogContext
-from dashboard import openapi
+from actors.redis_backed import events
+from api import openapi
+from cli.arguments import build_parser
 
 FINISHED = dt.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 document of the HTTP intake (``dashboard.api``), served at ``/api/v1/openapi.json``.
+"""The OpenAPI 3.0 document of the HTTP intake (``api.app``), served at ``/api/v1/openapi.json``.
 
 Written by hand, next to the code it describes; ``tests/integration/test_http_api.py`` runs
 schemathesis against it, so the two cannot drift apart unnoticed.

@@ -6,17 +6,20 @@ path                                auth                   what
 ``POST /api/v1/syncs``              bearer (API_TOKENS)    ``request_sync`` for other services
 ``GET /api/v1/syncs/<id>``          bearer                 ``get_sync``
 ``GET /api/v1/wallets/<a>/syncs``   bearer                 a wallet's latest operations
-``GET /api/v1/openapi.json``        none                   the OpenAPI document (``dashboard.openapi``)
+``GET /api/v1/openapi.json``        none                   the OpenAPI document (``api.openapi``)
 ``GET /healthz``                    none                   the process is alive (no I/O)
 ``GET /readyz``                     none                   Redis and PostgreSQL answer, schema applied
 ``GET /metrics``                    bearer                 the web process's Prometheus metrics
 ==================================  =====================  ===========================================
 
-They are a Flask app of their own (:func:`create_app`), which :func:`mount` puts in front of the
-dashboard's server: requests to these paths go to it, every other one to the dashboard.  So the
-dashboard's login and its same-origin rule for POSTs do not apply here (a bearer token is not sent
-by a browser on its own), and the API's JSON errors, body limit and rate limit do not apply to
-the dashboard.  Blueprints: ``api`` (``/api/v1``) and ``health``.
+:func:`mounts` gives them as Flask apps by mount point, for werkzeug's ``DispatcherMiddleware``
+(``web`` puts them in front of the dashboard; :func:`create_app` serves them alone).  They are
+apps of their own, not blueprints of the dashboard's server, so that the dashboard's login and
+its same-origin rule for POSTs do not apply here (a bearer token is not sent by a browser on its
+own), and the API's JSON errors, body limit and rate limit do not apply to the dashboard.
+``DispatcherMiddleware`` strips the mount point from the path: the intake's routes are relative
+to ``/api``, and each health endpoint is an app of one route at its mount point.  The apps of one
+process share one :class:`_State` (token digests, rate limiter, readiness probe).
 """
 
 from __future__ import annotations
@@ -35,19 +38,18 @@ import flask
 import psycopg
 import redis
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import actors
 import settings as settings_module
-from actors import metrics, observe
+from actors.services import metrics, observe
 from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
 from storage import operating
 
 from . import openapi
 
-logger = logging.getLogger("dashboard.api")
+logger = logging.getLogger("api")
 
-#: Paths (besides everything under /api/) that :func:`mount` sends to the API app.
-HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
 REALM = "portfolio-sync"
 _REQUEST_FIELDS = {"user_id", "wallet_address", "chain_ids", "priority", "force"}
 _HIDDEN_FIELDS = ("worker_id", "message_id", "requeues")  # internal; not part of the API's Operation
@@ -55,49 +57,71 @@ _ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 4
                 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
                 503: "unavailable"}
 
-api = flask.Blueprint("api", __name__, url_prefix="/api/v1")
-health = flask.Blueprint("health", __name__)
+#: The intake, mounted at ``/api`` (its endpoints keep the name ``api.*`` that the request metrics carry).
+api = flask.Blueprint("api", __name__, url_prefix="/v1")
 
 
 # -------------------------------------------------------------------------------- the app --
 
-def create_app(cfg: settings_module.Settings | None = None) -> flask.Flask:
-    """The API app, configured from ``cfg`` (default: the process's settings)."""
+def mounts(cfg: settings_module.Settings | None = None) -> dict[str, flask.Flask]:
+    """The apps by mount point, configured from ``cfg`` (default: the process's settings)."""
+    return _mounts(_start(cfg))
+
+
+def create_app(cfg: settings_module.Settings | None = None) -> DispatcherMiddleware:
+    """The endpoints alone, each on its path; any other path is the API's JSON 404."""
+    state = _start(cfg)
+    return DispatcherMiddleware(_app(state), _mounts(state))
+
+
+def _start(cfg: settings_module.Settings | None) -> _State:
     cfg = cfg or settings_module.get()
     if cfg.metrics_enabled:
         directory = metrics.web_directory(cfg)
         if directory is not None:
             metrics.remove_ended_runs(cfg, keep=directory)
         metrics.enable(cfg, directory)
+    return _State(cfg)
+
+
+def _mounts(state: _State) -> dict[str, flask.Flask]:
+    return {"/api": _app(state, api), "/healthz": _app(state, _health(healthz)),
+            "/readyz": _app(state, _health(readyz)), "/metrics": _app(state, _health(metrics_endpoint))}
+
+
+def _app(state: _State, blueprint: flask.Blueprint | None = None) -> flask.Flask:
     app = flask.Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = cfg.api_max_body_bytes
-    app.extensions["portfolio_sync"] = _State(cfg)
-    app.register_blueprint(api)
-    app.register_blueprint(health)
+    app.config["MAX_CONTENT_LENGTH"] = state.cfg.api_max_body_bytes
+    app.extensions["portfolio_sync"] = state
+    if blueprint is not None:
+        app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_start_timer)
     app.after_request(_finish)
+    app.wsgi_app = _at_mount_point(app.wsgi_app)
     return app
 
 
-def mount(server: flask.Flask, cfg: settings_module.Settings | None = None) -> flask.Flask:
-    """Serve :func:`create_app` in front of ``server`` (the dashboard) for the API and health paths."""
-    app = create_app(cfg)
-    server.wsgi_app = _Dispatcher(app, server.wsgi_app)
+def _health(view: Callable) -> flask.Blueprint:
+    """A blueprint of ``view`` alone, at the root of its app (the mount point, see :func:`_at_mount_point`)."""
+    blueprint = flask.Blueprint("health", __name__)
+    blueprint.add_url_rule("/", view.__name__, view, methods=["GET"])
+    return blueprint
+
+
+def _at_mount_point(wsgi_app: Callable) -> Callable:
+    """``wsgi_app`` answering a request for its mount point itself (``/healthz``) at ``/``.
+
+    ``DispatcherMiddleware`` passes such a request with an empty path, which werkzeug's router
+    matches to ``/`` only when the method is allowed: a POST would be a 404 instead of a 405.
+    """
+
+    def app(environ, start_response):
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return wsgi_app(environ, start_response)
+
     return app
-
-
-class _Dispatcher:
-    def __init__(self, api_app: Callable, fallback: Callable):
-        self.api_app = api_app
-        self.fallback = fallback
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO") or ""
-        if path.startswith("/api/") or path in HEALTH_PATHS:
-            return self.api_app(environ, start_response)
-        return self.fallback(environ, start_response)
 
 
 class _State:
@@ -341,19 +365,16 @@ def wallet_syncs(wallet_address: str):
 
 # ------------------------------------------------------------------------------- health --
 
-@health.get("/healthz")
 def healthz():
     """Alive: answers without touching Redis or PostgreSQL."""
     return _json({"status": "ok"})
 
 
-@health.get("/readyz")
 def readyz():
     ready, checks = _state().readiness.check()
     return _json({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
 
-@health.get("/metrics")
 def metrics_endpoint():
     denied = _require_token()
     if denied is not None:

@@ -1,18 +1,17 @@
-"""Request a few demo syncs and, with ``--wait``, print how they ended.
+"""``portfolio-sync demo [--wait]``: request a few demo syncs and, with ``--wait``, print how they ended.
 
-Usage: ``python -m actors.demo [--wait] [--timeout SECONDS]``
-
-``./dev up`` runs it once the worker is up. The demo wallets are forced past
-the cooldown so each run really syncs them.
+``./dev up`` runs ``python -m cli demo --wait`` once the worker is up.  The demo wallets are
+forced past the cooldown so each run really syncs them.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import actors
+
+from .exits import FAILED, OK
 
 DEMO_WALLETS = [
     ("demo-alice", "0x1111111111111111111111111111111111111111", None, "high"),
@@ -21,12 +20,7 @@ DEMO_WALLETS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actors.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--wait", action="store_true", help="wait until every demo sync is final and print it")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
-    args = parser.parse_args(argv)
-
+def cmd_demo(args) -> int:
     ids = actors.request_syncs([
         {"user_id": user, "wallet_address": wallet, "chain_ids": chains, "priority": priority,
          "force": True, "trigger": "demo"}
@@ -35,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for (user, wallet, _chains, priority), op_id in zip(DEMO_WALLETS, ids):
         print(f"requested {op_id}  {user:<11} {wallet}  priority={priority}")
     if not args.wait:
-        return 0
+        return OK
 
     deadline = time.monotonic() + args.timeout
     pending = set(ids)
@@ -52,9 +46,5 @@ def main(argv: list[str] | None = None) -> int:
     if pending:
         print(f"still not final after {args.timeout:.0f} s: {', '.join(sorted(pending))} "
               "(is a worker running? see its log)", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return FAILED
+    return OK

@@ -1,0 +1,27 @@
+"""The web process (the Procfile's ``web``): the dashboard and the HTTP intake as one WSGI app.
+
+    gunicorn web:application --bind 127.0.0.1:8050     # the Procfile's `web`
+    python -m web                                      # werkzeug's development server, same address
+
+werkzeug's ``DispatcherMiddleware`` sends ``/api/...``, ``/healthz``, ``/readyz`` and ``/metrics``
+to the intake's apps (``api.app.mounts``) and every other path to the dashboard's Flask server.
+Two apps side by side rather than blueprints of one: each keeps its own access rules, error pages,
+body limit and request hooks, and the dashboard's catch-all page route cannot answer an API path.
+"""
+
+from __future__ import annotations
+
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+import settings
+from api import app as api_app
+from dashboard import app as dashboard_app
+
+
+def compose(dashboard, cfg: settings.Settings | None = None) -> DispatcherMiddleware:
+    """``dashboard`` (a WSGI app) with the intake's endpoints in front of it."""
+    return DispatcherMiddleware(dashboard, api_app.mounts(cfg))
+
+
+application = compose(dashboard_app.server)
+

@@ -1,0 +1,10 @@
+"""``python -m web``: werkzeug's development server on the web process's address."""
+
+from werkzeug.serving import run_simple
+
+import settings
+
+from . import application
+
+cfg = settings.get()
+run_simple(cfg.dashboard_host, cfg.port, application, threaded=True)
