@@ -66,6 +66,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SIMULATED_TOKENS_PER_CHAIN": ("12", "Simulated provider: at most this many tokens held per chain."),
     "RPC_URLS": ("", "`rpc` provider: JSON-RPC endpoint per chain, `chain_id=url` pairs separated by commas."),
     "RPC_TOKENS": ("", "`rpc` provider: ERC-20 contracts to read per chain, `chain_id=0xaddr 0xaddr` pairs separated by commas."),
+    "TOKEN_LIST_URLS": ("", "Token lists (Uniswap token-list format) read besides the shipped one, space separated `https://`, `http://` or `file://` URLs, e.g. `https://tokens.uniswap.org`; a list that does not validate at start stops the process."),
+    "TOKEN_LIST_TTL_S": ("3600", "How long a fetched token list is used (and cached in Redis) before it is fetched again; a failed refresh keeps the last good copy."),
+    "DISCOVERY_START_BLOCKS": ("", "`rpc` provider: first block of a wallet's first Transfer-log scan, `chain_id=block` pairs separated by commas (absent: 0, the whole history)."),
+    "DISCOVERY_MAX_BLOCK_RANGE": ("0", "`rpc` provider: most blocks per eth_getLogs request of token discovery (0: no limit; a node's range or result cap splits the range anyway)."),
+    "DISCOVERY_REORG_BLOCKS": ("64", "`rpc` provider: blocks at the end of the previous scan that a later scan reads again, in case the chain reorganised them."),
     "ALCHEMY_API_KEY": ("", "`alchemy` provider: API key (secret)."),
     "ALCHEMY_URLS": ("", "`alchemy` provider: base URL per chain, `chain_id=url` pairs; the key is appended as a path segment."),
     "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
@@ -175,6 +180,12 @@ class Settings:
     metrics_port: int = 9191
     metrics_dir: str = ""
     events_maxlen: int = 100000
+    # Token lists and discovery (chaindata.tokens).
+    token_list_urls: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    token_list_ttl_s: int = 3600
+    discovery_start_blocks: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    discovery_max_block_range: int = 0
+    discovery_reorg_blocks: int = 64
 
     @property
     def redis_url_display(self) -> str:
@@ -192,7 +203,7 @@ class Settings:
             found.update(_url_passwords(url))
         # A provider's URL often carries its key in the path (/v3/<key>) or the query (?apikey=...):
         # every long path segment and query value of those URLs counts as secret.
-        for url in (self.price_api_url, *self.rpc_urls.values(), *self.alchemy_urls.values()):
+        for url in (self.price_api_url, *self.rpc_urls.values(), *self.alchemy_urls.values(), *self.token_list_urls):
             parts = urlsplit(url)
             found.update(_url_passwords(url))
             found.update(seg for seg in parts.path.split("/") if len(seg) >= _KEY_LIKE)
@@ -321,6 +332,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 raise ConfigError(f"RPC_TOKENS: {token!r} (chain {cid}) is not a 0x-prefixed 20-byte address")
         rpc_tokens[cid] = tokens
     alchemy_urls = pairs("ALCHEMY_URLS")
+    token_list_urls = tuple(raw("TOKEN_LIST_URLS").split())
+    for position, list_url in enumerate(token_list_urls, start=1):
+        if urlsplit(list_url).scheme not in ("https", "http", "file"):
+            raise ConfigError(f"TOKEN_LIST_URLS: URL {position} must start with https://, http:// or file://, "
+                              f"got {redact_url(list_url)!r}")
+    discovery_start_blocks: dict[int, int] = {}
+    for cid, value in pairs("DISCOVERY_START_BLOCKS").items():
+        if not value.isdigit():
+            raise ConfigError(f"DISCOVERY_START_BLOCKS: the block of chain {cid} must be a whole number, got {value!r}")
+        discovery_start_blocks[cid] = int(value)
 
     if provider == "rpc":
         missing = [c for c in chains if c not in rpc_urls]
@@ -462,6 +483,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_port=integer("METRICS_PORT", 1, 65535),
         metrics_dir=metrics_dir,
         events_maxlen=integer("EVENTS_MAXLEN", 0, 100_000_000),
+        token_list_urls=token_list_urls,
+        token_list_ttl_s=integer("TOKEN_LIST_TTL_S", 60, 86400 * 30),
+        discovery_start_blocks=discovery_start_blocks,
+        discovery_max_block_range=integer("DISCOVERY_MAX_BLOCK_RANGE", 0, 10**9),
+        discovery_reorg_blocks=integer("DISCOVERY_REORG_BLOCKS", 0, 10_000),
     )
 
 
