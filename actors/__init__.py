@@ -33,6 +33,7 @@ dramatiq.set_broker(broker)
 
 from storage import operations as _operations  # noqa: E402
 
+from . import context as _context  # noqa: E402
 from . import lifecycle as _lifecycle  # noqa: E402  (needs the broker above)
 from . import observe as _observe  # noqa: E402
 from .errors import SyncAttemptFailed, SyncUnavailable  # noqa: E402
@@ -47,6 +48,7 @@ SYNC_ACTORS = {
 }
 sync_portfolio = SYNC_ACTORS["normal"]
 _operations.observe_batches(_observe.audit_batch)  # the group commit's batch sizes, as a metric
+_context.token_lists()  # a list of TOKEN_LIST_URLS that is no valid token list stops the process here
 
 from . import scheduler as _scheduler  # noqa: E402
 from .tracking import pause_wallet, resume_wallet, track_wallet, untrack_wallet  # noqa: E402

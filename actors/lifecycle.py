@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import functools
 import logging
 import time
 from decimal import Decimal
@@ -27,6 +28,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
+from chaindata.read_shim import read_chain
 from storage import operations
 from storage.operations import AttemptOutcome
 
@@ -177,7 +179,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     results = dict(previous)
     for chain_id, p in portfolios.items():
         results[str(chain_id)] = {"status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd),
-                                  "unpriced": p.unpriced, "duration_ms": timings[chain_id],
+                                  "unpriced": p.unpriced, "possible_spam": p.possible_spam,
+                                  "duration_ms": timings[chain_id],
                                   "as_of": as_of.isoformat()}
     for chain_id, exc in errors.items():
         results[str(chain_id)] = {"status": "error", "error_code": exc.code,
@@ -219,9 +222,14 @@ def _chain_message(chain_id: int, message: str) -> str:
 
 def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
     started = time.monotonic()
-    balances = context.circuits().call(chain_id, context.provider().fetch_balances, chain_id, wallet)
-    prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
-    return price_chain(chain_id, balances, prices), int((time.monotonic() - started) * 1000)
+    cfg = context.cfg()
+    candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
+    read = context.circuits().call(chain_id, functools.partial(read_chain, rpc_urls=cfg.rpc_urls,
+                                                               timeout_s=cfg.http_timeout_s),
+                                   context.provider(), chain_id, wallet, candidates.addresses)
+    prices = context.price_source().get_prices(chain_id, [b.token_address for b in read.balances])
+    listed = context.token_lists().index().is_listed
+    return price_chain(chain_id, read.balances, prices, listed), int((time.monotonic() - started) * 1000)
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:
