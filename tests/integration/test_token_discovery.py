@@ -9,6 +9,7 @@ range with the error of a real provider instead of passing it on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import uuid
@@ -18,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+import actors
+import settings
+from actors import context, lifecycle
 from chaindata.base import NATIVE_TOKEN, TransientProviderError
 from chaindata.read_shim import read_chain
 from chaindata.rpc import RpcProvider
@@ -25,6 +29,7 @@ from chaindata.tokens.candidates import CandidateTokens
 from chaindata.tokens.discovery import TRANSFER_TOPIC, Cursor, TransferLogScanner
 from chaindata.tokens.lists import TokenLists
 from storage import discovery as discovery_store
+from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args, word
 from tests.fake_http import FakeHttpServer, Reply, Request
 
@@ -61,7 +66,8 @@ def relay(target: str, intercept: Callable[[dict], dict | None] = lambda call: N
 
 
 def get_logs_ranges(server: FakeHttpServer) -> list[tuple[int, int]]:
-    calls = [r.json() for r in server.requests]
+    bodies = [r.json() for r in server.requests]
+    calls = [call for body in bodies for call in (body if isinstance(body, list) else [body])]
     return [(int(c["params"][0]["fromBlock"], 16), int(c["params"][0]["toBlock"], 16))
             for c in calls if c["method"] == "eth_getLogs"]
 
@@ -243,3 +249,52 @@ def test_discovered_tokens_are_read_with_rpc_tokens_empty_and_cursors_persist(an
     assert set(again.addresses) == {big, small} and again.new == 0
     # The stored cursor made the second scan start after the first one's last block.
     assert get_logs_ranges(server) == [(first.scanned_to_block + 1, first.scanned_to_block + 1)]
+
+
+@pytest.fixture()
+def rpc_worker(monkeypatch: pytest.MonkeyPatch, clean_queues: Any) -> Iterator[Callable[[str], None]]:
+    """Point this process's worker context at a node (``SYNC_PROVIDER=rpc``, ``RPC_TOKENS`` empty); undone after."""
+    cached = (context.provider, context.candidate_tokens, context.circuits)
+
+    def configure(url: str) -> None:
+        cfg = dataclasses.replace(settings.get(), provider="rpc", chains=(CHAIN,), rpc_urls={CHAIN: url},
+                                  rpc_tokens={}, discovery_reorg_blocks=0)
+        monkeypatch.setattr(context, "cfg", lambda: cfg)
+        for factory in cached:
+            factory.cache_clear()
+
+    yield configure
+    monkeypatch.undo()
+    for factory in cached:
+        factory.cache_clear()
+
+
+def test_a_sync_finds_the_wallets_tokens_with_rpc_tokens_empty_and_the_next_scans_only_new_blocks(
+        anvil: Anvil, rpc_worker: Callable[[str], None], user_id: str) -> None:
+    wallet = fresh_wallet()
+    sender = anvil.rpc("eth_accounts")[0].lower()
+    minted = anvil.deploy("TestToken", token_args("Minted", "MINT", 18))
+    sent = anvil.deploy("TestToken", token_args("Sent", "SENT", 6))
+    anvil.mint(minted, wallet, 2**200 + 1)
+    anvil.mint(sent, sender, 10**9)
+    transfer(anvil, sent, wallet, 123456)
+    with relay(anvil.url) as server:
+        rpc_worker(server.url)
+        first = actors.request_sync(user_id, wallet, [CHAIN])
+        lifecycle.sync_portfolio(first)
+        held = {h["token_address"]: int(h["raw_balance"]) for h in operations.get_holdings(user_id, wallet)}
+        assert actors.get_sync(first)["status"] == "succeeded"
+        assert held == {minted: 2**200 + 1, sent: 123456}
+        first_head = discovery_store.load_cursor(wallet, CHAIN)["scanned_to"]
+
+        later = anvil.deploy("TestToken", token_args("Later", "LATE", 0))
+        anvil.mint(later, wallet, 9)
+        head = block_number(anvil)
+        server.requests.clear()
+        second = actors.request_sync(user_id, wallet, [CHAIN], force=True)
+        lifecycle.sync_portfolio(second)
+
+    held = {h["token_address"]: int(h["raw_balance"]) for h in operations.get_holdings(user_id, wallet)}
+    assert held == {minted: 2**200 + 1, sent: 123456, later: 9}
+    assert get_logs_ranges(server) == [(first_head + 1, head)]
+    assert all(h["possible_spam"] for h in operations.get_holdings(user_id, wallet))  # on no list, unpriced
