@@ -71,7 +71,8 @@ class Scan:
 
     cursor: Cursor
     new_tokens: frozenset[str]  # found by this scan and not in the previous cursor
-    ranges: tuple[tuple[int, int], ...]  # the block ranges asked for, in order (failed ones included)
+    ranges: tuple[tuple[int, int], ...]  # the block ranges asked for, in order (refused ones included)
+    refused: int  # of which the node refused as too large
     requests: int
 
 
@@ -131,7 +132,7 @@ class TransferLogScanner:
         cursor = Cursor(from_block=from_block, to_block=max(head, previous.to_block if previous else head),
                         tokens=frozenset(found))
         return Scan(cursor=cursor, new_tokens=frozenset(found - known_before), ranges=tuple(asked),
-                    requests=counter.requests)
+                    refused=counter.refused, requests=counter.requests)
 
     def _scan_range(self, wallet: str, first: int, last: int, counter: _Counter,
                     asked: list[tuple[int, int]]) -> set[str]:
@@ -145,6 +146,7 @@ class TransferLogScanner:
             try:
                 logs = self._get_logs(wallet_topic, start, end, counter)
             except RangeTooLarge as exc:
+                counter.refused += 1
                 if end == start:
                     raise PermanentProviderError(
                         "discovery_range_unsplittable",
@@ -184,6 +186,7 @@ class TransferLogScanner:
 @dataclasses.dataclass
 class _Counter:
     requests: int = 0
+    refused: int = 0
 
 
 def _classify(error: Any, method: str, where: str) -> Exception:

@@ -167,7 +167,7 @@ def test_too_many_results_splits_the_range_until_the_node_answers(anvil: Anvil) 
     assert all(b[0] == a[1] + 1 for a, b in zip(answered, answered[1:]))
     # Halving finds a span that works, then keeps it: the failures are the halvings only.
     refused = [r for r in ranges if r[1] - r[0] + 1 > limit]
-    assert len(refused) <= (head + 1).bit_length()
+    assert len(refused) <= (head + 1).bit_length() and scan.refused == len(refused)
     assert scan.requests == 1 + len(ranges)
 
 
