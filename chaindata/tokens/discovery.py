@@ -180,7 +180,7 @@ class TransferLogScanner:
             if "result" not in answer:
                 raise PermanentProviderError("provider_bad_response", f"{self._where}: {method}: no result")
             return answer["result"]
-        raise _classify(error, method, self._where)
+        raise classify_error(error, method, self._where)
 
 
 @dataclasses.dataclass
@@ -189,7 +189,7 @@ class _Counter:
     refused: int = 0
 
 
-def _classify(error: Any, method: str, where: str) -> Exception:
+def classify_error(error: Any, method: str, where: str) -> Exception:
     """The exception a JSON-RPC error object of ``eth_getLogs`` means: a range to split, or a provider error."""
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None

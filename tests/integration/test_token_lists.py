@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -121,3 +124,13 @@ def test_an_unreachable_list_at_start_is_no_configuration_error(redis_client: An
     lists = lists_for(["http://127.0.0.1:9/list.json"], redis_client)
     lists.start()
     assert lists.index().is_listed(1, "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")  # the shipped list stays
+
+
+def test_a_process_importing_the_actors_refuses_an_invalid_list(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"name\": \"truncated")
+    env = {**os.environ, "TOKEN_LIST_URLS": bad.as_uri()}
+    done = subprocess.run([sys.executable, "-c", "import actors"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode != 0
+    assert "ConfigError: TOKEN_LIST_URLS list 1 (file://" in done.stderr and "not JSON" in done.stderr
