@@ -29,6 +29,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from chaindata.read_shim import read_chain
+from chaindata.tokens.lists import complete_from_list
 from storage import operations
 from storage.operations import AttemptOutcome
 
@@ -227,9 +228,10 @@ def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
     read = context.circuits().call(chain_id, functools.partial(read_chain, rpc_urls=cfg.rpc_urls,
                                                                timeout_s=cfg.http_timeout_s),
                                    context.provider(), chain_id, wallet, candidates.addresses)
-    prices = context.price_source().get_prices(chain_id, [b.token_address for b in read.balances])
-    listed = context.token_lists().index().is_listed
-    return price_chain(chain_id, read.balances, prices, listed), int((time.monotonic() - started) * 1000)
+    index = context.token_lists().index()
+    balances = complete_from_list(read.balances, index)
+    prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
+    return price_chain(chain_id, balances, prices, index.is_listed), int((time.monotonic() - started) * 1000)
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:

@@ -129,7 +129,9 @@ class TransferLogScanner:
         for first, last in todo:
             if first <= last:
                 found |= self._scan_range(wallet, first, last, counter, asked)
-        cursor = Cursor(from_block=from_block, to_block=max(head, previous.to_block if previous else head),
+        # A floor above the head (a young chain) leaves nothing scanned: to_block is then from_block - 1.
+        cursor = Cursor(from_block=from_block,
+                        to_block=max(head, from_block - 1, previous.to_block if previous else head),
                         tokens=frozenset(found))
         return Scan(cursor=cursor, new_tokens=frozenset(found - known_before), ranges=tuple(asked),
                     refused=counter.refused, requests=counter.requests)

@@ -41,6 +41,7 @@ import httpx
 import jsonschema
 import redis
 
+from chaindata.base import TokenBalance
 from settings import ConfigError
 
 _log = logging.getLogger(__name__)
@@ -125,6 +126,23 @@ class TokenIndex:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def complete_from_list(balances: Iterable[TokenBalance], index: TokenIndex) -> list[TokenBalance]:
+    """``balances``, each listed token's missing metadata taken from its list.
+
+    The chain's own answer wins; a list fills in only what the token could not say: a ``decimals``
+    of ``None`` (so a listed token is valued on its list's decimals, never on a guess), an empty
+    symbol or name.
+    """
+    completed = []
+    for b in balances:
+        listed = index.get(b.chain_id, b.token_address)
+        if listed is not None and (b.decimals is None or not b.symbol or not b.name):
+            b = dataclasses.replace(b, decimals=listed.decimals if b.decimals is None else b.decimals,
+                                    symbol=b.symbol or listed.symbol, name=b.name or listed.name)
+        completed.append(b)
+    return completed
 
 
 class TokenLists:

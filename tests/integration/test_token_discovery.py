@@ -298,3 +298,15 @@ def test_a_sync_finds_the_wallets_tokens_with_rpc_tokens_empty_and_the_next_scan
     assert held == {minted: 2**200 + 1, sent: 123456, later: 9}
     assert get_logs_ranges(server) == [(first_head + 1, head)]
     assert all(h["possible_spam"] for h in operations.get_holdings(user_id, wallet))  # on no list, unpriced
+
+
+def test_a_floor_above_the_head_scans_nothing_yet_and_its_cursor_is_storable(anvil: Anvil, database: str) -> None:
+    wallet = fresh_wallet()
+    head = block_number(anvil)
+    with httpx.Client() as http, relay(anvil.url) as server:
+        scan = scanner(server.url, http).scan(wallet, start_block=head + 100, previous=None)
+    assert get_logs_ranges(server) == []
+    assert scan.cursor == Cursor(from_block=head + 100, to_block=head + 99, tokens=frozenset())
+    discovery_store.save_cursor(wallet, CHAIN, scanned_from=head + 100, scanned_to=head + 99, tokens=())
+    assert discovery_store.load_cursor(wallet, CHAIN) == {"scanned_from": head + 100, "scanned_to": head + 99,
+                                                          "tokens": []}

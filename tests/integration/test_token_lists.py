@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from chaindata.tokens.lists import TokenListError, TokenLists, parse_token_list, shipped_list
+from chaindata.base import TokenBalance
+from chaindata.tokens.lists import (TokenIndex, TokenListError, TokenLists, complete_from_list, parse_token_list,
+                                     shipped_list)
 from settings import DEFAULT_CHAINS, ConfigError
 from tests.fake_http import FakeHttpServer
 
@@ -134,3 +136,16 @@ def test_a_process_importing_the_actors_refuses_an_invalid_list(tmp_path: Path) 
                           timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode != 0
     assert "ConfigError: TOKEN_LIST_URLS list 1 (file://" in done.stderr and "not JSON" in done.stderr
+
+
+def test_a_list_fills_in_only_what_the_token_could_not_say() -> None:
+    index = TokenIndex([parse_token_list(json.dumps(a_list(a_token(symbol="TST", decimals=6))), source="x")])
+    unlisted = "0x3333333333333333333333333333333333333333"
+    balances = [TokenBalance(1, TOKEN, "", "", None, 5), TokenBalance(1, TOKEN, "OWN", "Own name", 18, 5),
+                TokenBalance(1, unlisted, "", "", None, 5), TokenBalance(10, TOKEN, "", "", None, 5)]
+    assert complete_from_list(balances, index) == [
+        TokenBalance(1, TOKEN, "TST", "Test Token", 6, 5),
+        TokenBalance(1, TOKEN, "OWN", "Own name", 18, 5),  # the chain's own answer wins
+        TokenBalance(1, unlisted, "", "", None, 5),  # on no list: decimals stay unknown
+        TokenBalance(10, TOKEN, "", "", None, 5),  # listed on another chain only
+    ]
