@@ -131,3 +131,25 @@ CREATE TABLE IF NOT EXISTS scheduler_ticks (
 );
 -- The dashboard shows the latest ticks of every schedule.
 CREATE INDEX IF NOT EXISTS scheduler_ticks_recent_idx ON scheduler_ticks (tick_at DESC);
+
+-- Token discovery (chaindata/tokens/discovery.py): per wallet and chain, the blocks whose ERC-20
+-- Transfer logs to the wallet were scanned, and the token contracts they named; a later sync scans
+-- only blocks after scanned_to (less a few, for reorganisations).  Chain facts, so per wallet, not per user.
+CREATE TABLE IF NOT EXISTS token_discovery_cursors (
+    wallet_address   text        NOT NULL CHECK (wallet_address ~ '^0x[0-9a-f]{40}$'),
+    chain_id         int         NOT NULL,
+    scanned_from     bigint      NOT NULL CHECK (scanned_from >= 0),
+    scanned_to       bigint      NOT NULL CHECK (scanned_to >= scanned_from - 1),
+    tokens           text[]      NOT NULL DEFAULT '{}',
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (wallet_address, chain_id)
+);
+
+-- Spam and unknown tokens (chaindata/portfolio.py): `listed` says a token list names the token (the
+-- native coin counts as listed); `possible_spam` marks a token neither listed nor priced, kept but never
+-- counted in a total.  A token whose decimals() could not be read has null decimals and balance, and
+-- is never valued.
+ALTER TABLE holdings ADD COLUMN IF NOT EXISTS listed boolean NOT NULL DEFAULT false;
+ALTER TABLE holdings ADD COLUMN IF NOT EXISTS possible_spam boolean NOT NULL DEFAULT false;
+ALTER TABLE holdings ALTER COLUMN decimals DROP NOT NULL;
+ALTER TABLE holdings ALTER COLUMN balance DROP NOT NULL;

@@ -73,6 +73,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RPC_MULTICALL_BATCH": ("300", "`rpc` provider: most calls in one Multicall3 `aggregate3` (an `eth_call`); more go out as further chunks, all read at one block."),
     "RPC_MULTICALL_GAS": ("20000000", "`rpc` provider: gas budget of one `aggregate3` call, which also bounds its chunk (kept below the `eth_call` gas caps of common nodes)."),
     "CHAIN_METADATA": ("", "Chains besides or instead of the defaults (1, 10, 56, 137, 8453, 42161, 43114, 31337), as JSON keyed by chain id: `name`, `native_symbol`, `native_name`, `native_decimals`, `multicall3` (default the canonical address), `price_platform`, `native_price_id`. A chain of SYNC_CHAINS known to neither is refused."),
+    "TOKEN_LIST_URLS": ("", "Token lists (Uniswap token-list format) read besides the shipped one, space separated `https://`, `http://` or `file://` URLs, e.g. `https://tokens.uniswap.org`; a list that does not validate at start stops the process."),
+    "TOKEN_LIST_TTL_S": ("3600", "How long a fetched token list is used (and cached in Redis) before it is fetched again; a failed refresh keeps the last good copy."),
+    "DISCOVERY_START_BLOCKS": ("", "`rpc` provider: first block of a wallet's first Transfer-log scan, `chain_id=block` pairs separated by commas (absent: 0, the whole history)."),
+    "DISCOVERY_MAX_BLOCK_RANGE": ("0", "`rpc` provider: most blocks per eth_getLogs request of token discovery (0: no limit; a node's range or result cap splits the range anyway)."),
+    "DISCOVERY_REORG_BLOCKS": ("64", "`rpc` provider: blocks at the end of the previous scan that a later scan reads again, in case the chain reorganised them."),
     "ALCHEMY_API_KEY": ("", "`alchemy` provider: API key (secret)."),
     "ALCHEMY_URLS": ("", "`alchemy` provider: base URL per chain, `chain_id=url` pairs; the key is appended as a path segment."),
     "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
@@ -186,6 +191,12 @@ class Settings:
     chain_table: Mapping[int, Chain] = dataclasses.field(default_factory=lambda: DEFAULT_CHAIN_TABLE)
     rpc_multicall_batch: int = 300
     rpc_multicall_gas: int = 20_000_000
+    # Token lists and discovery (chaindata.tokens).
+    token_list_urls: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    token_list_ttl_s: int = 3600
+    discovery_start_blocks: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    discovery_max_block_range: int = 0
+    discovery_reorg_blocks: int = 64
 
     @property
     def redis_url_display(self) -> str:
@@ -203,7 +214,7 @@ class Settings:
             found.update(_url_passwords(url))
         # A provider's URL often carries its key in the path (/v3/<key>) or the query (?apikey=...):
         # every long path segment and query value of those URLs counts as secret.
-        for url in (self.price_api_url, *self.rpc_urls.values(), *self.alchemy_urls.values()):
+        for url in (self.price_api_url, *self.rpc_urls.values(), *self.alchemy_urls.values(), *self.token_list_urls):
             parts = urlsplit(url)
             found.update(_url_passwords(url))
             found.update(seg for seg in parts.path.split("/") if len(seg) >= _KEY_LIKE)
@@ -342,6 +353,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 raise ConfigError(f"RPC_TOKENS: {token[:64]!r} (chain {cid}) {exc}") from None
         rpc_tokens[cid] = tuple(tokens)
     alchemy_urls = pairs("ALCHEMY_URLS")
+    token_list_urls = tuple(raw("TOKEN_LIST_URLS").split())
+    for position, list_url in enumerate(token_list_urls, start=1):
+        if urlsplit(list_url).scheme not in ("https", "http", "file"):
+            raise ConfigError(f"TOKEN_LIST_URLS: URL {position} must start with https://, http:// or file://, "
+                              f"got {redact_url(list_url)!r}")
+    discovery_start_blocks: dict[int, int] = {}
+    for cid, value in pairs("DISCOVERY_START_BLOCKS").items():
+        if not value.isdigit():
+            raise ConfigError(f"DISCOVERY_START_BLOCKS: the block of chain {cid} must be a whole number, got {value!r}")
+        discovery_start_blocks[cid] = int(value)
 
     if provider == "rpc":
         missing = [c for c in chains if c not in rpc_urls]
@@ -486,6 +507,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         chain_table=chain_table,
         rpc_multicall_batch=integer("RPC_MULTICALL_BATCH", 1, 10_000),
         rpc_multicall_gas=integer("RPC_MULTICALL_GAS", 1_000_000, 1_000_000_000),
+        token_list_urls=token_list_urls,
+        token_list_ttl_s=integer("TOKEN_LIST_TTL_S", 60, 86400 * 30),
+        discovery_start_blocks=discovery_start_blocks,
+        discovery_max_block_range=integer("DISCOVERY_MAX_BLOCK_RANGE", 0, 10**9),
+        discovery_reorg_blocks=integer("DISCOVERY_REORG_BLOCKS", 0, 10_000),
     )
 
 

@@ -33,7 +33,7 @@ from .middleware.retries import make_retry_when
 from .middleware.track_retries import TrackRetries
 from .middleware.worker_metrics import WorkerMetrics
 from .redis_backed.broker import SyncBroker, connect
-from .services import lifecycle, observe, scheduler
+from .services import context, lifecycle, observe, scheduler
 
 
 def build_middleware(cfg: settings_module.Settings) -> list[Middleware]:
@@ -98,6 +98,7 @@ SYNC_ACTORS = {
 }
 sync_portfolio = SYNC_ACTORS["normal"]
 operations.observe_batches(observe.audit_batch)  # the group commit's batch sizes, as a metric
+context.token_lists()  # a list of TOKEN_LIST_URLS that is no valid token list stops the process here
 
 #: The periodic actors (run by ``periodiq actors.worker``), declared after the sync actors.
 PERIODIC_ACTORS = declare_periodic_actors(cfg)

@@ -1,4 +1,4 @@
-"""Named SQL statements, loaded from ``queries.sql``, ``scheduling.sql`` and ``dashboard.sql`` (one block per ``-- name --`` header)."""
+"""Named SQL statements, loaded from the ``.sql`` files of :data:`SQL_FILES` (one block per ``-- name --`` header)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def load(text: str) -> dict[str, str]:
 
 
 #: Every file of named blocks; a name may appear only once across them.
-SQL_FILES = ("queries.sql", "scheduling.sql", "dashboard.sql", "operating.sql")
+SQL_FILES = ("queries.sql", "scheduling.sql", "dashboard.sql", "operating.sql", "discovery.sql")
 
 
 def load_files(names: tuple[str, ...] = SQL_FILES) -> dict[str, str]:

@@ -97,7 +97,7 @@ WITH attempt AS (
     CROSS JOIN LATERAL jsonb_to_recordset(op.holdings) AS h(
         chain_id int, token_address text, symbol text, name text, decimals int,
         raw_balance numeric, balance numeric, price_usd numeric, value_usd numeric,
-        price_source text, priced_at timestamptz)
+        price_source text, priced_at timestamptz, listed boolean, possible_spam boolean)
     WHERE h.chain_id = fresh.chain_id
 ), removed AS (
     DELETE FROM holdings AS old
@@ -111,16 +111,17 @@ WITH attempt AS (
 ), upserted AS (
     INSERT INTO holdings AS cur (user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
                                  raw_balance, balance, price_usd, value_usd, price_source, priced_at,
-                                 provider, operation_id, as_of, block_number)
+                                 listed, possible_spam, provider, operation_id, as_of, block_number)
     SELECT user_id, wallet_address, chain_id, token_address, symbol, name, decimals,
            raw_balance, balance, price_usd, value_usd, price_source, priced_at,
-           provider, operation_id, as_of, block_number
+           coalesce(listed, false), coalesce(possible_spam, false), provider, operation_id, as_of, block_number
     FROM new
     ON CONFLICT (user_id, wallet_address, chain_id, token_address) DO UPDATE
     SET symbol = excluded.symbol, name = excluded.name, decimals = excluded.decimals,
         raw_balance = excluded.raw_balance, balance = excluded.balance,
         price_usd = excluded.price_usd, value_usd = excluded.value_usd,
         price_source = excluded.price_source, priced_at = excluded.priced_at,
+        listed = excluded.listed, possible_spam = excluded.possible_spam,
         provider = excluded.provider, operation_id = excluded.operation_id,
         as_of = excluded.as_of, block_number = excluded.block_number, updated_at = now()
 ), tracked AS (
@@ -156,7 +157,8 @@ WHERE id = %(id)s;
 -- get_holdings --
 -- A wallet's current holdings, most valuable first, unpriced last.
 SELECT chain_id, token_address, symbol, name, decimals, raw_balance, balance, price_usd, value_usd,
-       price_source, priced_at, provider, operation_id::text, as_of, block_number, updated_at
+       price_source, priced_at, listed, possible_spam, provider, operation_id::text, as_of, block_number,
+       updated_at
 FROM holdings
 WHERE user_id = %(user_id)s AND wallet_address = %(wallet_address)s
 ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;

@@ -9,9 +9,14 @@ import threading
 
 import dramatiq
 import dramatiq.broker
+import httpx
 
 import chaindata
 import settings as settings_module
+from chaindata.tokens.candidates import CandidateTokens
+from chaindata.tokens.discovery import Cursor, TransferLogScanner
+from chaindata.tokens.lists import TokenLists
+from storage import discovery as discovery_store
 
 from ..redis_backed import broker as broker_module
 from ..redis_backed.admission import Admissions
@@ -57,6 +62,44 @@ def provider() -> chaindata.BalanceProvider:
 @functools.cache
 def price_source() -> chaindata.PriceSource:
     return chaindata.build_price_source(cfg(), broker().client)
+
+
+@functools.cache
+def token_lists() -> TokenLists:
+    """The token lists, loaded on first use; ``ConfigError`` if a list of ``TOKEN_LIST_URLS`` is no valid list."""
+    c = cfg()
+    lists = TokenLists(c.token_list_urls, client=broker().client, namespace=c.namespace,
+                       ttl_s=c.token_list_ttl_s, timeout_s=c.http_timeout_s)
+    lists.start()
+    return lists
+
+
+@functools.cache
+def candidate_tokens() -> CandidateTokens:
+    """The candidate tokens of each read; Transfer-log discovery runs with the ``rpc`` provider only
+    (``alchemy`` lists a wallet's tokens itself, ``simulated`` has no chain)."""
+    c = cfg()
+    scanners = {}
+    if c.provider == "rpc":
+        http = httpx.Client(timeout=c.http_timeout_s)
+        scanners = {chain_id: TransferLogScanner(http, url, chain_id=chain_id, timeout_s=c.http_timeout_s,
+                                                 max_range=c.discovery_max_block_range,
+                                                 reorg_blocks=c.discovery_reorg_blocks)
+                    for chain_id, url in c.rpc_urls.items()}
+    return CandidateTokens(configured=c.rpc_tokens, lists=token_lists(), scanners=scanners,
+                           start_blocks=c.discovery_start_blocks, load=_load_cursor, save=_save_cursor)
+
+
+def _load_cursor(wallet: str, chain_id: int) -> Cursor | None:
+    row = discovery_store.load_cursor(wallet, chain_id)
+    if row is None:
+        return None
+    return Cursor(from_block=row["scanned_from"], to_block=row["scanned_to"], tokens=frozenset(row["tokens"]))
+
+
+def _save_cursor(wallet: str, chain_id: int, cursor: Cursor) -> None:
+    discovery_store.save_cursor(wallet, chain_id, scanned_from=cursor.from_block, scanned_to=cursor.to_block,
+                                tokens=cursor.tokens)
 
 
 @functools.cache

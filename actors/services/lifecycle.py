@@ -17,6 +17,7 @@ final one (the message goes to the dead-letter queue).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -27,6 +28,8 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
+from chaindata.tokens.candidates import Candidates
+from chaindata.tokens.lists import complete_from_list
 from storage import operations
 from storage.operations import AttemptOutcome
 
@@ -151,10 +154,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     pending = [c for c in row["chain_ids"] if previous.get(str(c), {}).get("status") != "ok"]
     as_of = dt.datetime.now(dt.timezone.utc)
 
-    portfolios: dict[int, ChainPortfolio] = {}
-    reads: dict[int, ChainRead] = {}
+    reads: dict[int, _ChainOutcome] = {}
     errors: dict[int, ProviderError] = {}
-    timings: dict[int, int] = {}
     futures = {}
     for chain_id in pending:
         try:
@@ -170,7 +171,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     for future in done:
         chain_id = futures[future]
         try:
-            portfolios[chain_id], reads[chain_id], timings[chain_id] = future.result()
+            reads[chain_id] = future.result()
         except ProviderError as exc:
             errors[chain_id] = exc
         except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
@@ -180,16 +181,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
             errors[chain_id] = PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
 
     results = dict(previous)
-    for chain_id, p in portfolios.items():
-        read = reads[chain_id]
-        results[str(chain_id)] = {"status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd),
-                                  "unpriced": p.unpriced, "duration_ms": timings[chain_id],
-                                  "as_of": as_of.isoformat(), "block_number": read.block_number,
-                                  "requests": read.requests, "truncated": read.truncated,
-                                  "token_error_count": len(read.token_errors),
-                                  "token_errors": [{"token_address": e.token_address, "code": e.code,
-                                                    "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
-                                                   for e in read.token_errors[:_MAX_TOKEN_ERRORS]]}
+    for chain_id, read in reads.items():
+        results[str(chain_id)] = _chain_result(read, as_of)
     for chain_id, exc in errors.items():
         results[str(chain_id)] = {"status": "error", "error_code": exc.code,
                                   "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
@@ -197,7 +190,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
 
     ok = [r for r in results.values() if r["status"] == "ok"]
     # No provider was called at all when every chain read was turned away by an open circuit.
-    refund = bool(errors) and not portfolios and all(e.code == "circuit_open" for e in errors.values())
+    refund = bool(errors) and not reads and all(e.code == "circuit_open" for e in errors.values())
     if not errors:
         status = "succeeded"
     elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.max_attempts):
@@ -207,9 +200,9 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     first_error = errors[min(errors)] if errors else None
     return AttemptOutcome(
         status=status,
-        holdings=[h for p in portfolios.values() for h in p.holdings],
-        synced_chains=sorted(portfolios),
-        chain_results={k: results[k] for k in map(str, {*portfolios, *errors})},
+        holdings=[h for r in reads.values() for h in r.portfolio.holdings],
+        synced_chains=sorted(reads),
+        chain_results={k: results[k] for k in map(str, {*reads, *errors})},
         holdings_count=sum(r["holdings"] for r in ok),
         total_value_usd=exact_sum(Decimal(r["value_usd"]) for r in ok),
         unpriced_count=sum(r["unpriced"] for r in ok),
@@ -219,7 +212,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         error_message="; ".join(_chain_message(c, cfg.redact(str(e))) for c, e in sorted(errors.items()))[
             :_MAX_ERROR_MESSAGE] if errors else None,
         refund_attempt=refund,
-        chain_blocks={chain_id: read.block_number for chain_id, read in reads.items()},
+        chain_blocks={chain_id: r.read.block_number for chain_id, r in reads.items()},
     )
 
 
@@ -229,13 +222,44 @@ def _chain_message(chain_id: int, message: str) -> str:
     return message if message.startswith(prefix) else prefix + message
 
 
-def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, ChainRead, int]:
+@dataclasses.dataclass(frozen=True)
+class _ChainOutcome:
+    """One chain read in an attempt: what the provider answered, priced, and what finding its tokens took."""
+
+    read: ChainRead
+    candidates: Candidates
+    portfolio: ChainPortfolio
+    duration_ms: int
+
+
+def _read_chain(chain_id: int, wallet: str) -> _ChainOutcome:
     started = time.monotonic()
-    read = context.circuits().call(chain_id, context.provider().read_chain, chain_id, wallet)
+    candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
+    read = context.circuits().call(chain_id, context.provider().read_chain, chain_id, wallet, candidates.addresses)
+    index = context.token_lists().index()
+    balances = complete_from_list(read.balances, index)
     # A token of unknown decimals is never valued, so its price is not asked for.
     prices = context.price_source().get_prices(
-        chain_id, [b.token_address for b in read.balances if b.decimals is not None])
-    return price_chain(chain_id, read.balances, prices), read, int((time.monotonic() - started) * 1000)
+        chain_id, [b.token_address for b in balances if b.decimals is not None])
+    return _ChainOutcome(read, candidates, price_chain(chain_id, balances, prices, index.is_listed),
+                         int((time.monotonic() - started) * 1000))
+
+
+def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
+    """The audit trail's record of a chain read (``chain_results``), secrets redacted."""
+    cfg, p, read, found = context.cfg(), outcome.portfolio, outcome.read, outcome.candidates
+    return {
+        "status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd), "unpriced": p.unpriced,
+        "possible_spam": p.possible_spam, "duration_ms": outcome.duration_ms, "as_of": as_of.isoformat(),
+        "block_number": read.block_number, "requests": read.requests + found.requests, "truncated": read.truncated,
+        "token_error_count": len(read.token_errors),
+        "token_errors": [{"token_address": e.token_address, "code": e.code,
+                          "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
+                         for e in read.token_errors[:_MAX_TOKEN_ERRORS]],
+        "discovery": {"requests": found.requests, "tokens": found.discovered, "new": found.new,
+                      "scanned_to_block": found.scanned_to_block,
+                      "error": None if found.error is None else cfg.redact(str(found.error))[:_MAX_ERROR_MESSAGE]},
+    }
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:

@@ -83,7 +83,11 @@ def test_a_worker_syncs_the_250_token_wallet_exactly(start_worker, node, user_id
     result = op["chain_results"]["31337"]
     block = result["block_number"]
     assert isinstance(block, int) and block == int(anvil.rpc("eth_blockNumber"), 16)
-    assert result["requests"] == requests <= MAX_REQUESTS
+    # Every request the relay saw is counted in the audit trail: the read's own, and token discovery's
+    # Transfer-log scan (a wallet's first, from block 0: one eth_blockNumber and one eth_getLogs here).
+    assert result["requests"] == requests
+    assert result["requests"] - result["discovery"]["requests"] <= MAX_REQUESTS
+    assert result["discovery"]["requests"] <= 2 and result["discovery"]["error"] is None
     assert result["token_error_count"] == 2
     assert [(e["token_address"], e["code"]) for e in result["token_errors"]] == [
         (many.reverting, "reverted"), (many.no_decimals, "no_decimals")]

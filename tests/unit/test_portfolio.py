@@ -43,3 +43,37 @@ def test_values_of_huge_balances_are_exact():
                     {token: Price(Decimal("1.2345"), "test", NOW)})
     assert p.holdings[0]["balance"] == Decimal("123456789012345678901.234567890123456789")
     assert p.holdings[0]["value_usd"] == Decimal("152407406035740740603.5740740603574074060205")
+
+
+def test_a_token_neither_listed_nor_priced_is_kept_flagged_and_out_of_the_total():
+    listed_unpriced, unlisted_priced, spam = "0x" + "6" * 40, "0x" + "7" * 40, "0x" + "8" * 40
+    balances = [TokenBalance(1, NATIVE_TOKEN, "ETH", "Ether", 18, 10**18),
+                TokenBalance(1, listed_unpriced, "LST", "Listed", 18, 10**18),
+                TokenBalance(1, unlisted_priced, "PRC", "Priced", 6, 2_000_000),
+                TokenBalance(1, spam, "FREE", "Claim at scam.example", 18, 10**30)]
+    prices = {NATIVE_TOKEN: Price(Decimal("2"), "test", NOW), unlisted_priced: Price(Decimal("0.5"), "test", NOW)}
+
+    p = price_chain(1, balances, prices, listed=lambda chain_id, address: (chain_id, address) == (1, listed_unpriced))
+
+    flags = {h["symbol"]: (h["listed"], h["possible_spam"]) for h in p.holdings}
+    assert flags == {"ETH": (True, False), "LST": (True, False), "PRC": (False, False), "FREE": (False, True)}
+    assert {h["symbol"]: h["value_usd"] for h in p.holdings}["FREE"] is None
+    assert p.value_usd == Decimal("3.0")
+    assert (p.unpriced, p.possible_spam) == (2, 1)
+
+
+def test_without_a_list_only_the_native_coin_is_listed():
+    token = "0x" + "9" * 40
+    p = price_chain(1, [TokenBalance(1, NATIVE_TOKEN, "ETH", "Ether", 18, 1), TokenBalance(1, token, "X", "X", 18, 1)],
+                    {})
+    assert [(h["listed"], h["possible_spam"]) for h in p.holdings] == [(True, False), (False, True)]
+
+
+def test_a_token_of_unknown_decimals_is_never_valued_even_if_priced():
+    token = "0x" + "a" * 40
+    p = price_chain(1, [TokenBalance(1, token, "NODEC", "No decimals", None, 10**20)],
+                    {token: Price(Decimal("1000"), "test", NOW)}, listed=lambda c, a: True)
+    (h,) = p.holdings
+    assert h["decimals"] is None and h["balance"] is None and h["value_usd"] is None
+    assert h["raw_balance"] == 10**20 and h["price_usd"] == Decimal("1000")
+    assert p.value_usd == 0 and p.unpriced == 1 and not h["possible_spam"]
