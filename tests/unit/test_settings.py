@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import settings
 from settings import parsers
+from tools import readme_config
 
 
 def test_defaults_run_the_system_with_no_configuration():
@@ -65,6 +66,12 @@ def test_secrets_stay_out_of_repr_and_errors():
     with pytest.raises(settings.ConfigError) as excinfo:
         settings.load({"REDIS_URL": "http://u:redis-Secret-6@h/"})
     assert "redis-Secret-6" not in str(excinfo.value)
+
+
+def test_the_readme_lists_every_variable_as_settings_defines_it():
+    readme = readme_config.README.read_text()
+    assert readme_config.markdown_table() in readme, "README is stale: run `python -m tools.readme_config`"
+    assert readme_config.main(["--check"]) == 0
 
 
 def test_keys_in_provider_urls_and_password_parameters_are_secrets():
@@ -152,3 +159,12 @@ def test_a_cron_accepted_is_one_periodiq_runs_within_bounds(fields):
         assert all(values and low <= min(values) and max(values) <= high
                    for values, (low, high) in zip(parsed.astuple(), bounds))
 
+
+def test_the_readme_tool_finds_a_stale_table_and_rewrites_it(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- config-table -->\n| old |\n<!-- /config-table -->\nrest\n")
+    assert readme_config.main(["--check", "--readme", str(readme)]) == 1
+    assert readme_config.main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert readme_config.markdown_table() in text and "| old |" not in text and text.endswith("rest\n")
+    assert readme_config.main(["--check", "--readme", str(readme)]) == 0
