@@ -287,7 +287,9 @@ def cron_problem(text: str) -> str | None:
             values = periodiq.cron(alone).astuple()[position]
         except ValueError:
             return f"{label} {fields[position]!r} is not *, N, N-M, */S or N-M/S (or a list of them)"
-        except IndexError:  # periodiq found no value in it, e.g. the range 5-1
+        except IndexError:  # periodiq chokes on a field with no value (the range 5-1), except day of month
+            values = []
+        if not values:
             return f"{label} {fields[position]!r} matches no value"
         outside = [value for value in values if not low <= value <= high]
         if outside:

@@ -135,6 +135,7 @@ def test_every_bad_variable_raises_a_config_error_naming_it(name):
 
 @pytest.mark.parametrize("spec, problem", [
     ("5-1 * * * *", "minute '5-1' matches no value"),
+    ("0 0 1-0 * *", "day of month '1-0' matches no value"),  # periodiq itself takes it, then never fires
     ("0 24 * * *", "hour 24 is outside 0-23"),
     ("0 0 0 * *", "day of month 0 is outside 1-31"),
     ("0 0 * jan *", "month 'jan' is not *, N, N-M, */S or N-M/S"),  # periodiq reads no month names
