@@ -47,7 +47,7 @@ def install(cfg: settings_module.Settings) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format=TEXT_FORMAT)
-    root.setLevel(cfg.log_level)
+    root.setLevel(cfg.logging.level)
     # httpx logs every request with its full URL at INFO; a provider URL may carry a key, and one
     # line per chain read is noise anyway.  Its warnings and errors still show.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
@@ -56,7 +56,7 @@ def install(cfg: settings_module.Settings) -> None:
             handler.addFilter(RedactingFilter(cfg))
         if not any(isinstance(f, JobContextFilter) for f in handler.filters):
             handler.addFilter(JobContextFilter())
-        if cfg.log_format == "json" and not isinstance(handler.formatter, JsonFormatter):
+        if cfg.logging.format == "json" and not isinstance(handler.formatter, JsonFormatter):
             handler.setFormatter(JsonFormatter())
 
 

@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 
-from chaindata.evm.addresses import InvalidAddress, normalize_address
+from settings.addresses import InvalidAddress, normalize_address
 
 PRIORITIES = ("high", "normal", "low")
 TRIGGERS = ("api", "scheduled", "cli", "demo", "redrive")

@@ -40,13 +40,13 @@ def build_middleware(cfg: settings_module.Settings) -> list[Middleware]:
     """The worker's middleware, in the order Dramatiq runs their before-hooks."""
     return [
         JobLogContext(),  # first: every middleware's log lines of a job carry its ids
-        *([WorkerMetrics()] if cfg.metrics_enabled else []),
+        *([WorkerMetrics()] if cfg.metrics.enabled else []),
         WorkerProcessGuard(),
-        AgeLimit(max_age=cfg.max_age_ms),
+        AgeLimit(max_age=cfg.sync.max_age_ms),
         ShutdownNotifications(),
-        Retries(max_retries=cfg.max_attempts - 1, min_backoff=cfg.retry_min_backoff_ms,
-                max_backoff=cfg.retry_max_backoff_ms,
-                retry_when=make_retry_when(cfg.max_attempts, cfg.infra_max_retries)),
+        Retries(max_retries=cfg.sync.max_attempts - 1, min_backoff=cfg.sync.retry_min_backoff_ms,
+                max_backoff=cfg.sync.retry_max_backoff_ms,
+                retry_when=make_retry_when(cfg.sync.max_attempts, cfg.sync.infra_max_retries)),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY_S),
         PeriodicSkips(),
@@ -58,7 +58,7 @@ def build_middleware(cfg: settings_module.Settings) -> list[Middleware]:
         # reverse order, its after-hook disarms it first.  Earlier in the list, the timer stayed armed
         # while Retries re-enqueued, and could kill the worker thread there (TimeLimitExceeded is a
         # BaseException) when Redis was slow.
-        TimeLimit(time_limit=cfg.time_limit_ms),
+        TimeLimit(time_limit=cfg.sync.time_limit_ms),
     ]
 
 
@@ -78,10 +78,10 @@ def declare_periodic_actors(cfg: settings_module.Settings) -> dict[str, dramatiq
     return {
         scheduler.RESYNC_SCHEDULE: dramatiq.actor(
             scheduler.resync_stale_wallets, actor_name=scheduler.RESYNC_SCHEDULE,
-            periodic=cron(cfg.scheduler_cron), time_limit=300_000, **common),
+            periodic=cron(cfg.scheduler.cron), time_limit=300_000, **common),
         scheduler.HOUSEKEEPING_SCHEDULE: dramatiq.actor(
             scheduler.housekeeping, actor_name=scheduler.HOUSEKEEPING_SCHEDULE,
-            periodic=cron(cfg.housekeeping_cron), time_limit=600_000, **common),
+            periodic=cron(cfg.housekeeping.cron), time_limit=600_000, **common),
     }
 
 

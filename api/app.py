@@ -76,7 +76,7 @@ def create_app(cfg: settings_module.Settings | None = None) -> DispatcherMiddlew
 
 def _start(cfg: settings_module.Settings | None) -> _State:
     cfg = cfg or settings_module.get()
-    if cfg.metrics_enabled:
+    if cfg.metrics.enabled:
         directory = metrics.web_directory(cfg)
         if directory is not None:
             metrics.remove_ended_runs(cfg, keep=directory)
@@ -91,7 +91,7 @@ def _mounts(state: _State) -> dict[str, flask.Flask]:
 
 def _app(state: _State, blueprint: flask.Blueprint | None = None) -> flask.Flask:
     app = flask.Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = state.cfg.api_max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = state.cfg.api.max_body_bytes
     app.extensions["portfolio_sync"] = state
     if blueprint is not None:
         app.register_blueprint(blueprint)
@@ -129,10 +129,10 @@ class _State:
 
     def __init__(self, cfg: settings_module.Settings):
         self.cfg = cfg
-        self.token_digests = tuple(hashlib.sha256(t.encode()).digest() for t in cfg.api_tokens)
+        self.token_digests = tuple(hashlib.sha256(t.encode()).digest() for t in cfg.api.tokens)
         self.readiness = Readiness(cfg)
-        self.limiter = RateLimit(cfg) if cfg.api_rate_limit else None
-        self.spec = openapi.document(cfg.chains)
+        self.limiter = RateLimit(cfg) if cfg.api.rate_limit else None
+        self.spec = openapi.document(cfg.sync.chains)
 
 
 def _state() -> _State:
@@ -155,7 +155,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 def _http_error(exc: HTTPException) -> flask.Response:
     status = exc.code or 500
     messages = {404: "no such endpoint", 405: f"method {flask.request.method} is not allowed here",
-                413: f"the request body is larger than API_MAX_BODY_BYTES ({_state().cfg.api_max_body_bytes} bytes)"}
+                413: f"the request body is larger than API_MAX_BODY_BYTES ({_state().cfg.api.max_body_bytes} bytes)"}
     response = _error(status, messages.get(status, exc.description or exc.name))
     if getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -247,17 +247,17 @@ class RateLimit:
         from limits.storage import RedisStorage
         from limits.strategies import SlidingWindowCounterRateLimiter
 
-        amount, per = cfg.api_rate_limit
+        amount, per = cfg.api.rate_limit
         item_class = {"second": RateLimitItemPerSecond, "minute": RateLimitItemPerMinute,
                       "hour": RateLimitItemPerHour}[per]
         self.item = item_class(amount)
-        pool = redis.ConnectionPool.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
-        self.storage = RedisStorage("redis://", connection_pool=pool, key_prefix=f"{cfg.namespace}:ratelimit")
+        pool = redis.ConnectionPool.from_url(cfg.redis.url, socket_timeout=1, socket_connect_timeout=1)
+        self.storage = RedisStorage("redis://", connection_pool=pool, key_prefix=f"{cfg.sync.namespace}:ratelimit")
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self.cfg = cfg
 
     def describe(self) -> str:
-        amount, per = self.cfg.api_rate_limit
+        amount, per = self.cfg.api.rate_limit
         return f"{amount} per {per}"
 
     def hit(self, key: str) -> int | None:
@@ -315,7 +315,7 @@ def post_sync():
     if existing is None:  # gone meanwhile (retention): it still answered the request
         return _json({"operation_id": op_id, "status": "succeeded", "admission": decision, "url": url})
     cfg = _state().cfg
-    requested = set(chain_ids) if chain_ids is not None else set(cfg.chains)
+    requested = set(chain_ids) if chain_ids is not None else set(cfg.sync.chains)
     if requested <= set(existing["chain_ids"]):
         return _json({"operation_id": op_id, "status": existing["status"], "admission": decision, "url": url})
     missing = ", ".join(map(str, sorted(requested - set(existing["chain_ids"]))))
@@ -324,7 +324,7 @@ def post_sync():
                            "request again once it has finished", operation_id=op_id, admission=decision)
     headers = {}
     if existing.get("finished_at") is not None:
-        left = cfg.cooldown_seconds - (time.time() - existing["finished_at"].timestamp())
+        left = cfg.sync.cooldown_seconds - (time.time() - existing["finished_at"].timestamp())
         headers["Retry-After"] = str(max(1, math.ceil(left)))
     return _error(409, f"this wallet was synced successfully within SYNC_COOLDOWN_SECONDS without chain(s) "
                        f"{missing}; request again after the cooldown, or with force", headers,
@@ -379,7 +379,7 @@ def metrics_endpoint():
     denied = _require_token()
     if denied is not None:
         return denied
-    if not _state().cfg.metrics_enabled:
+    if not _state().cfg.metrics.enabled:
         return _error(404, "metrics are disabled (METRICS_ENABLED=false)")
     body, content_type = metrics.exposition([metrics.QueueCollector()])  # queue gauges: scrapable even where workers are not
     return flask.Response(body, status=200, content_type=content_type)
@@ -392,8 +392,8 @@ class Readiness:
     def __init__(self, cfg: settings_module.Settings, *, ttl_s: float = 1.0):
         self.cfg = cfg
         self.ttl_s = ttl_s
-        self.redis = redis.Redis.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
-        self.database = operating.DatabaseProbe(cfg.database_url, timeout_s=2)
+        self.redis = redis.Redis.from_url(cfg.redis.url, socket_timeout=1, socket_connect_timeout=1)
+        self.database = operating.DatabaseProbe(cfg.database.url, timeout_s=2)
         self._lock = threading.Lock()
         self._result: tuple[bool, dict] | None = None
         self._at = 0.0

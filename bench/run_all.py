@@ -458,7 +458,7 @@ def machine() -> dict:
 
         import settings
 
-        with psycopg.connect(os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"][0],
+        with psycopg.connect(os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"].default,
                              dbname="postgres", connect_timeout=5) as conn:
             info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
     except Exception as exc:  # noqa: BLE001

@@ -23,7 +23,7 @@ import settings
 def enter(**env: str) -> Iterator[str]:
     """Point this process (and its children) at a new database and namespace; yield the run id."""
     run_id = uuid.uuid4().hex[:10]
-    server = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"][0]
+    server = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"].default
     database = f"portfolio_sync_bench_{run_id}"
     os.environ.update({"DATABASE_URL": urlunsplit(urlsplit(server)._replace(path="/" + database)),
                        "SYNC_NAMESPACE": f"portfolio-sync-bench-{run_id}", **env})
@@ -40,7 +40,7 @@ def enter(**env: str) -> Iterator[str]:
         pool.close_pool()
         with psycopg.connect(maintenance, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-        client = redis.Redis.from_url(os.environ.get("REDIS_URL") or settings.VARIABLES["REDIS_URL"][0])
+        client = redis.Redis.from_url(os.environ.get("REDIS_URL") or settings.VARIABLES["REDIS_URL"].default)
         keys = list(client.scan_iter(match=f"portfolio-sync-bench-{run_id}*", count=1000))
         for start in range(0, len(keys), 500):
             client.delete(*keys[start:start + 500])

@@ -93,7 +93,7 @@ def main() -> None:
         if args.worker_seconds > 0:
             print(f"\n2. with a worker (2 processes x 8 threads, 100 ms per chain call), a tick every "
                   f"{args.tick_every:g} s for {args.worker_seconds:g} s")
-            running, samples = with_worker(tick, lambda: scheduler.low_backlog(actors.worker.broker.client, cfg.namespace),
+            running, samples = with_worker(tick, lambda: scheduler.low_backlog(actors.worker.broker.client, cfg.sync.namespace),
                                            seconds=args.worker_seconds, every=args.tick_every)
             show(running)
             with get_pool().connection() as conn:
@@ -106,7 +106,7 @@ def main() -> None:
         actors.worker.broker.flush_all()
         client = actors.worker.broker.client
         for family in ("sync:inflight", "sync:recent"):  # what the drained jobs would have released
-            keys = list(client.scan_iter(match=f"{cfg.namespace}:{family}:*", count=1000))
+            keys = list(client.scan_iter(match=f"{cfg.sync.namespace}:{family}:*", count=1000))
             for start in range(0, len(keys), 1000):
                 client.delete(*keys[start:start + 1000])
         with get_pool().connection() as conn:

@@ -7,45 +7,42 @@ the settings (``SYNC_PROVIDER``); everything else talks to the interfaces of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import redis
+
+import settings as settings_module
 
 from .base import BalanceProvider, PriceSource
 from .prices import CachedPriceSource, StaticPriceTable
 
-if TYPE_CHECKING:  # settings imports chaindata.chains, so chaindata needs it for annotations only
-    import settings as settings_module
-
 
 def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
-    if cfg.provider == "simulated":
+    if cfg.sync.provider == "simulated":
         from .simulated import SimulatedProvider
 
-        return SimulatedProvider(latency_ms=cfg.simulated_latency_ms, failure_rate=cfg.simulated_failure_rate,
-                                 tokens_per_chain=cfg.simulated_tokens_per_chain, seed=cfg.simulated_seed)
-    if cfg.provider == "rpc":
+        return SimulatedProvider(latency_ms=cfg.simulated.latency_ms, failure_rate=cfg.simulated.failure_rate,
+                                 tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed)
+    if cfg.sync.provider == "rpc":
         from .rpc import RpcProvider
 
-        return RpcProvider(cfg.rpc_urls, cfg.rpc_tokens, timeout_s=cfg.http_timeout_s, chains=cfg.chain_table,
-                           multicall_batch=cfg.rpc_multicall_batch, multicall_gas=cfg.rpc_multicall_gas)
+        return RpcProvider(cfg.rpc.urls, cfg.rpc.tokens, timeout_s=cfg.http.timeout_s, chains=cfg.sync.chain_table,
+                           multicall_batch=cfg.rpc.multicall_batch, multicall_gas=cfg.rpc.multicall_gas)
     from .alchemy import AlchemyProvider
 
-    return AlchemyProvider(cfg.alchemy_urls, cfg.alchemy_api_key, timeout_s=cfg.http_timeout_s)
+    return AlchemyProvider(cfg.alchemy.urls, cfg.alchemy.api_key, timeout_s=cfg.http.timeout_s)
 
 
 def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> PriceSource:
     """The price source for ``cfg.provider``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
     inner: PriceSource
-    if cfg.provider == "simulated":
-        inner, source = StaticPriceTable(cfg.simulated_tokens_per_chain), "simulated"
-    elif cfg.price_api_url:
+    if cfg.sync.provider == "simulated":
+        inner, source = StaticPriceTable(cfg.simulated.tokens_per_chain), "simulated"
+    elif cfg.prices.api_url:
         from .http_prices import HttpPriceSource
 
-        inner, source = HttpPriceSource(cfg.price_api_url, cfg.price_api_key, timeout_s=cfg.http_timeout_s), "http"
+        inner, source = HttpPriceSource(cfg.prices.api_url, cfg.prices.api_key, timeout_s=cfg.http.timeout_s), "http"
     else:
         inner, source = NoPrices(), "none"
-    return CachedPriceSource(inner, client, namespace=cfg.namespace, ttl_s=cfg.price_cache_ttl_s, source=source)
+    return CachedPriceSource(inner, client, namespace=cfg.sync.namespace, ttl_s=cfg.prices.cache_ttl_s, source=source)
 
 
 class NoPrices:

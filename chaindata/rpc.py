@@ -49,11 +49,12 @@ import httpx
 
 from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError,
                             TransientProviderError)
-from chaindata.chains import DEFAULT_CHAINS, Chain, get_chain, native_balance
+from chaindata.chains import get_chain, native_balance
 from chaindata.evm import abi
 from chaindata.evm.abi import MAX_NAME_LEN, MAX_SYMBOL_LEN, BadAnswer, clean_text
-from chaindata.evm.addresses import InvalidAddress, normalize_address
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from settings.addresses import InvalidAddress, normalize_address
+from settings.chains import DEFAULT_CHAINS, Chain
 
 __all__ = ["MAX_NAME_LEN", "MAX_SYMBOL_LEN", "RpcProvider", "TokenInfo", "check_wallet", "clean_text"]
 
@@ -93,7 +94,7 @@ class RpcProvider:
     :param tokens: the ERC-20 contracts (lower-case 0x addresses) to read on each chain (``RPC_TOKENS``).
     :param timeout_s: timeout, in seconds, of every HTTP request.
     :param chains: what is known of each chain (native coin, Multicall3 address); default
-        :data:`chaindata.chains.DEFAULT_CHAINS`.
+        :data:`settings.chains.DEFAULT_CHAINS`.
     :param multicall_batch: most calls in one ``aggregate3``.
     :param multicall_gas: gas budget of one ``aggregate3``, sent as its ``eth_call``'s gas; also bounds its
         chunk to ``multicall_gas // GAS_PER_CALL`` calls.

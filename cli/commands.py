@@ -85,7 +85,7 @@ def cmd_request_batch(args) -> int:
         try:
             if fields.get("chain_ids"):
                 request["chain_ids"] = chain_list(fields["chain_ids"])
-            validate_request(supported_chains=cfg.chains, **request)
+            validate_request(supported_chains=cfg.sync.chains, **request)
         except (actors.InvalidSyncRequest, argparse.ArgumentTypeError) as exc:
             errors.append(f"line {line}: {exc}")
             continue

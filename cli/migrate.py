@@ -12,8 +12,8 @@ from .exits import OK
 
 def cmd_migrate(args) -> int:
     cfg = settings.get()
-    if args.create_database and migrate.create_database(cfg.database_url, connect_timeout=cfg.db_connect_timeout_s):
-        output.note(f"created database {cfg.database_url_display}")
-    migrate.apply_schema(cfg.database_url, connect_timeout=cfg.db_connect_timeout_s)
-    print(f"schema applied to {cfg.database_url_display}")
+    if args.create_database and migrate.create_database(cfg.database.url, connect_timeout=cfg.database.connect_timeout_s):
+        output.note(f"created database {cfg.database.url_display}")
+    migrate.apply_schema(cfg.database.url, connect_timeout=cfg.database.connect_timeout_s)
+    print(f"schema applied to {cfg.database.url_display}")
     return OK

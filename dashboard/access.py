@@ -54,9 +54,9 @@ def exposure_problem(host: str | None, cfg: settings_module.Settings) -> str | N
     """Why listening on ``host`` would be unsafe with ``cfg``, or ``None`` if it is fine."""
     if host is None or is_loopback(host):
         return None
-    if cfg.dashboard_username and cfg.dashboard_password:
+    if cfg.dashboard.username and cfg.dashboard.password:
         return None
-    if cfg.dashboard_protected_elsewhere:
+    if cfg.dashboard.protected_elsewhere:
         return None
     return (f"the dashboard would listen on {host}, which is not a loopback address, without a login: set "
             "DASHBOARD_USERNAME and DASHBOARD_PASSWORD, or DASHBOARD_PROTECTED_ELSEWHERE=true if a proxy in "
@@ -72,8 +72,8 @@ def check_exposure(host: str | None, cfg: settings_module.Settings) -> None:
 
 def install(server: flask.Flask, cfg: settings_module.Settings) -> None:
     """Guard every request of ``server``: the login (if configured) and the origin of callbacks."""
-    server.config[_CREDENTIALS] = ((cfg.dashboard_username, cfg.dashboard_password)
-                                   if cfg.dashboard_username and cfg.dashboard_password else None)
+    server.config[_CREDENTIALS] = ((cfg.dashboard.username, cfg.dashboard.password)
+                                   if cfg.dashboard.username and cfg.dashboard.password else None)
     server.before_request(_guard)
     server.after_request(_headers)
 

@@ -20,7 +20,7 @@ from . import access, pages, timerange  # noqa: F401  (pages: the package Dash l
 
 cfg = settings.get()
 logs.install(cfg)  # the log redaction of secrets, as in every process
-access.check_exposure(cfg.dashboard_host, cfg)
+access.check_exposure(cfg.dashboard.host, cfg)
 
 server = flask.Flask(__name__)
 access.install(server, cfg)
@@ -38,7 +38,7 @@ app = dash.Dash(
 
 _NAV = [page for page in dash.page_registry.values() if not page.get("hidden")]
 #: The auto-refresh period of every page (DASHBOARD_REFRESH_S); read by each page load.
-REFRESH_MS = cfg.dashboard_refresh_s * 1000
+REFRESH_MS = cfg.dashboard.refresh_s * 1000
 
 
 def layout() -> html.Div:

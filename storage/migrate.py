@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.create_database and create_database(cfg.database_url, connect_timeout=cfg.db_connect_timeout_s):
-            print(f"created database {cfg.database_url_display}")
-        apply_schema(cfg.database_url, connect_timeout=cfg.db_connect_timeout_s)
+        if args.create_database and create_database(cfg.database.url, connect_timeout=cfg.database.connect_timeout_s):
+            print(f"created database {cfg.database.url_display}")
+        apply_schema(cfg.database.url, connect_timeout=cfg.database.connect_timeout_s)
     except psycopg.Error as exc:
-        print(f"schema not applied to {cfg.database_url_display}: {cfg.redact(str(exc))}", file=sys.stderr)
+        print(f"schema not applied to {cfg.database.url_display}: {cfg.redact(str(exc))}", file=sys.stderr)
         return 1
-    print(f"schema applied to {cfg.database_url_display}")
+    print(f"schema applied to {cfg.database.url_display}")
     return 0
 
 

@@ -47,8 +47,8 @@ class _ProcessPool:
 
 def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -> dict:
     return {
-        "connect_timeout": cfg.db_connect_timeout_s,
-        "options": f"-c statement_timeout={cfg.db_statement_timeout_ms}",
+        "connect_timeout": cfg.database.connect_timeout_s,
+        "options": f"-c statement_timeout={cfg.database.statement_timeout_ms}",
         "application_name": application_name,
         "row_factory": dict_row,
         # Dead peers are noticed by the kernel instead of hanging a worker thread.
@@ -68,7 +68,7 @@ RECONNECT_TIMEOUT_S = 4.0
 
 def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str) -> ConnectionPool:
     """A pool with what every pool here shares: one connection kept, the connect timeout, the reconnect timeout."""
-    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, timeout=cfg.db_connect_timeout_s,
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, timeout=cfg.database.connect_timeout_s,
                           reconnect_timeout=RECONNECT_TIMEOUT_S, name=name, open=True)
 
 
@@ -76,7 +76,7 @@ def _open_pool(cfg: settings_module.Settings) -> ConnectionPool:
     # Autocommit: every storage function runs one statement per checkout, a transaction of its own
     # anyway; without it, psycopg wraps it in BEGIN and COMMIT, three round trips instead of one.
     kwargs = {**connection_kwargs(cfg, application_name="portfolio-sync"), "autocommit": True}
-    return _open(cfg, cfg.database_url, max_size=cfg.db_pool_max, kwargs=kwargs, name="portfolio-sync")
+    return _open(cfg, cfg.database.url, max_size=cfg.database.pool_max, kwargs=kwargs, name="portfolio-sync")
 
 
 _main = _ProcessPool(_open_pool)
@@ -98,14 +98,14 @@ def close_pool() -> None:
 def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
     kwargs = connection_kwargs(cfg, application_name="portfolio-sync-dashboard")
     # Aggregates over a month of the audit trail sort up to a million values: in memory, no JIT.
-    kwargs["options"] = (f"-c default_transaction_read_only=on -c statement_timeout={cfg.dashboard_statement_timeout_ms}"
+    kwargs["options"] = (f"-c default_transaction_read_only=on -c statement_timeout={cfg.dashboard.statement_timeout_ms}"
                          " -c work_mem=64MB -c jit=off -c TimeZone=UTC")
     kwargs["prepare_threshold"] = None  # custom plans: a search's empty filters fold away
     return kwargs
 
 
 def _open_readonly_pool(cfg: settings_module.Settings) -> ConnectionPool:
-    return _open(cfg, cfg.dashboard_database_url or cfg.database_url, max_size=cfg.dashboard_db_pool_max,
+    return _open(cfg, cfg.dashboard.database_url or cfg.database.url, max_size=cfg.dashboard.db_pool_max,
                  kwargs=readonly_connection_kwargs(cfg), name="portfolio-sync-dashboard")
 
 

@@ -25,7 +25,7 @@ RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"portfolio_sync_test_{RUN_ID}"
 NAMESPACE = f"portfolio-sync-test-{RUN_ID}"
 
-_server_url = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"][0]
+_server_url = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"].default
 os.environ.update({
     "DATABASE_URL": urlunsplit(urlsplit(_server_url)._replace(path="/" + TEST_DATABASE)),
     "SYNC_NAMESPACE": NAMESPACE,
@@ -64,7 +64,7 @@ def database() -> str:
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     """A client of the test Redis; every key of the run's namespace is deleted at the end."""
-    client = redis.Redis.from_url(settings.get().redis_url, socket_timeout=5)
+    client = redis.Redis.from_url(settings.get().redis.url, socket_timeout=5)
     client.ping()
     try:
         yield client

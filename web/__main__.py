@@ -7,4 +7,4 @@ import settings
 from . import application
 
 cfg = settings.get()
-run_simple(cfg.dashboard_host, cfg.port, application, threaded=True)
+run_simple(cfg.dashboard.host, cfg.dashboard.port, application, threaded=True)

@@ -31,7 +31,7 @@ class ReconcilerThread(Middleware):
         self._stop.set()
 
     def _loop(self, broker) -> None:
-        interval = context.cfg().reconcile_interval_s
+        interval = context.cfg().reconciler.interval_s
         token = uuid.uuid4().hex
         while not self._stop.wait(interval):
             try:

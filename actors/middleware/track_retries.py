@@ -16,6 +16,6 @@ class TrackRetries(Middleware):
     def after_enqueue(self, broker, message, delay):
         # Retries and their moves from the delay queue carry a retry count; first sends do not.
         if message.options.get("retries") and is_sync_actor(message.actor_name) and message.args:
-            ttl_ms = (delay or 0) + context.cfg().max_age_ms
+            ttl_ms = (delay or 0) + context.cfg().sync.max_age_ms
             broker.client.set(message_key(broker.namespace, str(message.args[0])),
                               message.options["redis_message_id"], px=ttl_ms)

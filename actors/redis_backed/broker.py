@@ -166,14 +166,14 @@ def connect(cfg: settings_module.Settings, *, middleware: Sequence[Middleware] =
     """A :class:`SyncBroker` on ``REDIS_URL`` with ``middleware``, its queues declared."""
     # Built here rather than from ``url=``: RedisBroker drops socket options when given a URL,
     # and every Redis call must time out rather than hang a worker thread.
-    client = redis.Redis.from_url(cfg.redis_url, socket_timeout=cfg.redis_timeout_s,
-                                  socket_connect_timeout=cfg.redis_timeout_s, health_check_interval=30)
+    client = redis.Redis.from_url(cfg.redis.url, socket_timeout=cfg.redis.timeout_s,
+                                  socket_connect_timeout=cfg.redis.timeout_s, health_check_interval=30)
     # Dramatiq's own recovery of a dead worker's messages: an 8 s heartbeat timeout and a maintenance
     # pass on 5% of commands (defaults: 60 s and 0.1%, which took minutes); the reconciler
     # (actors.services.reconciler) brings operations back faster still, from their leases.
-    broker = SyncBroker(client=client, namespace=cfg.namespace, middleware=list(middleware),
-                        heartbeat_timeout=cfg.broker_heartbeat_timeout_ms,
-                        maintenance_chance=cfg.broker_maintenance_chance, quarantine_max=cfg.quarantine_max)
+    broker = SyncBroker(client=client, namespace=cfg.sync.namespace, middleware=list(middleware),
+                        heartbeat_timeout=cfg.broker.heartbeat_timeout_ms,
+                        maintenance_chance=cfg.broker.maintenance_chance, quarantine_max=cfg.broker.quarantine_max)
     for queue_name, _priority in QUEUES.values():
         broker.declare_queue(queue_name)
     broker.declare_queue(PERIODIC_QUEUE)

@@ -49,9 +49,9 @@ def admissions() -> Admissions:
     c = cfg()
     # An in-flight key outlives any legitimate operation: the age limit, every attempt's time
     # limit and every backoff, plus a margin.  Past that it frees a wallet whose job was lost.
-    ttl_ms = c.max_age_ms + c.max_attempts * c.time_limit_ms + (c.max_attempts - 1) * c.retry_max_backoff_ms + 60_000
-    return Admissions(broker().client, namespace=c.namespace, inflight_ttl_ms=ttl_ms,
-                      cooldown_s=c.cooldown_seconds, deadline_ms=int(c.redis_timeout_s * 1000))
+    ttl_ms = c.sync.max_age_ms + c.sync.max_attempts * c.sync.time_limit_ms + (c.sync.max_attempts - 1) * c.sync.retry_max_backoff_ms + 60_000
+    return Admissions(broker().client, namespace=c.sync.namespace, inflight_ttl_ms=ttl_ms,
+                      cooldown_s=c.sync.cooldown_seconds, deadline_ms=int(c.redis.timeout_s * 1000))
 
 
 @functools.cache
@@ -68,8 +68,8 @@ def price_source() -> chaindata.PriceSource:
 def token_lists() -> TokenLists:
     """The token lists, loaded on first use; ``ConfigError`` if a list of ``TOKEN_LIST_URLS`` is no valid list."""
     c = cfg()
-    lists = TokenLists(c.token_list_urls, client=broker().client, namespace=c.namespace,
-                       ttl_s=c.token_list_ttl_s, timeout_s=c.http_timeout_s)
+    lists = TokenLists(c.tokens.list_urls, client=broker().client, namespace=c.sync.namespace,
+                       ttl_s=c.tokens.list_ttl_s, timeout_s=c.http.timeout_s)
     lists.start()
     return lists
 
@@ -80,14 +80,14 @@ def candidate_tokens() -> CandidateTokens:
     (``alchemy`` lists a wallet's tokens itself, ``simulated`` has no chain)."""
     c = cfg()
     scanners = {}
-    if c.provider == "rpc":
-        http = httpx.Client(timeout=c.http_timeout_s)
-        scanners = {chain_id: TransferLogScanner(http, url, chain_id=chain_id, timeout_s=c.http_timeout_s,
-                                                 max_range=c.discovery_max_block_range,
-                                                 reorg_blocks=c.discovery_reorg_blocks)
-                    for chain_id, url in c.rpc_urls.items()}
-    return CandidateTokens(configured=c.rpc_tokens, lists=token_lists(), scanners=scanners,
-                           start_blocks=c.discovery_start_blocks, load=_load_cursor, save=_save_cursor)
+    if c.sync.provider == "rpc":
+        http = httpx.Client(timeout=c.http.timeout_s)
+        scanners = {chain_id: TransferLogScanner(http, url, chain_id=chain_id, timeout_s=c.http.timeout_s,
+                                                 max_range=c.tokens.discovery_max_block_range,
+                                                 reorg_blocks=c.tokens.discovery_reorg_blocks)
+                    for chain_id, url in c.rpc.urls.items()}
+    return CandidateTokens(configured=c.rpc.tokens, lists=token_lists(), scanners=scanners,
+                           start_blocks=c.tokens.discovery_start_blocks, load=_load_cursor, save=_save_cursor)
 
 
 def _load_cursor(wallet: str, chain_id: int) -> Cursor | None:
@@ -105,14 +105,14 @@ def _save_cursor(wallet: str, chain_id: int, cursor: Cursor) -> None:
 @functools.cache
 def leases() -> Leases:
     c = cfg()
-    return Leases(broker().client, namespace=c.namespace, ttl_ms=c.lease_ms)
+    return Leases(broker().client, namespace=c.sync.namespace, ttl_ms=c.sync.lease_ms)
 
 
 @functools.cache
 def circuits() -> ChainCircuits:
     c = cfg()
-    return ChainCircuits(broker().client, namespace=c.namespace, provider=provider().name,
-                         fail_max=c.circuit_fail_max, reset_s=c.circuit_reset_s)
+    return ChainCircuits(broker().client, namespace=c.sync.namespace, provider=provider().name,
+                         fail_max=c.circuit.fail_max, reset_s=c.circuit.reset_s)
 
 
 def worker_id() -> str:

@@ -54,7 +54,7 @@ def request_sync(user_id: str, wallet_address: str, chain_ids: Iterable[int] | N
       SyncUnavailable: Redis or PostgreSQL did not answer in time; nothing was accepted.
     """
     request = validate_request(user_id, wallet_address, chain_ids, priority=priority, force=force, trigger=trigger,
-                               supported_chains=context.cfg().chains)
+                               supported_chains=context.cfg().sync.chains)
     return _submit([request])[0]
 
 
@@ -65,7 +65,7 @@ def request_syncs(requests: Iterable[Mapping[str, Any]]) -> list[str]:
     Every request is validated before anything happens: if one is invalid,
     :class:`InvalidSyncRequest` names its index and nothing is enqueued for any.
     """
-    supported = context.cfg().chains
+    supported = context.cfg().sync.chains
     validated: list[SyncRequest] = []
     for index, fields in enumerate(requests):
         try:

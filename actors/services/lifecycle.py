@@ -111,10 +111,10 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     cfg = context.cfg()
     started = time.monotonic()
     try:
-        outcome = _attempt(row, deadline=started + cfg.time_limit_ms / 1000 * 0.9)
+        outcome = _attempt(row, deadline=started + cfg.sync.time_limit_ms / 1000 * 0.9)
     except TimeLimitExceeded:
         outcome = _failure(row, "time_limit_exceeded",
-                           f"the attempt ran longer than SYNC_TIME_LIMIT_MS={cfg.time_limit_ms}", transient=True)
+                           f"the attempt ran longer than SYNC_TIME_LIMIT_MS={cfg.sync.time_limit_ms}", transient=True)
     except InvalidSyncRequest as exc:
         outcome = _failure(row, "invalid_request", str(exc), transient=False)
 
@@ -125,7 +125,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
                                      succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
     end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
-                   namespace=cfg.namespace, maxlen=cfg.events_maxlen)
+                   namespace=cfg.sync.namespace, maxlen=cfg.events.maxlen)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
@@ -159,7 +159,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     futures = {}
     for chain_id in pending:
         try:
-            validate_chains([chain_id], cfg.chains)
+            validate_chains([chain_id], cfg.sync.chains)
         except InvalidSyncRequest as exc:
             errors[chain_id] = PermanentProviderError("unsupported_chain", str(exc))
             continue
@@ -193,7 +193,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     refund = bool(errors) and not reads and all(e.code == "circuit_open" for e in errors.values())
     if not errors:
         status = "succeeded"
-    elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.max_attempts):
+    elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.sync.max_attempts):
         status = "retrying"
     else:
         status = "failed"
@@ -264,7 +264,7 @@ def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:
     cfg = context.cfg()
-    retry = transient and row["attempts"] < cfg.max_attempts
+    retry = transient and row["attempts"] < cfg.sync.max_attempts
     return AttemptOutcome(
         status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
         holdings_count=None, total_value_usd=None, unpriced_count=None,

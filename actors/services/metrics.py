@@ -96,7 +96,7 @@ _directory: Path | None = None  # this process's multiprocess directory, when in
 def base_directory(cfg: settings_module.Settings) -> Path:
     # Not per SYNC_NAMESPACE: run directories are named by pid, unique on the machine, so the removal of
     # ended runs covers every namespace's (a benchmark's throwaway namespace included).
-    return Path(cfg.metrics_dir) if cfg.metrics_dir else Path(tempfile.gettempdir()) / "portfolio-sync-metrics"
+    return Path(cfg.metrics.dir) if cfg.metrics.dir else Path(tempfile.gettempdir()) / "portfolio-sync-metrics"
 
 
 def run_directory(cfg: settings_module.Settings, role: str, run_pid: int) -> Path:
@@ -239,13 +239,13 @@ def serve_worker_metrics() -> int:
             logger.debug(fmt, *args)
 
     try:
-        server = ThreadingHTTPServer((cfg.metrics_host, cfg.metrics_port), Handler)
+        server = ThreadingHTTPServer((cfg.metrics.host, cfg.metrics.port), Handler)
     except OSError as exc:
         logger.error("The metrics server could not listen on %s:%d (%s); this dramatiq command serves no metrics. "
                      "Give each dramatiq command on a machine its own METRICS_PORT.",
-                     cfg.metrics_host, cfg.metrics_port, exc)
+                     cfg.metrics.host, cfg.metrics.port, exc)
         return 1
-    logger.info("Serving the workers' metrics on http://%s:%d/metrics", cfg.metrics_host, server.server_port)
+    logger.info("Serving the workers' metrics on http://%s:%d/metrics", cfg.metrics.host, server.server_port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -146,7 +146,7 @@ def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list
     if operation.get("queue_wait_ms") is not None:
         metrics.observe("portfolio_sync_queue_wait_seconds", operation["queue_wait_ms"] / 1000,
                         priority=operation.get("priority") or "")
-    if context.cfg().events_maxlen <= 0:
+    if context.cfg().events.maxlen <= 0:
         return []
     return events.build(operation, finished_at=finished_at)
 
@@ -156,7 +156,7 @@ def _publish(built: list[dict[str, str]]) -> None:
         return
     cfg = context.cfg()
     pipe = context.broker().client.pipeline(transaction=False)
-    events.append(pipe, cfg.namespace, built, maxlen=cfg.events_maxlen)
+    events.append(pipe, cfg.sync.namespace, built, maxlen=cfg.events.maxlen)
     try:
         pipe.execute()
     except Exception as exc:

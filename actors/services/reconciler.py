@@ -54,14 +54,14 @@ def reconcile(broker=None) -> collections.Counter:
     cfg = context.cfg()
     broker = broker or context.broker()
     client = broker.client
-    cursor_key = f"{cfg.namespace}:reconciler:cursor"
+    cursor_key = f"{cfg.sync.namespace}:reconciler:cursor"
     raw_cursor = client.get(cursor_key)
     after = dt.datetime.fromisoformat(raw_cursor.decode()) if raw_cursor else _EPOCH
-    grace_ms = max(10_000, 2 * cfg.lease_ms)
+    grace_ms = max(10_000, 2 * cfg.sync.lease_ms)
     # A running operation is a candidate a moment after it started: its lease, checked below,
     # is what says whether its worker is alive.
     rows = operations.reconcile_candidates(after=after, grace_ms=grace_ms, lease_ms=2000,
-                                           max_age_ms=cfg.max_age_ms, limit=BATCH)
+                                           max_age_ms=cfg.sync.max_age_ms, limit=BATCH)
     client.set(cursor_key, (rows[-1]["enqueued_at"] if len(rows) == BATCH else _EPOCH).isoformat())
 
     done: collections.Counter = collections.Counter()
@@ -71,7 +71,7 @@ def reconcile(broker=None) -> collections.Counter:
     # A running operation's message is in its worker's in-flight set whether the worker lives or
     # not: for it, the lease alone tells.  For the others, where is the message?
     states = _message_states(broker, [r for r in rows if r["id"] not in leased and r["status"] != "running"])
-    suspects_key = f"{cfg.namespace}:reconciler:stranded"
+    suspects_key = f"{cfg.sync.namespace}:reconciler:stranded"
     now = time.time()
     for row in rows:
         state = states.get(row["id"])
@@ -85,13 +85,13 @@ def reconcile(broker=None) -> collections.Counter:
             client.hsetnx(suspects_key, row["id"], now)
             client.expire(suspects_key, 3600)
             first_seen = float(client.hget(suspects_key, row["id"]) or now)
-            if now - first_seen < cfg.time_limit_ms / 1000 + 30:
+            if now - first_seen < cfg.sync.time_limit_ms / 1000 + 30:
                 continue
             client.hdel(suspects_key, row["id"])
         if row["too_old"]:
             _fail(row, "expired", "its message was lost and it is older than SYNC_MAX_AGE_MS", done)
-        elif row["status"] != "queued" and row["attempts"] >= cfg.max_attempts:
-            _fail(row, "worker_lost", f"its last attempt ({row['attempts']} of {cfg.max_attempts}) "
+        elif row["status"] != "queued" and row["attempts"] >= cfg.sync.max_attempts:
+            _fail(row, "worker_lost", f"its last attempt ({row['attempts']} of {cfg.sync.max_attempts}) "
                                       "was lost with its worker or message", done)
         else:
             _requeue(broker, row, done)
@@ -155,7 +155,7 @@ def reconcile_exclusively(token: str | None = None, broker=None) -> collections.
     (``None`` then).  The workers' reconciler threads and the housekeeping job both go through it,
     so two passes never run at once."""
     broker = broker or context.broker()
-    interval_ms = context.cfg().reconcile_interval_s * 1000
+    interval_ms = context.cfg().reconciler.interval_s * 1000
     if not broker.client.set(f"{broker.namespace}:reconciler:lock", token or uuid.uuid4().hex, nx=True,
                              px=interval_ms):
         return None

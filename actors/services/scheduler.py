@@ -137,13 +137,13 @@ class TickPolicy:
     def from_settings(cls, cfg: settings_module.Settings) -> "TickPolicy":
         return cls(
             staleness=Staleness(
-                active_window_s=cfg.scheduler_active_window_s, active_interval_s=cfg.scheduler_active_interval_s,
-                idle_interval_s=cfg.scheduler_idle_interval_s, backoff_base_s=cfg.scheduler_backoff_base_s,
-                backoff_cap_s=cfg.scheduler_backoff_cap_s,
+                active_window_s=cfg.scheduler.active_window_s, active_interval_s=cfg.scheduler.active_interval_s,
+                idle_interval_s=cfg.scheduler.idle_interval_s, backoff_base_s=cfg.scheduler.backoff_base_s,
+                backoff_cap_s=cfg.scheduler.backoff_cap_s,
                 # An operation is in flight as long as its Redis in-flight key can live.
                 inflight_window_s=context.admissions().inflight_ttl_ms // 1000),
-            batch_size=cfg.scheduler_batch_size, max_per_tick=cfg.scheduler_max_per_tick,
-            backlog_limit=cfg.scheduler_backlog_limit)
+            batch_size=cfg.scheduler.batch_size, max_per_tick=cfg.scheduler.max_per_tick,
+            backlog_limit=cfg.scheduler.backlog_limit)
 
     def describe(self) -> dict[str, int]:
         return {**self.staleness.params(), "batch_size": self.batch_size, "max_per_tick": self.max_per_tick,
@@ -192,7 +192,7 @@ def run_resync_tick(tick_at: dt.datetime, *, scheduler_id: str | None = None,
     stale = requested = backlog = 0
     details: dict[str, Any] = {}
     try:
-        backlog = low_backlog(client, cfg.namespace)
+        backlog = low_backlog(client, cfg.sync.namespace)
         room = max(0, policy.backlog_limit - backlog)
         budget = min(policy.max_per_tick, room)
         clock = time.perf_counter()
@@ -209,13 +209,13 @@ def run_resync_tick(tick_at: dt.datetime, *, scheduler_id: str | None = None,
         pending = collections.deque(selection.wallets)
         while pending:
             if counts["batches"]:  # the backlog moved since: workers drained it, producers added to it
-                room = policy.backlog_limit - low_backlog(client, cfg.namespace)
+                room = policy.backlog_limit - low_backlog(client, cfg.sync.namespace)
             size = min(policy.batch_size, policy.max_per_tick - requested, room)
             if size <= 0:
                 limited_by = "backlog" if room <= 0 else "max_per_tick"
                 break
             chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
-            requests = [r for r in (_request_for(w, cfg.chains, counts) for w in chunk) if r is not None]
+            requests = [r for r in (_request_for(w, cfg.sync.chains, counts) for w in chunk) if r is not None]
             if not requests:
                 continue
             ids = intake.request_syncs(requests)
@@ -225,7 +225,7 @@ def run_resync_tick(tick_at: dt.datetime, *, scheduler_id: str | None = None,
             counts["batches"] += 1
             counts["not_accepted"] += len(requests) - created  # deduplicated or in cooldown after all
         details["enqueue_ms"] = round((time.perf_counter() - clock) * 1000, 1)
-        details["backlog_after"] = low_backlog(client, cfg.namespace)
+        details["backlog_after"] = low_backlog(client, cfg.sync.namespace)
         details["reason"] = _reason(stale, requested, limited_by)
     except SyncUnavailable as exc:
         details["reason"] = "unavailable"
@@ -311,14 +311,14 @@ def housekeeping_task(name: str):
 @housekeeping_task("sync_operations_retention")
 def prune_sync_operations() -> dict[str, Any]:
     """Finished operations older than ``SYNC_RETENTION_DAYS`` (bounded batches; never unfinished ones)."""
-    deleted = scheduling.delete_old_operations(days=context.cfg().sync_retention_days, batch=RETENTION_BATCH_SIZE,
+    deleted = scheduling.delete_old_operations(days=context.cfg().housekeeping.sync_retention_days, batch=RETENTION_BATCH_SIZE,
                                                max_batches=RETENTION_MAX_BATCHES)
     return dataclasses.asdict(deleted)
 
 
 @housekeeping_task("scheduler_ticks_retention")
 def prune_scheduler_ticks() -> dict[str, Any]:
-    deleted = scheduling.delete_old_ticks(days=context.cfg().scheduler_tick_retention_days,
+    deleted = scheduling.delete_old_ticks(days=context.cfg().housekeeping.tick_retention_days,
                                           batch=RETENTION_BATCH_SIZE, max_batches=RETENTION_MAX_BATCHES)
     return dataclasses.asdict(deleted)
 
@@ -330,12 +330,12 @@ def clean_redis() -> dict[str, Any]:
     broker = context.broker()
     families = {
         "sync:inflight": context.admissions().inflight_ttl_ms // 1000,
-        "sync:recent": max(1, cfg.cooldown_seconds),
-        "price": cfg.price_cache_ttl_s,
+        "sync:recent": max(1, cfg.sync.cooldown_seconds),
+        "price": cfg.prices.cache_ttl_s,
         "tick": TICK_KEY_TTL_S,
     }
     queues = broker.get_declared_queues() | broker.get_declared_delay_queues()
-    return clean_redis_keys(broker.client, cfg.namespace, queues=queues, ttl_families=families)
+    return clean_redis_keys(broker.client, cfg.sync.namespace, queues=queues, ttl_families=families)
 
 
 @housekeeping_task("reconcile")

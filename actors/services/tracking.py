@@ -52,7 +52,7 @@ def untrack_wallet(user_id: str, wallet_address: str) -> bool:
 
 
 def _validate(user_id: object, wallet_address: object, chain_ids: Iterable[int] | None = None) -> SyncRequest:
-    return validate_request(user_id, wallet_address, chain_ids, supported_chains=context.cfg().chains)
+    return validate_request(user_id, wallet_address, chain_ids, supported_chains=context.cfg().sync.chains)
 
 
 def _call(fn, *args):

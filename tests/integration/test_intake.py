@@ -44,7 +44,7 @@ def test_accepted_request_writes_a_queued_row_and_one_message(db_conn, user_id, 
 
 def test_no_chain_ids_means_every_configured_chain(db_conn, user_id, wallet):
     actors.request_sync(user_id, wallet)
-    assert rows(db_conn, user_id)[0]["chain_ids"] == sorted(actors.services.intake.context.cfg().chains)
+    assert rows(db_conn, user_id)[0]["chain_ids"] == sorted(actors.services.intake.context.cfg().sync.chains)
 
 
 @pytest.mark.parametrize("args, kwargs, message", [

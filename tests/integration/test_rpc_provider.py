@@ -24,7 +24,7 @@ import pytest
 from eth_abi import encode
 
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, TokenError, TransientProviderError
-from chaindata.chains import DEFAULT_CHAINS
+from settings.chains import DEFAULT_CHAINS
 from chaindata.rpc import RpcProvider
 from tests.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, recording_relay, running_anvil, token_args
 from tests.fake_http import FakeHttpServer, Reply, Request

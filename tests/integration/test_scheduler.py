@@ -395,14 +395,14 @@ def test_track_pause_resume_untrack(db_conn, user_id, wallet):
     assert created["created"] and created["chain_ids"] == [1, 8453] and created["status"] == "active"
     assert created["wallet_address"] == wallet.lower()
     again = actors.track_wallet(user_id, wallet.upper().replace("0X", "0x"))
-    assert not again["created"] and again["chain_ids"] == sorted(context.cfg().chains)
+    assert not again["created"] and again["chain_ids"] == sorted(context.cfg().sync.chains)
 
     assert actors.pause_wallet(user_id, wallet)
     assert tick().requested_count == 0 and states(user_id) == {wallet.lower(): "paused"}
     assert actors.resume_wallet(user_id, wallet)
     assert tick().requested_count == 1
     (op,) = db_conn.execute("SELECT chain_ids FROM sync_operations WHERE user_id = %s", (user_id,)).fetchall()
-    assert op["chain_ids"] == sorted(context.cfg().chains)
+    assert op["chain_ids"] == sorted(context.cfg().sync.chains)
 
     assert actors.untrack_wallet(user_id, wallet)
     assert not actors.untrack_wallet(user_id, wallet)

@@ -9,7 +9,7 @@ range with the error of a real provider instead of passing it on.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import os
 import json
 import math
 import uuid
@@ -259,8 +259,8 @@ def rpc_worker(monkeypatch: pytest.MonkeyPatch, clean_queues: Any) -> Iterator[C
     cached = (context.provider, context.candidate_tokens, context.circuits)
 
     def configure(url: str) -> None:
-        cfg = dataclasses.replace(settings.get(), provider="rpc", chains=(CHAIN,), rpc_urls={CHAIN: url},
-                                  rpc_tokens={}, discovery_reorg_blocks=0)
+        cfg = settings.load({**os.environ, "SYNC_PROVIDER": "rpc", "SYNC_CHAINS": str(CHAIN),
+                             "RPC_URLS": f"{CHAIN}={url}", "RPC_TOKENS": "", "DISCOVERY_REORG_BLOCKS": "0"})
         monkeypatch.setattr(context, "cfg", lambda: cfg)
         for factory in cached:
             factory.cache_clear()

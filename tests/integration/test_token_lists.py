@@ -16,7 +16,7 @@ import pytest
 from chaindata.base import TokenBalance
 from chaindata.tokens.lists import (TokenIndex, TokenListError, TokenLists, complete_from_list, parse_token_list,
                                      shipped_list)
-from settings import DEFAULT_CHAINS, ConfigError
+from settings import VARIABLES, ConfigError
 from tests.fake_http import FakeHttpServer
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def lists_for(urls: list[str], redis_client: Any, clock: Clock | None = None, tt
 def test_the_shipped_list_validates_and_covers_every_default_chain() -> None:
     tokens = shipped_list()
     chains = {t.chain_id for t in tokens}
-    assert {int(c) for c in DEFAULT_CHAINS.split(",")} <= chains
+    assert {int(c) for c in VARIABLES["SYNC_CHAINS"].default.split(",")} <= chains
     assert all(t.address == t.address.lower() and 0 <= t.decimals <= 255 for t in tokens)
     usdc = [t for t in tokens if t.chain_id == 1 and t.symbol == "USDC"]
     assert [(t.address, t.decimals) for t in usdc] == [("0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", 6)]

@@ -7,7 +7,6 @@ of the project's packages, function-local imports included: a cycle hidden in a 
 
 from __future__ import annotations
 
-import ast
 import tomllib
 from pathlib import Path
 
@@ -26,51 +25,15 @@ def project_packages() -> list[str]:
                   if (p / "__init__.py").is_file() and p.name not in NOT_PROJECT and not p.name.startswith("."))
 
 
-def project_modules() -> list[str]:
-    """The project's top-level single-file modules (``settings``), which grimp cannot take as a package."""
-    return sorted(p.stem for p in ROOT.glob("*.py") if p.stem.isidentifier())
-
-
-def imports_of_module(name: str, known: set[str]) -> list[tuple[str, int, str]]:
-    """(imported module, line, code) for each import of a project module in the single-file module ``name``."""
-    path = ROOT / f"{name}.py"
-    tree = ast.parse(path.read_text(), filename=str(path))
-    lines = path.read_text().splitlines()
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        else:
-            continue
-        for target in targets:
-            # The longest prefix that is a module of the graph (``from storage import pool`` -> storage.pool).
-            parts = target.split(".")
-            for i in range(len(parts), 0, -1):
-                if ".".join(parts[:i]) in known:
-                    found.append((".".join(parts[:i]), node.lineno, lines[node.lineno - 1].strip()))
-                    break
-    return found
-
-
 def build_graph() -> grimp.ImportGraph:
-    """Every import between the project's modules, the single-file modules' own imports included."""
-    graph = grimp.build_graph(*project_packages(), cache_dir=None, include_external_packages=True)
-    known = set(graph.modules)
-    for module in project_modules():
-        if module not in known:
-            graph.add_module(module)
-        for imported, line, code in imports_of_module(module, known):
-            graph.add_import(importer=module, imported=imported, line_number=line, line_contents=code)
-    return graph
+    """Every import between the project's modules."""
+    return grimp.build_graph(*project_packages(), cache_dir=None, include_external_packages=True)
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
     """One cycle (``[a, b, ..., a]``) per group of project modules that import each other, found with
     Tarjan's strongly connected components, then a shortest path back to the group's first module."""
-    project = {m for m in graph.modules
-               if m.split(".")[0] in project_packages() or m in project_modules()}
+    project = {m for m in graph.modules if m.split(".")[0] in project_packages()}
     edges = {m: sorted(graph.find_modules_directly_imported_by(m) & project) for m in sorted(project)}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -147,13 +110,6 @@ def test_imports_only_go_down_the_layers(capsys):
     configuration.configure()  # what the lint-imports command does first
     kept = use_cases.lint_imports(config_filename=str(ROOT / "pyproject.toml"), cache_dir=None, no_logo=True)
     assert kept, capsys.readouterr().out
-
-
-def test_settings_is_the_bottom_layer():
-    graph = build_graph()
-    project = {m for m in graph.modules if m.split(".")[0] in project_packages()}
-    assert [describe(graph, [m, imported]) for m in project_modules()
-            for imported, _line, _code in imports_of_module(m, project)] == []
 
 
 def test_no_import_cycle_anywhere_in_the_project():

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 import settings
 from actors.validation import InvalidSyncRequest, validate_wallet
-from chaindata.chains import DEFAULT_CHAINS, MULTICALL3_ADDRESS, UnknownChainError, get_chain, parse_chain_metadata
+from chaindata.chains import UnknownChainError, get_chain
+from settings.chains import DEFAULT_CHAINS, MULTICALL3_ADDRESS, parse_chain_metadata
 from chaindata.evm import abi
-from chaindata.evm.addresses import InvalidAddress, normalize_address
+from settings.addresses import InvalidAddress, normalize_address
 
 FANTOM = {"250": {"name": "Fantom", "native_symbol": "FTM", "native_name": "Fantom", "native_decimals": 18,
                   "price_platform": "fantom", "native_price_id": "fantom"}}
@@ -22,8 +23,8 @@ FANTOM = {"250": {"name": "Fantom", "native_symbol": "FTM", "native_name": "Fant
 
 def test_the_default_chains_and_anvil_ship_with_their_metadata():
     cfg = settings.load({})
-    for chain_id in (*cfg.chains, 31337):
-        chain = get_chain(chain_id, cfg.chain_table)
+    for chain_id in (*cfg.sync.chains, 31337):
+        chain = get_chain(chain_id, cfg.sync.chain_table)
         assert chain.name and chain.native_symbol and chain.multicall3 == MULTICALL3_ADDRESS
     assert (get_chain(137).native_symbol, get_chain(137).price_platform) == ("POL", "polygon-pos")
     assert get_chain(31337).price_platform is None  # a local node has no market prices
@@ -41,9 +42,9 @@ def test_an_unknown_chain_is_refused_not_given_ether():
 def test_chain_metadata_adds_chains_and_changes_defaults():
     changed = {**FANTOM, "1": {"multicall3": "0x" + "AB" * 20, "price_platform": None}}
     cfg = settings.load({"SYNC_CHAINS": "1,250", "CHAIN_METADATA": json.dumps(changed)})
-    fantom = get_chain(250, cfg.chain_table)
+    fantom = get_chain(250, cfg.sync.chain_table)
     assert (fantom.native_symbol, fantom.native_decimals, fantom.multicall3) == ("FTM", 18, MULTICALL3_ADDRESS)
-    ethereum = get_chain(1, cfg.chain_table)
+    ethereum = get_chain(1, cfg.sync.chain_table)
     assert (ethereum.name, ethereum.multicall3, ethereum.price_platform) == ("Ethereum", "0x" + "ab" * 20, None)
     assert DEFAULT_CHAINS[1].price_platform == "ethereum"  # the defaults themselves are untouched
 
@@ -79,8 +80,8 @@ def test_bad_rpc_settings_name_the_variable(env, named):
 
 def test_rpc_tokens_accept_checksummed_and_single_case_addresses():
     cfg = settings.load({"RPC_TOKENS": "1=0xcA11bde05977b3631167028862bE2a173976CA11 0x" + "AB" * 20})
-    assert cfg.rpc_tokens[1] == (MULTICALL3_ADDRESS, "0x" + "ab" * 20)
-    assert (cfg.rpc_multicall_batch, cfg.rpc_multicall_gas) == (300, 20_000_000)
+    assert cfg.rpc.tokens[1] == (MULTICALL3_ADDRESS, "0x" + "ab" * 20)
+    assert (cfg.rpc.multicall_batch, cfg.rpc.multicall_gas) == (300, 20_000_000)
 
 
 @given(st.binary(min_size=20, max_size=20))

@@ -14,9 +14,9 @@ def test_log_lines_and_tracebacks_are_redacted():
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning("connecting to %s with %s", cfg.database_url, cfg.alchemy_api_key)
+        logger.warning("connecting to %s with %s", cfg.database.url, cfg.alchemy.api_key)
         try:
-            raise RuntimeError(f"failed: https://x.example/v2/{cfg.alchemy_api_key} and {cfg.database_url}")
+            raise RuntimeError(f"failed: https://x.example/v2/{cfg.alchemy.api_key} and {cfg.database.url}")
         except RuntimeError:
             logger.exception("boom")
     finally:

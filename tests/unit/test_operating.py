@@ -64,9 +64,9 @@ def test_json_lines_carry_the_job_ids_while_a_job_runs_and_only_then(json_log):
 def test_json_lines_are_redacted_tracebacks_included(json_log):
     logger, cfg, lines = json_log
     try:
-        raise RuntimeError(f"cannot reach {cfg.database_url} with {cfg.alchemy_api_key}")
+        raise RuntimeError(f"cannot reach {cfg.database.url} with {cfg.alchemy.api_key}")
     except RuntimeError:
-        logger.exception("failed with %s", cfg.alchemy_api_key)
+        logger.exception("failed with %s", cfg.alchemy.api_key)
     (line,) = lines()
     assert line["message"] == "failed with ***"
     assert "RuntimeError: cannot reach postgresql://app:***@db/prod with ***" in line["exc_info"]
@@ -129,12 +129,12 @@ def test_a_failure_reports_its_code_and_the_chains_it_stored_if_any():
 
 def test_operating_settings_defaults_and_validation():
     cfg = settings.load({})
-    assert (cfg.log_format, cfg.api_tokens, cfg.api_rate_limit, cfg.api_max_body_bytes) == ("json", (), (600, "minute"),
+    assert (cfg.logging.format, cfg.api.tokens, cfg.api.rate_limit, cfg.api.max_body_bytes) == ("json", (), (600, "minute"),
                                                                                            16384)
-    assert (cfg.metrics_enabled, cfg.metrics_host, cfg.metrics_port, cfg.events_maxlen) == (True, "127.0.0.1", 9191,
+    assert (cfg.metrics.enabled, cfg.metrics.host, cfg.metrics.port, cfg.events.maxlen) == (True, "127.0.0.1", 9191,
                                                                                            100000)
-    assert settings.load({"API_RATE_LIMIT": "off"}).api_rate_limit is None
-    assert settings.load({"API_RATE_LIMIT": "5 / Second"}).api_rate_limit == (5, "second")
+    assert settings.load({"API_RATE_LIMIT": "off"}).api.rate_limit is None
+    assert settings.load({"API_RATE_LIMIT": "5 / Second"}).api.rate_limit == (5, "second")
     for env, named in [({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or text"),
                        ({"API_RATE_LIMIT": "fast"}, "API_RATE_LIMIT must be"),
                        ({"METRICS_ENABLED": "maybe"}, "METRICS_ENABLED must be true or false"),
@@ -147,7 +147,7 @@ def test_operating_settings_defaults_and_validation():
 def test_api_tokens_are_secrets_never_repeated_in_errors():
     token = "tok-" + "q" * 30
     cfg = settings.load({"API_TOKENS": f" {token} , {token}"})
-    assert cfg.api_tokens == (token,) and token not in repr(cfg)
+    assert cfg.api.tokens == (token,) and token not in repr(cfg)
     assert cfg.redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
     with pytest.raises(settings.ConfigError) as excinfo:
         settings.load({"API_TOKENS": f"{token},short-Secret"})

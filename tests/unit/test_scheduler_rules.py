@@ -61,13 +61,13 @@ def test_invalid_scheduler_configuration_names_the_variable(env, named):
 
 def test_scheduler_defaults():
     cfg = settings.load({})
-    assert (cfg.scheduler_cron, cfg.housekeeping_cron) == ("* * * * *", "*/10 * * * *")
-    assert (cfg.scheduler_active_window_s, cfg.scheduler_active_interval_s, cfg.scheduler_idle_interval_s) == \
+    assert (cfg.scheduler.cron, cfg.housekeeping.cron) == ("* * * * *", "*/10 * * * *")
+    assert (cfg.scheduler.active_window_s, cfg.scheduler.active_interval_s, cfg.scheduler.idle_interval_s) == \
         (86400, 300, 86400)
-    assert (cfg.scheduler_backoff_base_s, cfg.scheduler_backoff_cap_s) == (300, 86400)
-    assert (cfg.scheduler_batch_size, cfg.scheduler_max_per_tick, cfg.scheduler_backlog_limit) == (500, 5000, 10000)
-    assert (cfg.sync_retention_days, cfg.scheduler_tick_retention_days) == (30, 7)
-    assert settings.load({"SCHEDULER_CRON": "  */5   *  * * * "}).scheduler_cron == "*/5 * * * *"
+    assert (cfg.scheduler.backoff_base_s, cfg.scheduler.backoff_cap_s) == (300, 86400)
+    assert (cfg.scheduler.batch_size, cfg.scheduler.max_per_tick, cfg.scheduler.backlog_limit) == (500, 5000, 10000)
+    assert (cfg.housekeeping.sync_retention_days, cfg.housekeeping.tick_retention_days) == (30, 7)
+    assert settings.load({"SCHEDULER_CRON": "  */5   *  * * * "}).scheduler.cron == "*/5 * * * *"
 
 
 @pytest.mark.parametrize("stale, requested, limited_by, reason", [
