@@ -41,6 +41,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SYNC_CHAINS": (DEFAULT_CHAINS, "Supported EVM chain ids, comma separated; a request naming no chain syncs all."),
     "SYNC_COOLDOWN_SECONDS": ("60", "A wallet synced successfully more recently than this is not synced again unless forced."),
     "SYNC_MAX_ATTEMPTS": ("3", "Attempts in all per operation (first try included) for transient errors."),
+    "SYNC_READ_TRIES": ("4", "Tries in all of one idempotent read (a chain, an HTTP request) inside an attempt, while its deadline allows; 1: no retry inside the attempt."),
+    "SYNC_READ_BACKOFF_MS": ("50", "Base of the jittered exponential wait between those tries."),
+    "SYNC_READ_BACKOFF_CAP_MS": ("2000", "Cap of that wait (a Retry-After from the server may ask for longer)."),
     "SYNC_RETRY_MIN_BACKOFF_MS": ("2000", "First retry delay; doubles per attempt, with jitter."),
     "SYNC_RETRY_MAX_BACKOFF_MS": ("60000", "Cap of the retry delay."),
     "SYNC_TIME_LIMIT_MS": ("60000", "Time limit of one attempt (Dramatiq TimeLimit)."),
@@ -48,7 +51,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SYNC_INFRA_MAX_RETRIES": ("20", "Retries of a message whose attempt could not even run because Redis or PostgreSQL was away (they do not use up SYNC_MAX_ATTEMPTS)."),
     "SYNC_LEASE_MS": ("8000", "Lease of a running operation in Redis, renewed every third of it; a crashed worker's operations are taken over once it lapses."),
     "RECONCILE_INTERVAL_S": ("2", "How often the reconciler runs (in one worker at a time) to re-enqueue operations whose message or worker was lost."),
-    "CIRCUIT_FAIL_MAX": ("10", "Consecutive transient failures of one chain's provider that open its circuit breaker."),
+    "CIRCUIT_FAILURE_RATE": ("0.5", "Share of transient failures of one chain's provider, over CIRCUIT_WINDOW_S, that opens its circuit breaker."),
+    "CIRCUIT_MIN_CALLS": ("20", "Fewest calls of one chain's provider in CIRCUIT_WINDOW_S before its failure rate is judged."),
+    "CIRCUIT_WINDOW_S": ("30", "The window, in seconds, over which a circuit's failure rate is measured."),
     "CIRCUIT_RESET_S": ("20", "How long an open circuit stays open before one trial call."),
     "BROKER_HEARTBEAT_TIMEOUT_MS": ("8000", "Dramatiq: a worker silent this long is dead and its in-flight messages are requeued (a live one speaks to Redis every second or so)."),
     "BROKER_MAINTENANCE_CHANCE": ("50000", "Dramatiq: per million broker commands, how many also run queue maintenance (dead-worker recovery)."),
@@ -70,6 +75,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ALCHEMY_URLS": ("", "`alchemy` provider: base URL per chain, `chain_id=url` pairs; the key is appended as a path segment."),
     "PRICE_API_URL": ("", "Base URL of the HTTP price API used by `rpc` and `alchemy` (CoinGecko-style `simple/token_price`)."),
     "PRICE_API_KEY": ("", "Key of the price API (secret), sent as a header."),
+    "PRICE_API_PLAN": ("auto", "Which CoinGecko key PRICE_API_KEY is: `pro` (header x-cg-pro-api-key, base https://pro-api.coingecko.com/api/v3), `demo` (x-cg-demo-api-key, base https://api.coingecko.com/api/v3), or `auto`: `pro` when PRICE_API_URL's host starts with `pro-api.`, else `demo`."),
+    "PRICE_API_REQUESTS_PER_S": ("0.5", "Rate budget of the price API shared by all workers, requests per second (0: unlimited). CoinGecko's demo plan allows 30 a minute."),
+    "PROVIDER_REQUESTS_PER_S": ("25", "Rate budget of the rpc or alchemy provider shared by all workers, HTTP requests per second (0: unlimited)."),
+    "PROVIDER_UNITS_PER_S": ("0", "Compute units per second of the alchemy provider shared by all workers (0: unlimited); set it to your plan's throughput."),
     "PRICE_CACHE_TTL_S": ("300", "How long a price is cached in Redis."),
     "SCHEDULER_CRON": ("* * * * *", "Cron (periodiq, minute resolution) of the tick that requests `low` syncs of stale tracked wallets."),
     "SCHEDULER_ACTIVE_WINDOW_S": ("86400", "A tracked wallet whose owner requested a sync within this window is `active` (refreshed every SCHEDULER_ACTIVE_INTERVAL_S)."),
@@ -129,7 +138,9 @@ class Settings:
     infra_max_retries: int
     lease_ms: int
     reconcile_interval_s: int
-    circuit_fail_max: int
+    circuit_failure_rate: float
+    circuit_min_calls: int
+    circuit_window_s: int
     circuit_reset_s: int
     broker_heartbeat_timeout_ms: int
     broker_maintenance_chance: int
@@ -152,6 +163,13 @@ class Settings:
     price_api_url: str = dataclasses.field(repr=False)
     price_api_key: str = dataclasses.field(repr=False)
     price_cache_ttl_s: int
+    price_api_plan: str
+    price_api_requests_per_s: float
+    provider_requests_per_s: float
+    provider_units_per_s: float
+    read_tries: int
+    read_backoff_ms: int
+    read_backoff_cap_ms: int
     log_level: str
     scheduler_cron: str
     scheduler_active_window_s: int
@@ -267,6 +285,28 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name} must be a number between 0 and 1, got {text!r}") from None
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        return value
+
+    def positive_fraction(name: str) -> float:
+        value = fraction(name)
+        if value == 0:
+            raise ConfigError(f"{name} must be above 0, got {value}")
+        return value
+
+    def rate(name: str) -> float:
+        text = raw(name)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of requests per second, got {text!r}") from None
+        if not 0.0 <= value <= 1_000_000:  # also refuses NaN
+            raise ConfigError(f"{name} must be between 0 and 1000000, got {text!r}")
+        return value
+
+    def choice(name: str, allowed: tuple[str, ...]) -> str:
+        value = raw(name).strip().lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw(name)!r}")
         return value
 
     def url(name: str, schemes: tuple[str, ...], *, required: bool = True) -> str:
@@ -417,7 +457,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         infra_max_retries=integer("SYNC_INFRA_MAX_RETRIES", 0, 1000),
         lease_ms=integer("SYNC_LEASE_MS", 1000, 3_600_000),
         reconcile_interval_s=integer("RECONCILE_INTERVAL_S", 1, 3600),
-        circuit_fail_max=integer("CIRCUIT_FAIL_MAX", 1, 1000),
+        circuit_failure_rate=positive_fraction("CIRCUIT_FAILURE_RATE"),
+        circuit_min_calls=integer("CIRCUIT_MIN_CALLS", 1, 100_000),
+        circuit_window_s=integer("CIRCUIT_WINDOW_S", 1, 3600),
         circuit_reset_s=integer("CIRCUIT_RESET_S", 1, 3600),
         broker_heartbeat_timeout_ms=integer("BROKER_HEARTBEAT_TIMEOUT_MS", 1000, 3_600_000),
         broker_maintenance_chance=integer("BROKER_MAINTENANCE_CHANCE", 0, 1_000_000),
@@ -440,6 +482,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         price_api_url=url("PRICE_API_URL", ("http", "https"), required=False),
         price_api_key=raw("PRICE_API_KEY") if env.get("PRICE_API_KEY") else "",
         price_cache_ttl_s=integer("PRICE_CACHE_TTL_S", 1, 86400 * 7),
+        price_api_plan=choice("PRICE_API_PLAN", ("auto", "pro", "demo")),
+        price_api_requests_per_s=rate("PRICE_API_REQUESTS_PER_S"),
+        provider_requests_per_s=rate("PROVIDER_REQUESTS_PER_S"),
+        provider_units_per_s=rate("PROVIDER_UNITS_PER_S"),
+        read_tries=integer("SYNC_READ_TRIES", 1, 20),
+        read_backoff_ms=integer("SYNC_READ_BACKOFF_MS", 1, 60_000),
+        read_backoff_cap_ms=integer("SYNC_READ_BACKOFF_CAP_MS", 1, 600_000),
         log_level=log_level,
         scheduler_cron=cron("SCHEDULER_CRON"),
         scheduler_active_window_s=integer("SCHEDULER_ACTIVE_WINDOW_S", 60, 365 * 86400),

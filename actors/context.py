@@ -32,7 +32,7 @@ def admissions() -> Admissions:
 
 @functools.cache
 def provider() -> chaindata.BalanceProvider:
-    return chaindata.build_provider(cfg())
+    return chaindata.build_provider(cfg(), dramatiq.get_broker().client)
 
 
 @functools.cache
@@ -50,7 +50,8 @@ def leases() -> Leases:
 def circuits() -> ChainCircuits:
     c = cfg()
     return ChainCircuits(dramatiq.get_broker().client, namespace=c.namespace, provider=provider().name,
-                         fail_max=c.circuit_fail_max, reset_s=c.circuit_reset_s)
+                         failure_rate=c.circuit_failure_rate, min_calls=c.circuit_min_calls,
+                         window_s=c.circuit_window_s, reset_s=c.circuit_reset_s)
 
 
 def worker_id() -> str:

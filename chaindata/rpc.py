@@ -37,7 +37,9 @@ import httpx
 
 from chaindata.base import PermanentProviderError, ProviderError, TokenBalance, TransientProviderError
 from chaindata.chains import native_balance
+from chaindata.budget import ProviderBudget
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from chaindata.retrying import RetryPolicy
 
 _log = logging.getLogger(__name__)
 
@@ -69,17 +71,20 @@ class RpcProvider:
     :param urls: the JSON-RPC endpoint of each supported chain id; a chain absent here is unsupported.
     :param tokens: the ERC-20 contracts (0x addresses) to read on each chain; none by default for a chain absent here.
     :param timeout_s: timeout, in seconds, of every HTTP request.
+    :param budget: the provider's rate budget shared by all workers (None: none).
+    :param retry: how requests are retried within an attempt (see :mod:`chaindata.retrying`).
 
     Safe to share between threads.  Call :meth:`close` to release its connections.
     """
 
     name = "rpc"
 
-    def __init__(self, urls: Mapping[int, str], tokens: Mapping[int, Sequence[str]], timeout_s: float):
+    def __init__(self, urls: Mapping[int, str], tokens: Mapping[int, Sequence[str]], timeout_s: float, *,
+                 budget: ProviderBudget | None = None, retry: RetryPolicy = RetryPolicy()):
         self._http = httpx.Client(timeout=timeout_s)
         self._clients = {
             chain_id: JsonRpcClient(self._http, url, timeout_s=timeout_s, where=f"chain {chain_id}",
-                                    peer="the rpc provider")
+                                    peer="the rpc provider", budget=budget, retry=retry)
             for chain_id, url in urls.items()
         }
         self._tokens: dict[int, tuple[str, ...]] = {}
