@@ -30,7 +30,7 @@ from typing import Any
 
 OK, FAILED, INVALID, NOT_FOUND, UNAVAILABLE = 0, 1, 2, 3, 4
 BATCH_SIZE = 500
-_FINAL = ("succeeded", "failed")
+_FINAL = ("succeeded", "partial", "failed")
 
 
 class CommandError(Exception):
@@ -245,6 +245,8 @@ def cmd_request(args) -> int:
         return OK
     if row["status"] == "failed":
         _note(f"operation {op_id} failed: {row['error_code']}: {row['error_message']}")
+    elif row["status"] == "partial":
+        _note(f"operation {op_id} stored some chains only: {row['error_code']}: {row['error_message']}")
     else:
         _note(f"operation {op_id} is still {row['status']} after {args.timeout:g} s")
     return FAILED

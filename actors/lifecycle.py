@@ -8,10 +8,18 @@ operation are not read again: a retry only repeats what failed.  In Redis, an
 attempt takes its lease, and at its end sends everything else it has to say
 (admission release, completion events, lease release) in one round trip.
 
+Each chain read is retried within the attempt (``SYNC_READ_TRIES``, jittered
+backoff, never past the attempt's deadline) before the attempt counts it as
+failed.  A price API that fails does not fail the chain: its balances are
+stored unpriced, and its result says ``prices: "unavailable"``.
+
 The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
 ``retrying`` raises a retryable :class:`SyncAttemptFailed` (the Retries
 middleware schedules the next attempt with backoff), ``failed`` raises a
-final one (the message goes to the dead-letter queue).
+final one (the message goes to the dead-letter queue).  ``partial`` (some
+chains stored, by this attempt or an earlier one, and the others failed for
+good or after the last attempt) returns: the operation is over, its
+``chain_results`` say what each chain did, and it is no dead letter.
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ from decimal import Decimal
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
+import chaindata
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.chainread import ChainRead, read_chain
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
+from chaindata.retrying import call_with_retries, deadline_scope
 from storage import operations
 from storage.operations import AttemptOutcome
 
@@ -114,7 +125,8 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     if not operations.finish_attempt(op_id, outcome):
         logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
         return
-    if outcome.status in ("succeeded", "failed"):
+    if outcome.status in ("succeeded", "partial", "failed"):
+        # Only a full success starts the wallet's cooldown: after a partial one the user may ask again at once.
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
                                      succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
     end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
@@ -122,7 +134,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
-    if outcome.status != "succeeded":
+    if outcome.status not in ("succeeded", "partial"):
         delay_ms = None
         if outcome.refund_attempt:  # every chain's circuit is open: come back when one lets a call through
             delay_ms = int(max(context.circuits().seconds_until_trial(c) for c in row["chain_ids"]) * 1000) + 500
@@ -148,6 +160,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     as_of = dt.datetime.now(dt.timezone.utc)
 
     portfolios: dict[int, ChainPortfolio] = {}
+    reads: dict[int, ChainRead] = {}
+    price_errors: dict[int, ProviderError] = {}
     errors: dict[int, ProviderError] = {}
     timings: dict[int, int] = {}
     futures = {}
@@ -157,7 +171,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         except InvalidSyncRequest as exc:
             errors[chain_id] = PermanentProviderError("unsupported_chain", str(exc))
             continue
-        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"])] = chain_id
+        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"], deadline)] = chain_id
     done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
     for future in not_done:
         future.cancel()
@@ -165,7 +179,9 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     for future in done:
         chain_id = futures[future]
         try:
-            portfolios[chain_id], timings[chain_id] = future.result()
+            portfolios[chain_id], reads[chain_id], price_error, timings[chain_id] = future.result()
+            if price_error is not None:
+                price_errors[chain_id] = price_error
         except ProviderError as exc:
             errors[chain_id] = exc
         except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
@@ -176,9 +192,14 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
 
     results = dict(previous)
     for chain_id, p in portfolios.items():
+        read = reads[chain_id]
         results[str(chain_id)] = {"status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd),
                                   "unpriced": p.unpriced, "duration_ms": timings[chain_id],
-                                  "as_of": as_of.isoformat()}
+                                  "as_of": as_of.isoformat(), "block_number": read.block_number,
+                                  "truncated": read.truncated, "token_errors": len(read.token_errors),
+                                  "prices": "ok"}
+        if chain_id in price_errors:
+            results[str(chain_id)] |= {"prices": "unavailable", "price_error_code": price_errors[chain_id].code}
     for chain_id, exc in errors.items():
         results[str(chain_id)] = {"status": "error", "error_code": exc.code,
                                   "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
@@ -191,6 +212,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         status = "succeeded"
     elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.max_attempts):
         status = "retrying"
+    elif ok:
+        status = "partial"
     else:
         status = "failed"
     first_error = errors[min(errors)] if errors else None
@@ -217,11 +240,23 @@ def _chain_message(chain_id: int, message: str) -> str:
     return message if message.startswith(prefix) else prefix + message
 
 
-def _read_chain(chain_id: int, wallet: str) -> tuple[ChainPortfolio, int]:
+def _read_chain(chain_id: int, wallet: str,
+                deadline: float) -> tuple[ChainPortfolio, ChainRead, ProviderError | None, int]:
+    """Read and price one chain: its portfolio, the read, the price API's error if it failed, the time taken."""
     started = time.monotonic()
-    balances = context.circuits().call(chain_id, context.provider().fetch_balances, chain_id, wallet)
-    prices = context.price_source().get_prices(chain_id, [b.token_address for b in balances])
-    return price_chain(chain_id, balances, prices), int((time.monotonic() - started) * 1000)
+    circuits, provider = context.circuits(), context.provider()
+    with deadline_scope(deadline):
+        read = call_with_retries(lambda: circuits.call(chain_id, read_chain, provider, chain_id, wallet),
+                                 policy=chaindata.retry_policy(context.cfg()), deadline=deadline)
+        try:
+            prices = context.price_source().get_prices(chain_id, [b.token_address for b in read.balances])
+            price_error = None
+        except ProviderError as exc:  # balances read fine are worth storing without prices
+            logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
+                           context.cfg().redact(str(exc)))
+            prices, price_error = {}, exc
+    return (price_chain(chain_id, read.balances, prices), read, price_error,
+            int((time.monotonic() - started) * 1000))
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:

@@ -30,7 +30,7 @@ from .queries import QUERIES
 #: Bin edges (ms) of the duration histogram; the last bin is open-ended.
 DURATION_EDGES = (0, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000)
 #: Statuses in the order the dashboard shows them.
-STATUSES = ("succeeded", "failed", "retrying", "running", "queued")
+STATUSES = ("succeeded", "partial", "failed", "retrying", "running", "queued")
 #: Columns the users table may be sorted by, server-side.
 USER_SORTS = ("user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "avg_duration_ms",
               "p95_duration_ms", "portfolio_value_usd", "wallets")
