@@ -10,6 +10,7 @@
 -- The overview's headline numbers for a window.
 SELECT count(*) AS syncs,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'partial') AS partial,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status IN ('queued', 'running', 'retrying')) AS active,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
@@ -133,6 +134,7 @@ ORDER BY chain_id::int;
 WITH stats AS (
     SELECT user_id, count(*) AS syncs,
            count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'partial') AS partial,
            count(*) FILTER (WHERE status = 'failed') AS failed,
            max(enqueued_at) AS last_sync_at,
            avg(duration_ms::float8) FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS avg_duration_ms
@@ -141,11 +143,11 @@ WITH stats AS (
       AND (%(user_pattern)s::text IS NULL OR user_id ILIKE %(user_pattern)s)
     GROUP BY user_id
 ), filtered AS (
-    SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) AS success_rate
+    SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) AS success_rate
     FROM stats AS s
     WHERE s.syncs >= %(min_syncs)s
       AND (%(max_success_rate)s::float8 IS NULL
-           OR s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) <= %(max_success_rate)s)
+           OR s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) <= %(max_success_rate)s)
       AND (NOT %(failed_only)s OR s.failed > 0)
 ), portfolio AS (
     SELECT user_id, sum(value_usd) AS portfolio_value_usd
@@ -214,6 +216,7 @@ LEFT JOIN LATERAL (
 -- One user's headline numbers for a window, and their wallets and portfolio now.
 SELECT count(*) AS syncs,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'partial') AS partial,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        max(enqueued_at) AS last_sync_at,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
