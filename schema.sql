@@ -3,7 +3,8 @@
 -- PostgreSQL holds data and the audit trail only; the job queue is Redis.
 
 -- One row per accepted sync request, updated through its life:
---   queued -> running -> (retrying -> running)* -> succeeded | failed
+--   queued -> running -> (retrying -> running)* -> succeeded | partial | failed
+-- (partial: some chains were stored, the others still failed after the last attempt)
 CREATE TABLE IF NOT EXISTS sync_operations (
     id               uuid PRIMARY KEY,
     user_id          text        NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),
@@ -13,7 +14,7 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     trigger          text        NOT NULL CHECK (length(trigger) BETWEEN 1 AND 32),
     provider         text        NOT NULL,
     status           text        NOT NULL DEFAULT 'queued'
-                     CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'failed')),
+                     CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'partial', 'failed')),
     attempts         int         NOT NULL DEFAULT 0,
     enqueued_at      timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,          -- start of the latest attempt
@@ -30,6 +31,18 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     message_id       text,                 -- Redis id of the message that carries (or last carried) it
     requeues         int         NOT NULL DEFAULT 0  -- times the reconciler sent it again
 );
+
+-- Databases made before the `partial` status: widen the status check in place (once; a no-op after).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'sync_operations'::regclass AND conname = 'sync_operations_status_check'
+                 AND pg_get_constraintdef(oid) NOT LIKE '%partial%') THEN
+        ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check;
+        ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check
+            CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'partial', 'failed'));
+    END IF;
+END $$;
 -- Added after the first release: applied to databases created before it.
 ALTER TABLE sync_operations ADD COLUMN IF NOT EXISTS requeues int NOT NULL DEFAULT 0;
 

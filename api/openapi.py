@@ -172,7 +172,7 @@ def document(chains: tuple[int, ...]) -> dict:
                         "url": {"type": "string"},
                     },
                 },
-                "Status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "failed"]},
+                "Status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "partial", "failed"]},
                 "ChainResult": {
                     "type": "object",
                     "required": ["status"],

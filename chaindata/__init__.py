@@ -12,34 +12,51 @@ import redis
 import settings as settings_module
 
 from .base import BalanceProvider, PriceSource
+from .budget import BudgetLimits, ProviderBudget
 from .prices import CachedPriceSource, StaticPriceTable
+from .retrying import RetryPolicy
 
 
-def build_provider(cfg: settings_module.Settings) -> BalanceProvider:
+def retry_policy(cfg: settings_module.Settings) -> RetryPolicy:
+    """How idempotent reads are retried inside an attempt (``SYNC_READ_*``)."""
+    return RetryPolicy(tries=cfg.sync.read_tries, base_s=cfg.sync.read_backoff_ms / 1000,
+                       cap_s=cfg.sync.read_backoff_cap_ms / 1000)
+
+
+def build_provider(cfg: settings_module.Settings, client: redis.Redis) -> BalanceProvider:
+    """The balance provider named by ``SYNC_PROVIDER``; real ones spend a rate budget shared through ``client``."""
     if cfg.sync.provider == "simulated":
         from .simulated import SimulatedProvider
 
         return SimulatedProvider(latency_ms=cfg.simulated.latency_ms, failure_rate=cfg.simulated.failure_rate,
                                  tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed)
+    budget = ProviderBudget(client, namespace=cfg.sync.namespace, provider=cfg.sync.provider,
+                            limits=BudgetLimits(cfg.http.provider_requests_per_s, cfg.http.provider_units_per_s))
     if cfg.sync.provider == "rpc":
         from .rpc import RpcProvider
 
         return RpcProvider(cfg.rpc.urls, cfg.rpc.tokens, timeout_s=cfg.http.timeout_s, chains=cfg.sync.chain_table,
-                           multicall_batch=cfg.rpc.multicall_batch, multicall_gas=cfg.rpc.multicall_gas)
+                           multicall_batch=cfg.rpc.multicall_batch, multicall_gas=cfg.rpc.multicall_gas,
+                           budget=budget, retry=retry_policy(cfg))
     from .alchemy import AlchemyProvider
 
-    return AlchemyProvider(cfg.alchemy.urls, cfg.alchemy.api_key, timeout_s=cfg.http.timeout_s)
+    return AlchemyProvider(cfg.alchemy.urls, cfg.alchemy.api_key, timeout_s=cfg.http.timeout_s, budget=budget,
+                           retry=retry_policy(cfg))
 
 
 def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> PriceSource:
-    """The price source for ``cfg.provider``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
+    """The price source for ``SYNC_PROVIDER``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
     inner: PriceSource
     if cfg.sync.provider == "simulated":
         inner, source = StaticPriceTable(cfg.simulated.tokens_per_chain), "simulated"
     elif cfg.prices.api_url:
         from .http_prices import HttpPriceSource
 
-        inner, source = HttpPriceSource(cfg.prices.api_url, cfg.prices.api_key, timeout_s=cfg.http.timeout_s), "http"
+        budget = ProviderBudget(client, namespace=cfg.sync.namespace, provider="prices",
+                                limits=BudgetLimits(cfg.prices.requests_per_s))
+        inner = HttpPriceSource(cfg.prices.api_url, cfg.prices.api_key, timeout_s=cfg.http.timeout_s,
+                                plan=cfg.prices.plan, budget=budget, retry=retry_policy(cfg))
+        source = "http"
     else:
         inner, source = NoPrices(), "none"
     return CachedPriceSource(inner, client, namespace=cfg.sync.namespace, ttl_s=cfg.prices.cache_ttl_s, source=source)

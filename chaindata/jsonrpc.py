@@ -1,19 +1,13 @@
 """A tiny JSON-RPC 2.0 over HTTP client, and the HTTP error mapping every real data source shares.
 
-Failures become the errors of :mod:`chaindata.base`:
-
-=====================================================  =========  ==========================
-what happened                                          transient  code
-=====================================================  =========  ==========================
-no answer in time (connect, read, write, pool; 408)    yes        ``provider_timeout``
-connection refused or reset, HTTP 5xx                  yes        ``provider_unavailable``
-HTTP 429; JSON-RPC error 429, -32005 and kin           yes        ``provider_rate_limited``
-JSON-RPC error 500-599 or saying "overloaded"          yes        ``provider_unavailable``
-a URL that cannot be used (unknown scheme)             no         ``provider_misconfigured``
-any other HTTP status than 2xx (4xx, 3xx)              no         ``provider_rejected``
-any other JSON-RPC error object (revert, bad params)   no         ``provider_rejected``
-a body that is not JSON, or no JSON-RPC answer         no         ``provider_bad_response``
-=====================================================  =========  ==========================
+Failures become the errors of :mod:`chaindata.base`, classed by the table of
+:mod:`chaindata.node_errors` (HTTP statuses, ``Retry-After``, and the JSON-RPC
+error codes and texts real nodes return).  Besides, a client given a
+:class:`~chaindata.budget.ProviderBudget` spends it before every request and
+pauses it on ``Retry-After``; reads are retried within the attempt's deadline
+(:mod:`chaindata.retrying`): a whole request that failed transiently is sent
+again, a call of a batch that failed alone is retried alone, and a batch the
+server finds too large (413) is split in halves, and later ones kept smaller.
 
 The providers add ``unsupported_chain`` (no endpoint configured for the
 chain), ``invalid_wallet`` and ``provider_misconfigured`` (an endpoint serving
@@ -29,20 +23,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
+from chaindata import node_errors
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.budget import ProviderBudget
+from chaindata.node_errors import BatchTooLarge, RateLimited
+from chaindata.retrying import RetryPolicy, call_with_retries, current_deadline
 
-#: JSON-RPC error codes providers use for "slow down": Alchemy's 429, Infura's -32005
-#: "limit exceeded", and the -32016/-32029/-32090 of other public endpoints.
-_RATE_LIMIT_CODES = frozenset({429, -32005, -32016, -32029, -32090})
-_RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
-_OVERLOAD_WORDS = re.compile(r"overloaded|temporarily unavailable", re.IGNORECASE)
 _QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 #: Quoted server text is cut to this many characters, so a chatty server cannot flood the audit trail.
 _MAX_QUOTED = 200
@@ -79,14 +73,11 @@ def request_json(http: httpx.Client, method: str, url: str, *, timeout_s: float,
                                      f"{where}: cannot reach {peer} ({type(exc).__name__})") from None
 
     status = response.status_code
-    if status == 429:
-        raise TransientProviderError("provider_rate_limited", f"{where}: HTTP 429 (rate limited) from {peer}")
-    if status == 408:
-        raise TransientProviderError("provider_timeout", f"{where}: HTTP 408 (request timeout) from {peer}")
-    if status >= 500:
-        raise TransientProviderError("provider_unavailable", f"{where}: HTTP {status} from {peer}")
-    if not 200 <= status < 300:
-        raise PermanentProviderError("provider_rejected", f"{where}: HTTP {status} from {peer}")
+    reason = {429: " (rate limited)", 408: " (request timeout)", 413: " (request too large)"}.get(status, "")
+    error = node_errors.http_status(status, f"{where}: HTTP {status}{reason} from {peer}",
+                                    response.headers.get("retry-after"))
+    if error is not None:
+        raise error
     try:
         return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -101,7 +92,7 @@ def parse_quantity(value: Any) -> int:
 
 
 class JsonRpcClient:
-    """JSON-RPC 2.0 calls to one endpoint; safe to share between threads (it keeps no state per call).
+    """JSON-RPC 2.0 calls to one endpoint; safe to share between threads.
 
     :param http: the HTTP client to send with; the caller owns and closes it.
     :param url: the endpoint; kept out of every message, and scrubbed from quoted server text.
@@ -109,11 +100,18 @@ class JsonRpcClient:
     :param where: start of every error message, e.g. ``"chain 1"``.
     :param peer: how messages name the server, e.g. ``"the rpc provider"``.
     :param max_batch: most calls sent in one HTTP request by :meth:`batch` (default 100, a limit many
-        public endpoints enforce); a longer batch goes out as several requests.
+        public endpoints enforce); a longer batch goes out as several requests.  A server refusing a
+        batch as too large lowers it for this client's later batches (never below 1).
+    :param budget: the provider's shared rate budget, spent before each request (None: no budget).
+    :param units: the compute units one call of a method costs, for the budget (default: 1 each).
+    :param retry: how reads are retried within the attempt's deadline (``tries=1``: not at all).
+
+    Every call here is a read, so sending one again is always safe.
     """
 
     def __init__(self, http: httpx.Client, url: str, *, timeout_s: float, where: str, peer: str,
-                 max_batch: int = 100):
+                 max_batch: int = 100, budget: ProviderBudget | None = None,
+                 units: Callable[[str], int] | None = None, retry: RetryPolicy = RetryPolicy()):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._http = http
@@ -122,11 +120,60 @@ class JsonRpcClient:
         self._where = where
         self._peer = peer
         self._max_batch = max_batch
+        self._budget = budget
+        self._units = units or (lambda method: 1)
+        self._retry = retry
+        self._lock = threading.Lock()  # guards _max_batch, lowered by any thread
         self._secrets = _url_secrets(url)
+
+    @property
+    def max_batch(self) -> int:
+        """The most calls this client now sends in one request."""
+        return self._max_batch
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         """The ``result`` of one call of ``method`` with ``params``; raises ``ProviderError`` on any failure."""
-        answer = self._post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        return self._retrying(lambda: self._call_once(method, params))
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """The outcome of each ``(method, params)`` of ``calls``, in the same order.
+
+        Each outcome is the call's ``result``, or a ``ProviderError`` *instance*
+        (returned, not raised) for a call the server answered with a JSON-RPC
+        error that one more try, alone, did not mend; so the caller decides
+        whether that one call sinks the rest.  Failures of a whole request
+        (HTTP, transport, malformed answer) that retries did not mend are
+        raised.  Calls go out ``max_batch`` at a time; no call means no request.
+        """
+        outcomes: list[Any] = []
+        start = 0
+        while start < len(calls):
+            size = self._max_batch
+            chunk = calls[start:start + size]
+            try:
+                outcomes.extend(self._retrying(lambda: self._batch_once(chunk)))
+            except BatchTooLarge:
+                if len(chunk) == 1:
+                    raise
+                with self._lock:  # later batches of every thread stay below what was refused
+                    self._max_batch = min(self._max_batch, max(1, len(chunk) // 2))
+                continue
+            start += len(chunk)
+        for i, outcome in enumerate(outcomes):
+            # A call that failed transiently inside a batch is retried alone, not with the whole batch.
+            if isinstance(outcome, TransientProviderError):
+                method, params = calls[i]
+                try:
+                    outcomes[i] = self.call(method, params)
+                except ProviderError as exc:
+                    outcomes[i] = exc
+        return outcomes
+
+    def _retrying(self, send: Callable[[], Any]) -> Any:
+        return call_with_retries(send, policy=self._retry, deadline=current_deadline())
+
+    def _call_once(self, method: str, params: Sequence[Any]) -> Any:
+        answer = self._post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, (method,))
         # An error answer may carry id null (the server could not read our id), so only results must match it.
         if not isinstance(answer, dict) or (answer.get("error") is None and answer.get("id") != 1):
             raise self._bad_response(f"{method}: not a JSON-RPC answer")
@@ -135,23 +182,9 @@ class JsonRpcClient:
             raise outcome
         return outcome
 
-    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """The outcome of each ``(method, params)`` of ``calls``, in the same order.
-
-        Each outcome is the call's ``result``, or a ``ProviderError`` *instance*
-        (returned, not raised) for a call the server answered with a JSON-RPC
-        error, so the caller decides whether that one call sinks the rest.
-        Failures of a whole request (HTTP, transport, malformed answer) are
-        raised.  Calls go out ``max_batch`` at a time; no call means no request.
-        """
-        outcomes: list[Any] = []
-        for start in range(0, len(calls), self._max_batch):
-            outcomes.extend(self._batch_once(calls[start:start + self._max_batch]))
-        return outcomes
-
     def _batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         answer = self._post([{"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
-                             for i, (method, params) in enumerate(calls)])
+                             for i, (method, params) in enumerate(calls)], [method for method, _ in calls])
         if isinstance(answer, dict) and answer.get("error") is not None:
             # Servers that refuse a batch as a whole (too large, rate limited) answer with one error object.
             error = self._outcome(answer, "batch")
@@ -169,9 +202,18 @@ class JsonRpcClient:
             raise self._bad_response(f"batch: {len(calls) - len(by_id)} of {len(calls)} calls went unanswered")
         return [self._outcome(by_id[i], method) for i, (method, _) in enumerate(calls)]
 
-    def _post(self, payload: Any) -> Any:
-        return request_json(self._http, "POST", self._url, timeout_s=self._timeout_s, where=self._where,
-                            peer=self._peer, json=payload)
+    def _post(self, payload: Any, methods: Sequence[str]) -> Any:
+        if self._budget is not None:
+            deadline = current_deadline()
+            self._budget.spend(sum(self._units(m) for m in methods),
+                               deadline=None if deadline == float("inf") else deadline)
+        try:
+            return request_json(self._http, "POST", self._url, timeout_s=self._timeout_s, where=self._where,
+                                peer=self._peer, json=payload)
+        except RateLimited as exc:
+            if self._budget is not None and exc.retry_after_s:
+                self._budget.pause(exc.retry_after_s)  # every worker waits, not only this one
+            raise
 
     def _outcome(self, answer: dict[str, Any], method: str) -> Any:
         """The result of one answer object, or the ``ProviderError`` its error object means."""
@@ -185,11 +227,7 @@ class JsonRpcClient:
         if type(code) is not int or not isinstance(text, str):
             return self._bad_response(f"{method}: malformed JSON-RPC error object")
         message = f"{self._where}: {method} failed at {self._peer}: JSON-RPC error {code}: {self._quote(text)}"
-        if code in _RATE_LIMIT_CODES or _RATE_LIMIT_WORDS.search(text):
-            return TransientProviderError("provider_rate_limited", message)
-        if 500 <= code <= 599 or _OVERLOAD_WORDS.search(text):
-            return TransientProviderError("provider_unavailable", message)
-        return PermanentProviderError("provider_rejected", message)
+        return node_errors.error_for(code, text, message)
 
     def _bad_response(self, detail: str) -> PermanentProviderError:
         return PermanentProviderError("provider_bad_response", f"{self._where}: bad answer from {self._peer}: {detail}")

@@ -49,10 +49,12 @@ import httpx
 
 from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError,
                             TransientProviderError)
+from chaindata.budget import ProviderBudget
 from chaindata.chains import get_chain, native_balance
 from chaindata.evm import abi
 from chaindata.evm.abi import MAX_NAME_LEN, MAX_SYMBOL_LEN, BadAnswer, clean_text
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from chaindata.retrying import RetryPolicy
 from settings.addresses import InvalidAddress, normalize_address
 from settings.chains import DEFAULT_CHAINS, Chain
 
@@ -99,6 +101,8 @@ class RpcProvider:
     :param multicall_gas: gas budget of one ``aggregate3``, sent as its ``eth_call``'s gas; also bounds its
         chunk to ``multicall_gas // GAS_PER_CALL`` calls.
     :param max_batch: most JSON-RPC items in one HTTP request.
+    :param budget: the provider's rate budget shared by all workers (None: none).
+    :param retry: how requests are retried within an attempt (see :mod:`chaindata.retrying`).
 
     Safe to share between threads.  Call :meth:`close` to release its connections.
     """
@@ -107,14 +111,15 @@ class RpcProvider:
 
     def __init__(self, urls: Mapping[int, str], tokens: Mapping[int, Sequence[str]], timeout_s: float, *,
                  chains: Mapping[int, Chain] = DEFAULT_CHAINS, multicall_batch: int = 300,
-                 multicall_gas: int = 20_000_000, max_batch: int = 100):
+                 multicall_gas: int = 20_000_000, max_batch: int = 100, budget: ProviderBudget | None = None,
+                 retry: RetryPolicy = RetryPolicy()):
         if multicall_batch < 1 or multicall_gas < GAS_PER_CALL:
             raise ValueError(f"multicall_batch must be at least 1 and multicall_gas at least {GAS_PER_CALL}")
         self._http = httpx.Client(timeout=timeout_s)
         self._max_batch = max_batch
         self._clients = {
             chain_id: JsonRpcClient(self._http, url, timeout_s=timeout_s, where=f"chain {chain_id}",
-                                    peer="the rpc provider", max_batch=max_batch)
+                                    peer="the rpc provider", max_batch=max_batch, budget=budget, retry=retry)
             for chain_id, url in urls.items()
         }
         self._tokens: dict[int, tuple[str, ...]] = {}

@@ -26,7 +26,7 @@ from . import demo, output
 from .arguments import BATCH_SIZE, chain_list
 from .exits import FAILED, INVALID, NOT_FOUND, OK, UNAVAILABLE, CommandError
 
-_FINAL = ("succeeded", "failed")
+_FINAL = ("succeeded", "partial", "failed")
 
 #: Errors that mean Redis or PostgreSQL did not answer, besides the connection errors of their
 #: clients (``cli.main`` ends the command with UNAVAILABLE on them).
@@ -53,6 +53,8 @@ def cmd_request(args) -> int:
         return OK
     if row["status"] == "failed":
         output.note(f"operation {op_id} failed: {row['error_code']}: {row['error_message']}")
+    elif row["status"] == "partial":
+        output.note(f"operation {op_id} stored some chains only: {row['error_code']}: {row['error_message']}")
     else:
         output.note(f"operation {op_id} is still {row['status']} after {args.timeout:g} s")
     return FAILED

@@ -36,7 +36,7 @@ def cmd_demo(args) -> int:
     while pending and time.monotonic() < deadline:
         for op_id in sorted(pending):
             op = actors.get_sync(op_id)
-            if op and op["status"] in ("succeeded", "failed"):
+            if op and op["status"] in ("succeeded", "partial", "failed"):
                 pending.discard(op_id)
                 total = "-" if op["total_value_usd"] is None else f"${op['total_value_usd']:,.2f}"
                 print(f"{op['status']:<9} {op_id}  {op['user_id']:<11} chains={','.join(map(str, op['chain_ids']))} "

@@ -15,9 +15,9 @@ from plotly.subplots import make_subplots
 
 from chaindata.chains import chain_label as _chain_name
 
-STATUS_COLORS = {"succeeded": "#2b8a3e", "failed": "#e03131", "retrying": "#f08c00", "running": "#1971c2",
+STATUS_COLORS = {"succeeded": "#2b8a3e", "partial": "#a9e34b", "failed": "#e03131", "retrying": "#f08c00", "running": "#1971c2",
                  "queued": "#868e96"}
-STATUS_ORDER = ("succeeded", "failed", "retrying", "running", "queued")
+STATUS_ORDER = ("succeeded", "partial", "failed", "retrying", "running", "queued")
 SERIES_COLORS = ("#1971c2", "#f08c00", "#2b8a3e", "#e03131", "#7048e8", "#0c8599", "#d6336c", "#5c940d",
                  "#e8590c", "#495057")
 
@@ -79,7 +79,7 @@ def duration_figure(frame: pd.DataFrame) -> go.Figure:
     labels = frame.drop_duplicates("bin").sort_values("bin")["label"].tolist()
     fig = _figure(title=title, barmode="stack", height=320, bargap=0.05, yaxis_title="operations",
                   xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels})
-    for status in ("succeeded", "failed"):
+    for status in ("succeeded", "partial", "failed"):
         part = frame[frame["status"] == status].sort_values("bin")
         if not part.empty:
             fig.add_bar(x=part["label"], y=part["syncs"], name=status, marker_color=STATUS_COLORS[status])

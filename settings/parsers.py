@@ -53,7 +53,9 @@ class Integer:
 
 @dataclasses.dataclass(frozen=True)
 class Fraction:
-    """A number between 0 and 1 (a rate)."""
+    """A number between 0 and 1 (a rate); above 0 when ``positive``."""
+
+    positive: bool = False
 
     def __call__(self, name: str, text: str) -> float:
         try:
@@ -62,6 +64,22 @@ class Fraction:
             raise ConfigError(f"{name} must be a number between 0 and 1, got {text!r}") from None
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.positive and value == 0:
+            raise ConfigError(f"{name} must be above 0, got {value}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class PerSecond:
+    """A rate in events per second, fractions allowed (0.5: one every two seconds); 0 means unlimited."""
+
+    def __call__(self, name: str, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of requests per second, got {text!r}") from None
+        if not 0.0 <= value <= 1_000_000:  # also refuses NaN
+            raise ConfigError(f"{name} must be between 0 and 1000000, got {text!r}")
         return value
 
 

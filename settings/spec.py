@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from .chains import Chain
 from .parsers import (HOST, AbsolutePath, BasicAuthUser, Boolean, ChainIds, ChainMetadata, Choice, ConfigError,
-                      Cron, Fraction, Integer, OrNone, Password, PerChain, Pattern, RateLimit, Text, Tokens, Url,
+                      Cron, Fraction, Integer, OrNone, Password, PerChain, PerSecond, Pattern, RateLimit, Text, Tokens, Url,
                       UrlList, any_text, block_number, http_url, token_addresses)
 from .redaction import (redact_url, scrub_url_passwords, secret_keys_in_urls, secret_url_password,
                         secret_whole)
@@ -169,6 +169,15 @@ class Sync:
     lease_ms: int = var(
         "SYNC_LEASE_MS", Integer(1000, 3_600_000), default="8000",
         doc="Lease of a running operation in Redis, renewed every third of it; a crashed worker's operations are taken over once it lapses.")
+    read_tries: int = var(
+        "SYNC_READ_TRIES", Integer(1, 20), default="4",
+        doc="Tries in all of one idempotent read (a chain, an HTTP request) inside an attempt, while its deadline allows; 1: no retry inside the attempt.")
+    read_backoff_ms: int = var(
+        "SYNC_READ_BACKOFF_MS", Integer(1, 60_000), default="50",
+        doc="Base of the jittered exponential wait between those tries.")
+    read_backoff_cap_ms: int = var(
+        "SYNC_READ_BACKOFF_CAP_MS", Integer(1, 600_000), default="2000",
+        doc="Cap of that wait (a Retry-After from the server may ask for longer).")
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.chains if c not in self.chain_table]
@@ -190,9 +199,15 @@ class Reconciler:
 class Circuit:
     """The circuit breaker of each chain's provider."""
 
-    fail_max: int = var(
-        "CIRCUIT_FAIL_MAX", Integer(1, 1000), default="10",
-        doc="Consecutive transient failures of one chain's provider that open its circuit breaker.")
+    failure_rate: float = var(
+        "CIRCUIT_FAILURE_RATE", Fraction(positive=True), default="0.5",
+        doc="Share of transient failures of one chain's provider, over CIRCUIT_WINDOW_S, that opens its circuit breaker.")
+    min_calls: int = var(
+        "CIRCUIT_MIN_CALLS", Integer(1, 100_000), default="20",
+        doc="Fewest calls of one chain's provider in CIRCUIT_WINDOW_S before its failure rate is judged.")
+    window_s: int = var(
+        "CIRCUIT_WINDOW_S", Integer(1, 3600), default="30",
+        doc="The window, in seconds, over which a circuit's failure rate is measured.")
     reset_s: int = var(
         "CIRCUIT_RESET_S", Integer(1, 3600), default="20",
         doc="How long an open circuit stays open before one trial call.")
@@ -232,6 +247,12 @@ class Http:
     timeout_s: int = var(
         "HTTP_TIMEOUT_S", Integer(1, 300), default="10",
         doc="Timeout of every provider and price HTTP call.")
+    provider_requests_per_s: float = var(
+        "PROVIDER_REQUESTS_PER_S", PerSecond(), default="25",
+        doc="Rate budget of the rpc or alchemy provider shared by all workers, HTTP requests per second (0: unlimited).")
+    provider_units_per_s: float = var(
+        "PROVIDER_UNITS_PER_S", PerSecond(), default="0",
+        doc="Compute units per second of the alchemy provider shared by all workers (0: unlimited); set it to your plan's throughput.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +337,12 @@ class Prices:
     cache_ttl_s: int = var(
         "PRICE_CACHE_TTL_S", Integer(1, 86400 * 7), default="300",
         doc="How long a price is cached in Redis.")
+    plan: str = var(
+        "PRICE_API_PLAN", Choice(("auto", "pro", "demo")), default="auto",
+        doc="Which CoinGecko key PRICE_API_KEY is: `pro` (header x-cg-pro-api-key, base https://pro-api.coingecko.com/api/v3), `demo` (x-cg-demo-api-key, base https://api.coingecko.com/api/v3), or `auto`: `pro` when PRICE_API_URL's host starts with `pro-api.`, else `demo`.")
+    requests_per_s: float = var(
+        "PRICE_API_REQUESTS_PER_S", PerSecond(), default="0.5",
+        doc="Rate budget of the price API shared by all workers, requests per second (0: unlimited). CoinGecko's demo plan allows 30 a minute.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,7 +30,7 @@ from .queries import QUERIES
 #: Bin edges (ms) of the duration histogram; the last bin is open-ended.
 DURATION_EDGES = (0, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000)
 #: Statuses in the order the dashboard shows them.
-STATUSES = ("succeeded", "failed", "retrying", "running", "queued")
+STATUSES = ("succeeded", "partial", "failed", "retrying", "running", "queued")
 #: Columns the users table may be sorted by, server-side.
 USER_SORTS = ("user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "avg_duration_ms",
               "p95_duration_ms", "portfolio_value_usd", "wallets")
@@ -93,15 +93,16 @@ def _like_pattern(text: str) -> str:
 # ------------------------------------------------------------------------------------ overview --
 
 def kpis(window: Window) -> pd.DataFrame:
-    """One row: syncs, succeeded, failed, active, success_rate, duration_p50_ms, duration_p95_ms,
+    """One row: syncs, succeeded, partial, failed, active, success_rate, duration_p50_ms, duration_p95_ms,
     queue_wait_p95_ms."""
     frame = _frame("dash_kpis", window.params())
     row = frame.iloc[0]
     durations = row["duration_ms"] or [None, None]
-    finished = int(row["succeeded"]) + int(row["failed"])
+    # A partial sync is finished but no success: it counts against the success rate.
+    finished = int(row["succeeded"]) + int(row["partial"]) + int(row["failed"])
     return pd.DataFrame([{
-        "syncs": int(row["syncs"]), "succeeded": int(row["succeeded"]), "failed": int(row["failed"]),
-        "active": int(row["active"]),
+        "syncs": int(row["syncs"]), "succeeded": int(row["succeeded"]), "partial": int(row["partial"]),
+        "failed": int(row["failed"]), "active": int(row["active"]),
         "success_rate": row["succeeded"] / finished if finished else float("nan"),
         "duration_p50_ms": _float(durations[0]), "duration_p95_ms": _float(durations[1]),
         "queue_wait_p95_ms": _float(row["queue_wait_p95_ms"]),
@@ -216,14 +217,14 @@ def users(window: Window, *, user_filter: str | None = None, min_syncs: int = 0,
 
 
 def user_summary(window: Window, user_id: str) -> pd.DataFrame:
-    """One row: syncs, succeeded, failed, success_rate, last_sync_at, duration_p50_ms, duration_p95_ms,
+    """One row: syncs, succeeded, partial, failed, success_rate, last_sync_at, duration_p50_ms, duration_p95_ms,
     wallets, portfolio_value_usd."""
     row = _frame("dash_user_summary", {**window.params(), "user_id": user_id}).iloc[0]
     durations = row["duration_ms"] or [None, None]
-    finished = int(row["succeeded"]) + int(row["failed"])
+    finished = int(row["succeeded"]) + int(row["partial"]) + int(row["failed"])
     return pd.DataFrame([{
-        "syncs": int(row["syncs"]), "succeeded": int(row["succeeded"]), "failed": int(row["failed"]),
-        "success_rate": row["succeeded"] / finished if finished else float("nan"),
+        "syncs": int(row["syncs"]), "succeeded": int(row["succeeded"]), "partial": int(row["partial"]),
+        "failed": int(row["failed"]), "success_rate": row["succeeded"] / finished if finished else float("nan"),
         "last_sync_at": row["last_sync_at"], "duration_p50_ms": _float(durations[0]),
         "duration_p95_ms": _float(durations[1]), "wallets": int(row["wallets"]),
         "portfolio_value_usd": _float(row["portfolio_value_usd"]),

@@ -10,10 +10,11 @@
 -- The overview's headline numbers for a window.
 SELECT count(*) AS syncs,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'partial') AS partial,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status IN ('queued', 'running', 'retrying')) AS active,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
-           FILTER (WHERE status IN ('succeeded', 'failed')) AS duration_ms,
+           FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS duration_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY queue_wait_ms) AS queue_wait_p95_ms
 FROM sync_operations
 WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s;
@@ -43,7 +44,7 @@ WITH buckets AS (
 )
 SELECT b.bucket, s.status, coalesce(c.syncs, 0) AS syncs
 FROM buckets AS b
-CROSS JOIN unnest(ARRAY['succeeded', 'failed', 'retrying', 'running', 'queued']) AS s(status)
+CROSS JOIN unnest(ARRAY['succeeded', 'partial', 'failed', 'retrying', 'running', 'queued']) AS s(status)
 LEFT JOIN counts AS c ON c.bucket = b.bucket AND c.status = s.status
 ORDER BY b.bucket, s.status;
 
@@ -52,7 +53,7 @@ ORDER BY b.bucket, s.status;
 SELECT width_bucket(duration_ms, %(edges)s::int[]) AS bin, status, count(*) AS syncs
 FROM sync_operations
 WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
-  AND status IN ('succeeded', 'failed') AND duration_ms IS NOT NULL
+  AND status IN ('succeeded', 'partial', 'failed') AND duration_ms IS NOT NULL
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
@@ -108,7 +109,7 @@ WITH slices AS (
     SELECT jsonb_each(o.chain_results) AS c
     FROM slices
     JOIN sync_operations AS o ON o.enqueued_at >= slices.lo AND o.enqueued_at < slices.hi
-    WHERE o.status IN ('succeeded', 'failed', 'retrying')
+    WHERE o.status IN ('succeeded', 'partial', 'failed', 'retrying')
 ), reads AS (
     SELECT (c).key AS chain_id, (c).value->>'status' AS status, ((c).value->>'duration_ms')::int AS duration_ms,
            (c).value->>'error_code' AS error_code
@@ -133,19 +134,20 @@ ORDER BY chain_id::int;
 WITH stats AS (
     SELECT user_id, count(*) AS syncs,
            count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'partial') AS partial,
            count(*) FILTER (WHERE status = 'failed') AS failed,
            max(enqueued_at) AS last_sync_at,
-           avg(duration_ms::float8) FILTER (WHERE status IN ('succeeded', 'failed')) AS avg_duration_ms
+           avg(duration_ms::float8) FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS avg_duration_ms
     FROM sync_operations
     WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
       AND (%(user_pattern)s::text IS NULL OR user_id ILIKE %(user_pattern)s)
     GROUP BY user_id
 ), filtered AS (
-    SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) AS success_rate
+    SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) AS success_rate
     FROM stats AS s
     WHERE s.syncs >= %(min_syncs)s
       AND (%(max_success_rate)s::float8 IS NULL
-           OR s.succeeded::float8 / nullif(s.succeeded + s.failed, 0) <= %(max_success_rate)s)
+           OR s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) <= %(max_success_rate)s)
       AND (NOT %(failed_only)s OR s.failed > 0)
 ), portfolio AS (
     SELECT user_id, sum(value_usd) AS portfolio_value_usd
@@ -156,7 +158,7 @@ WITH stats AS (
     SELECT user_id, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms
     FROM sync_operations
     WHERE %(sort)s = 'p95_duration_ms' AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
-      AND status IN ('succeeded', 'failed')
+      AND status IN ('succeeded', 'partial', 'failed')
     GROUP BY user_id
 ), wallets AS (
     SELECT user_id, count(*) AS wallets
@@ -194,7 +196,7 @@ SELECT u.user_id, last.status AS last_status, last.enqueued_at AS last_sync_at, 
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY o.duration_ms)
         FROM sync_operations AS o
         WHERE o.user_id = u.user_id AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
-          AND o.status IN ('succeeded', 'failed')) AS p95_duration_ms,
+          AND o.status IN ('succeeded', 'partial', 'failed')) AS p95_duration_ms,
        h.portfolio_value_usd, h.unpriced_holdings
 FROM unnest(%(user_ids)s::text[]) AS u(user_id)
 LEFT JOIN LATERAL (
@@ -214,10 +216,11 @@ LEFT JOIN LATERAL (
 -- One user's headline numbers for a window, and their wallets and portfolio now.
 SELECT count(*) AS syncs,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'partial') AS partial,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        max(enqueued_at) AS last_sync_at,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
-           FILTER (WHERE status IN ('succeeded', 'failed')) AS duration_ms,
+           FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS duration_ms,
        (SELECT count(*) FROM tracked_wallets AS t WHERE t.user_id = %(user_id)s) AS wallets,
        (SELECT sum(value_usd) FROM holdings AS h WHERE h.user_id = %(user_id)s) AS portfolio_value_usd
 FROM sync_operations

@@ -42,7 +42,7 @@ class AttemptOutcome:
     Chains not in ``synced_chains`` keep what they had.
     """
 
-    status: str  # 'succeeded', 'failed' or 'retrying'
+    status: str  # 'succeeded', 'partial', 'failed' or 'retrying'
     holdings: Sequence[dict[str, Any]]
     synced_chains: Sequence[int]
     chain_results: dict[str, dict[str, Any]]

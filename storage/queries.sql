@@ -61,7 +61,7 @@ WITH attempt AS (
 ), op AS (
     UPDATE sync_operations AS s
     SET status = a.status,
-        finished_at = CASE WHEN a.status IN ('succeeded', 'failed') THEN clock_timestamp() END,
+        finished_at = CASE WHEN a.status IN ('succeeded', 'partial', 'failed') THEN clock_timestamp() END,
         duration_ms = (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::int,
         -- An attempt that called no provider (every chain's circuit open) does not use one up.
         attempts = s.attempts - CASE WHEN a.refund_attempt THEN 1 ELSE 0 END,
@@ -73,7 +73,7 @@ WITH attempt AS (
         error_message = a.error_message,
         provider = a.provider  -- the worker's provider, which may differ from the producer's
     FROM attempt AS a
-    WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'failed')
+    WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'partial', 'failed')
       AND s.id = ANY(%(ids)s::uuid[])  -- index lookups: the planner guesses 100 rows for a recordset
     RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.chain_blocks,
               a.holdings
@@ -128,8 +128,11 @@ WITH attempt AS (
     UPDATE tracked_wallets AS t
     SET last_operation_id = op.id,
         last_success_at = CASE WHEN op.status = 'succeeded' THEN now() ELSE t.last_success_at END,
-        last_failure_at = CASE WHEN op.status = 'failed' THEN now() ELSE t.last_failure_at END,
+        -- A partial sync is a failure to the scheduler: the wallet is not fresh, and is tried again
+        -- with the failures' backoff (the chains it did store are replaced by newer reads only).
+        last_failure_at = CASE WHEN op.status IN ('partial', 'failed') THEN now() ELSE t.last_failure_at END,
         consecutive_failures = CASE op.status WHEN 'succeeded' THEN 0
+                                              WHEN 'partial' THEN t.consecutive_failures + 1
                                               WHEN 'failed' THEN t.consecutive_failures + 1
                                               ELSE t.consecutive_failures END
     FROM op
@@ -142,7 +145,7 @@ SELECT id FROM op;
 -- Fail an operation that never ran to the end (malformed message, expired, not enqueued).
 UPDATE sync_operations
 SET status = 'failed', finished_at = clock_timestamp(), error_code = %(error_code)s, error_message = %(error_message)s
-WHERE id = %(id)s AND status NOT IN ('succeeded', 'failed')
+WHERE id = %(id)s AND status NOT IN ('succeeded', 'partial', 'failed')
 RETURNING user_id, wallet_address;
 
 -- get_operation --

@@ -187,7 +187,7 @@ WITH doomed AS (
     SELECT id
     FROM sync_operations
     WHERE enqueued_at < now() - %(days)s * interval '1 day'
-      AND status IN ('succeeded', 'failed')
+      AND status IN ('succeeded', 'partial', 'failed')
       AND coalesce(finished_at, enqueued_at) < now() - %(days)s * interval '1 day'
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED

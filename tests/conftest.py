@@ -98,14 +98,15 @@ def clean_queues(database, redis_client):
     """Empty the run's queues before and after the test, and end the operations it left unfinished,
     so that no message or half-done operation of one test is picked up (by a worker's reconciler,
     say) in another.  Cached prices and circuit breakers, which every worker of the run shares
-    through Redis, are reset too: a circuit a test opened on purpose must not turn away the next
+    through Redis, are reset too (and providers' rate budgets): a circuit a test opened on purpose must not turn away the next
     test's reads, nor one source's cached prices be served to another's test."""
     import actors.worker
 
     def reset() -> None:
         actors.worker.broker.flush_all()
         keys = [*redis_client.scan_iter(match=f"{NAMESPACE}:price:*", count=1000),
-                *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000)]
+                *redis_client.scan_iter(match=f"{NAMESPACE}:circuit:*", count=1000),
+                *redis_client.scan_iter(match=f"{NAMESPACE}:budget:*", count=1000)]
         if keys:
             redis_client.delete(*keys)
 

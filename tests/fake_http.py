@@ -11,7 +11,7 @@ Answer with a callable, or subclass and override :meth:`FakeHttpServer.respond`:
     assert server.requests[0].headers["x-api-key"] == KEY
 
 ``respond`` gets a :class:`Request` (already appended to ``server.requests``) and returns
-``(status, body)``; the body, bytes or text (sent as UTF-8), goes out with ``content-type``
+``(status, body)`` or ``(status, body, headers)`` (extra response headers, e.g. ``Retry-After``); the body, bytes or text (sent as UTF-8), goes out with ``content-type``
 (``application/json`` unless told) and its ``content-length``, and the connection is closed after it.
 A handler that should be slow calls :meth:`FakeHttpServer.wait`, which :meth:`FakeHttpServer.release`
 and the end of the ``with`` block cut short.  If ``respond`` raises, the client gets no answer and the
@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FakeHttpServer", "Reply", "Request"]
 
-#: What a handler returns: the HTTP status and the body.
-Reply = tuple[int, bytes | str]
+#: What a handler returns: the HTTP status and the body, and optionally extra response headers.
+Reply = tuple[int, bytes | str] | tuple[int, bytes | str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         fake.requests.append(request)
-        status, answer = fake.respond(request)
+        status, answer, *extra = fake.respond(request)
         data = answer.encode() if isinstance(answer, str) else answer
         self.send_response(status)
+        for name, value in (extra[0] if extra else {}).items():
+            self.send_header(name, value)
         self.send_header("content-type", fake.content_type)
         self.send_header("content-length", str(len(data)))
         self.end_headers()

@@ -9,7 +9,7 @@ from typing import TypeVar
 import actors
 
 T = TypeVar("T")
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "partial", "failed")
 
 
 def wait_for(op_id: str, statuses=FINAL, timeout: float = 30) -> dict:

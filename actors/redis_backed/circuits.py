@@ -1,18 +1,23 @@
 """A circuit breaker per provider and chain, shared by every worker through Redis.
 
-After ``CIRCUIT_FAIL_MAX`` consecutive transient failures of one chain's
-provider, the circuit opens for ``CIRCUIT_RESET_S``: reads of that chain fail
-at once with ``circuit_open`` instead of waiting for a provider that is down,
-and an attempt that could read no chain at all is retried when the circuit is
-due to let a call through again, without using up one of its attempts.  The
-first call after that is the trial: one more failure reopens the circuit, a
-success closes it.  Permanent errors (an HTTP 400, say) say nothing of the
-provider's health and do not count.
+The circuit of a chain *opens* when, over the last ``CIRCUIT_WINDOW_S``
+seconds, at least ``CIRCUIT_MIN_CALLS`` calls were made and at least
+``CIRCUIT_FAILURE_RATE`` of them failed transiently: a rate over a window,
+so a few random errors of a busy, healthy provider never open it, and a
+quiet provider is not judged on two calls.  While open (``CIRCUIT_RESET_S``)
+reads of that chain fail at once with ``circuit_open``, and an attempt that
+could read no chain at all is retried when the circuit is due to let a call
+through, without using up one of its attempts.  Then the circuit is
+*half-open*: exactly one caller, across all workers, gets the trial (a
+Redis ``SET NX`` lease); the others are turned away as if it were open.  The
+trial's success closes the circuit with a clean window, its failure reopens
+it.  A trial whose worker died frees its lease after ``CIRCUIT_RESET_S``.
+Permanent errors (an HTTP 400, say) say nothing of the provider's health and
+are not counted.
 
-Why not pybreaker: its ``CircuitBreaker.call`` holds a lock for the whole
-call, so the concurrent reads of one chain in a worker process run one after
-another (measured here: three 2.5 s reads took 7.5 s).  Two Redis keys and a
-Lua script do what is needed, with no lock around the I/O.
+The state is one Lua script (``circuits.lua``) on Redis's clock.  Why not
+pybreaker: its ``CircuitBreaker.call`` holds a lock for the whole call, so the
+concurrent reads of one chain in a worker process run one after another.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from chaindata.base import ProviderError, TransientProviderError
 from . import scripts
 
 T = TypeVar("T")
+_CLOSED, _TRIAL = -1, -2
 
 
 class ChainCircuits:
@@ -34,46 +40,63 @@ class ChainCircuits:
       client(redis.Redis): where the circuits' state is shared.
       namespace(str): key prefix.
       provider(str): the provider's name; each provider has its own circuits.
-      fail_max(int): consecutive transient failures that open a circuit.
-      reset_s(int): how long a circuit stays open before the next call is let through.
+      failure_rate(float): share of transient failures, in the window, that opens a circuit (0 < rate <= 1).
+      min_calls(int): fewest calls in the window before the rate is judged.
+      window_s(int): the window, in seconds.
+      reset_s(int): how long a circuit stays open before one trial call is let through.
     """
 
-    def __init__(self, client: redis.Redis, *, namespace: str, provider: str, fail_max: int, reset_s: int):
+    def __init__(self, client: redis.Redis, *, namespace: str, provider: str, failure_rate: float,
+                 min_calls: int, window_s: int, reset_s: int):
+        if not 0 < failure_rate <= 1 or min_calls < 1 or window_s < 1 or reset_s < 1:
+            raise ValueError("failure_rate must be in (0, 1], min_calls, window_s and reset_s at least 1")
         self.client = client
         self.namespace = namespace
         self.provider = provider
-        self.fail_max = fail_max
+        self.failure_rate = failure_rate
+        self.min_calls = min_calls
+        self.window_s = window_s
         self.reset_ms = reset_s * 1000
-        self._failed = client.register_script(scripts.source("circuit_failed"))
+        self._script = client.register_script(scripts.source("circuit"))
 
     def _keys(self, chain_id: int) -> list[str]:
         base = f"{self.namespace}:circuit:{self.provider}:{chain_id}"
-        return [f"{base}:failures", f"{base}:open"]
+        return [f"{base}:stats", f"{base}:open", f"{base}:tripped", f"{base}:trial"]
 
     def call(self, chain_id: int, fn: Callable[..., T], *args) -> T:
-        """``fn(*args)`` unless the chain's circuit is open (then ``circuit_open``, transient)."""
-        failures_key, open_key = self._keys(chain_id)
-        # One round trip reads both keys: whether the circuit is open, and whether a success must
-        # reset a count of failures (most calls follow a success and have nothing to reset).
-        pipe = self.client.pipeline(transaction=False)
-        pipe.pttl(open_key)
-        pipe.exists(failures_key)
-        remaining_ms, failures = pipe.execute()
-        if remaining_ms > 0:
+        """``fn(*args)`` unless the chain's circuit turns the call away (then ``circuit_open``, transient)."""
+        keys = self._keys(chain_id)
+        state = int(self._script(keys=keys, args=["enter", self.reset_ms]))
+        if state >= 0:
             raise TransientProviderError(
                 "circuit_open",
-                f"chain {chain_id}: the {self.provider} provider failed {self.fail_max} times in a row; "
-                f"not called again for {remaining_ms / 1000:.0f} s")
+                f"chain {chain_id}: the {self.provider} provider failed too often "
+                f"(>= {self.failure_rate:.0%} of >= {self.min_calls} calls in {self.window_s} s); "
+                f"not called again for {state / 1000:.0f} s")
+        trial = "1" if state == _TRIAL else "0"
         try:
             result = fn(*args)
         except ProviderError as exc:
             if exc.transient:
-                self._failed(keys=[failures_key, open_key], args=[self.fail_max, self.reset_ms])
+                self._record(keys, "fail", trial)
+            elif trial == "1":  # the provider answered: the trial is over, and it is healthy enough
+                self._record(keys, "ok", trial)
             raise
-        if failures:
-            self.client.delete(failures_key)
+        except BaseException:
+            if trial == "1":  # not the provider's fault; free the trial for the next caller
+                self.client.delete(keys[3])
+            raise
+        self._record(keys, "ok", trial)
         return result
 
+    def _record(self, keys: list[str], outcome: str, trial: str) -> None:
+        self._script(keys=keys, args=["record", outcome, trial, self.window_s, self.min_calls,
+                                      self.failure_rate, self.reset_ms])
+
     def seconds_until_trial(self, chain_id: int) -> float:
-        """Seconds until the circuit of ``chain_id`` lets a call through (0 if it is closed)."""
-        return max(0, self.client.pttl(self._keys(chain_id)[1])) / 1000
+        """Seconds until the circuit of ``chain_id`` may let a call through (0 if it is closed)."""
+        _, open_key, _, trial_key = self._keys(chain_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.pttl(open_key)
+        pipe.pttl(trial_key)
+        return max(0, *pipe.execute()) / 1000

@@ -3,9 +3,10 @@
 When an operation reaches its final status, the worker appends to the Redis Stream
 ``{SYNC_NAMESPACE}:events`` (``XADD ... MAXLEN ~ EVENTS_MAXLEN``):
 
-- ``sync.succeeded`` or ``sync.failed``, once per operation;
+- ``sync.succeeded``, ``sync.partial`` (some chains stored, the others failed after the last
+  attempt; ``chain_results`` of the operation says which) or ``sync.failed``, once per operation;
 - then ``portfolio.updated``, if the operation stored holdings of at least one chain (every
-  chain on success; the chains that were read before a final failure).
+  chain on success; the chains that were read, on a partial outcome or before a final failure).
 
 Every field is a string (Redis Stream fields are); the schema is in ``docs/events.md``.  An event
 is appended after the final status is committed to PostgreSQL, by the one delivery that committed
@@ -28,9 +29,11 @@ from chaindata.portfolio import exact_sum
 
 SCHEMA_VERSION = "1"
 SYNC_SUCCEEDED = "sync.succeeded"
+SYNC_PARTIAL = "sync.partial"
 SYNC_FAILED = "sync.failed"
 PORTFOLIO_UPDATED = "portfolio.updated"
-EVENT_TYPES = (SYNC_SUCCEEDED, SYNC_FAILED, PORTFOLIO_UPDATED)
+EVENT_TYPES = (SYNC_SUCCEEDED, SYNC_PARTIAL, SYNC_FAILED, PORTFOLIO_UPDATED)
+_SYNC_EVENT = {"succeeded": SYNC_SUCCEEDED, "partial": SYNC_PARTIAL, "failed": SYNC_FAILED}
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def build(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list[dic
     ``total_value_usd``, ``unpriced_count``, ``error_code`` and ``chain_results`` (every
     attempt's, merged)."""
     status = operation["status"]
-    if status not in ("succeeded", "failed"):
+    if status not in _SYNC_EVENT:
         raise ValueError(f"operation {operation['id']} is not final ({status})")
     chain_results = operation.get("chain_results") or {}
     stored = sorted(int(c) for c, r in chain_results.items() if r.get("status") == "ok")
@@ -59,7 +62,7 @@ def build(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list[dic
         "finished_at": _iso(finished_at),
     }
     sync_event = {
-        "type": SYNC_SUCCEEDED if status == "succeeded" else SYNC_FAILED,
+        "type": _SYNC_EVENT[status],
         **common,
         "status": status,
         "chain_ids": _ids(operation["chain_ids"]),

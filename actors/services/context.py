@@ -56,7 +56,7 @@ def admissions() -> Admissions:
 
 @functools.cache
 def provider() -> chaindata.BalanceProvider:
-    return chaindata.build_provider(cfg())
+    return chaindata.build_provider(cfg(), broker().client)
 
 
 @functools.cache
@@ -112,7 +112,8 @@ def leases() -> Leases:
 def circuits() -> ChainCircuits:
     c = cfg()
     return ChainCircuits(broker().client, namespace=c.sync.namespace, provider=provider().name,
-                         fail_max=c.circuit.fail_max, reset_s=c.circuit.reset_s)
+                         failure_rate=c.circuit.failure_rate, min_calls=c.circuit.min_calls,
+                         window_s=c.circuit.window_s, reset_s=c.circuit.reset_s)
 
 
 def worker_id() -> str:

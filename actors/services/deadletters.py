@@ -283,7 +283,7 @@ def _redrive_chunk(broker, refs: Sequence[tuple[str, str]], report: RedriveRepor
                 _requeue_message(broker, letter, body, report)
             elif letter.operation_id is None or letter.operation_id not in rows:
                 _restore(broker, [(letter, body)], report, "its operation is unknown to the audit trail")
-            elif rows[letter.operation_id]["status"] in ("succeeded", "failed"):
+            elif rows[letter.operation_id]["status"] in ("succeeded", "partial", "failed"):
                 new_syncs.append((letter, body, rows[letter.operation_id]))
             else:
                 _resend_operation(broker, letter, body, rows[letter.operation_id], report)

@@ -8,10 +8,18 @@ operation are not read again: a retry only repeats what failed.  In Redis, an
 attempt takes its lease, and at its end sends everything else it has to say
 (admission release, completion events, lease release) in one round trip.
 
+Each chain read is retried within the attempt (``SYNC_READ_TRIES``, jittered
+backoff, never past the attempt's deadline) before the attempt counts it as
+failed.  A price API that fails does not fail the chain: its balances are
+stored unpriced, and its result says ``prices: "unavailable"``.
+
 The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
 ``retrying`` raises a retryable :class:`SyncAttemptFailed` (the Retries
 middleware schedules the next attempt with backoff), ``failed`` raises a
-final one (the message goes to the dead-letter queue).
+final one (the message goes to the dead-letter queue).  ``partial`` (some
+chains stored, by this attempt or an earlier one, and the others failed for
+good or after the last attempt) returns: the operation is over, its
+``chain_results`` say what each chain did, and it is no dead letter.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from decimal import Decimal
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
+import chaindata
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
+from chaindata.retrying import call_with_retries, deadline_scope
 from chaindata.tokens.candidates import Candidates
 from chaindata.tokens.lists import complete_from_list
 from storage import operations
@@ -121,7 +131,8 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     if not operations.finish_attempt(op_id, outcome):
         logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
         return
-    if outcome.status in ("succeeded", "failed"):
+    if outcome.status in ("succeeded", "partial", "failed"):
+        # Only a full success starts the wallet's cooldown: after a partial one the user may ask again at once.
         context.admissions().release(row["user_id"], row["wallet_address"], op_id,
                                      succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
     end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
@@ -129,7 +140,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
-    if outcome.status != "succeeded":
+    if outcome.status not in ("succeeded", "partial"):
         delay_ms = None
         if outcome.refund_attempt:  # every chain's circuit is open: come back when one lets a call through
             delay_ms = int(max(context.circuits().seconds_until_trial(c) for c in row["chain_ids"]) * 1000) + 500
@@ -163,7 +174,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         except InvalidSyncRequest as exc:
             errors[chain_id] = PermanentProviderError("unsupported_chain", str(exc))
             continue
-        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"])] = chain_id
+        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"], deadline)] = chain_id
     done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
     for future in not_done:
         future.cancel()
@@ -195,6 +206,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         status = "succeeded"
     elif any(e.transient for e in errors.values()) and (refund or row["attempts"] < cfg.sync.max_attempts):
         status = "retrying"
+    elif ok:
+        status = "partial"
     else:
         status = "failed"
     first_error = errors[min(errors)] if errors else None
@@ -224,31 +237,43 @@ def _chain_message(chain_id: int, message: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _ChainOutcome:
-    """One chain read in an attempt: what the provider answered, priced, and what finding its tokens took."""
+    """One chain read in an attempt: what the provider answered, priced, what finding its tokens took, and
+    the price API's error if it failed (the balances are stored unpriced then)."""
 
     read: ChainRead
     candidates: Candidates
     portfolio: ChainPortfolio
+    price_error: ProviderError | None
     duration_ms: int
 
 
-def _read_chain(chain_id: int, wallet: str) -> _ChainOutcome:
+def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
     started = time.monotonic()
-    candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
-    read = context.circuits().call(chain_id, context.provider().read_chain, chain_id, wallet, candidates.addresses)
-    index = context.token_lists().index()
-    balances = complete_from_list(read.balances, index)
-    # A token of unknown decimals is never valued, so its price is not asked for.
-    prices = context.price_source().get_prices(
-        chain_id, [b.token_address for b in balances if b.decimals is not None])
-    return _ChainOutcome(read, candidates, price_chain(chain_id, balances, prices, index.is_listed),
+    circuits, provider = context.circuits(), context.provider()
+    with deadline_scope(deadline):
+        candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
+        read = call_with_retries(
+            lambda: circuits.call(chain_id, provider.read_chain, chain_id, wallet, candidates.addresses),
+            policy=chaindata.retry_policy(context.cfg()), deadline=deadline)
+        index = context.token_lists().index()
+        balances = complete_from_list(read.balances, index)
+        try:
+            # A token of unknown decimals is never valued, so its price is not asked for.
+            prices = context.price_source().get_prices(
+                chain_id, [b.token_address for b in balances if b.decimals is not None])
+            price_error = None
+        except ProviderError as exc:  # balances read fine are worth storing without prices
+            logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
+                           context.cfg().redact(str(exc)))
+            prices, price_error = {}, exc
+    return _ChainOutcome(read, candidates, price_chain(chain_id, balances, prices, index.is_listed), price_error,
                          int((time.monotonic() - started) * 1000))
 
 
 def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
     """The audit trail's record of a chain read (``chain_results``), secrets redacted."""
     cfg, p, read, found = context.cfg(), outcome.portfolio, outcome.read, outcome.candidates
-    return {
+    result = {
         "status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd), "unpriced": p.unpriced,
         "possible_spam": p.possible_spam, "duration_ms": outcome.duration_ms, "as_of": as_of.isoformat(),
         "block_number": read.block_number, "requests": read.requests + found.requests, "truncated": read.truncated,
@@ -259,7 +284,11 @@ def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
         "discovery": {"requests": found.requests, "tokens": found.discovered, "new": found.new,
                       "scanned_to_block": found.scanned_to_block,
                       "error": None if found.error is None else cfg.redact(str(found.error))[:_MAX_ERROR_MESSAGE]},
+        "prices": "ok",
     }
+    if outcome.price_error is not None:
+        result |= {"prices": "unavailable", "price_error_code": outcome.price_error.code}
+    return result
 
 
 def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptOutcome:

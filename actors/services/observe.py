@@ -30,7 +30,7 @@ from . import context, metrics
 
 logger = logging.getLogger(__name__)
 
-_FINAL = ("succeeded", "failed")
+_FINAL = ("succeeded", "partial", "failed")
 #: Chain results that mean no provider call was made.
 _NOT_CALLED = ("circuit_open", "unsupported_chain")
 _last_admissions: contextvars.ContextVar[list | None] = contextvars.ContextVar("portfolio_sync_admissions",

@@ -174,7 +174,7 @@ def test_duplicate_and_reordered_deliveries_change_nothing(start_worker, user_id
 def test_a_failing_chain_opens_its_circuit_instead_of_burning_attempts(start_worker, user_id, tmp_path):
     """Guarantee: when a chain's provider keeps failing, its circuit opens: operations stop spending
     attempts on it, record why (`circuit_open`), and finish once the provider is back."""
-    env = {"SIMULATED_FAILURE_RATE": "1", "SIMULATED_LATENCY_MS": "20", "CIRCUIT_FAIL_MAX": "3",
+    env = {"SIMULATED_FAILURE_RATE": "1", "SIMULATED_LATENCY_MS": "20", "CIRCUIT_MIN_CALLS": "3",
            "CIRCUIT_RESET_S": "4", "SYNC_MAX_ATTEMPTS": "3", "SYNC_RETRY_MIN_BACKOFF_MS": "200"}
     failing = start_worker(threads=2, env=env)
     ids = actors.request_syncs([{"user_id": user_id, "wallet_address": w, "chain_ids": [8453]} for w in wallets(6)])
@@ -184,7 +184,7 @@ def test_a_failing_chain_opens_its_circuit_instead_of_burning_attempts(start_wor
         return [o for o in ops if o["error_code"] == "circuit_open"] and ops
 
     ops = wait_until(opened, 30, "the circuit never opened")
-    assert any("failed 3 times in a row" in (o["error_message"] or "") for o in ops)
+    assert any("failed too often (>= 50% of >= 3 calls in 30 s)" in (o["error_message"] or "") for o in ops)
     failing.stop()
     # Turned away by the open circuit, the operations did not use up their attempts.
     assert [o for o in ops if o["status"] == "failed"] == []

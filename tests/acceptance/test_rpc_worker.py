@@ -24,6 +24,7 @@ from chaindata.base import NATIVE_TOKEN
 from storage import operations
 from tests.anvil import Anvil, running_anvil, token_args
 from tests.fake_http import FakeHttpServer, Reply, Request
+from tests.fault_relay import FaultRelay
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -225,3 +226,71 @@ def test_balances_and_values_keep_every_digit(start_worker, mainnet, price_api, 
     expected_value = EXACT.multiply(expected_balance, Decimal(HUGE_PRICE))
     assert (h["balance"], h["value_usd"], op["total_value_usd"]) == (expected_balance, expected_value,
                                                                      expected_value)
+
+
+def test_syncs_through_a_fault_relay_still_succeed_exactly(start_worker, mainnet, price_api, user_id):
+    """429 + Retry-After, per-item "header not found" / "backend request failed", single-call "header not
+    found" and 413 above 3 items, between the worker and the node: every sync still succeeds, to the wei."""
+    node, tokens = mainnet
+    token = tokens["exact"]
+    wallets = ["0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(6)]
+    for n, wallet in enumerate(wallets):
+        node.mint(token, wallet, BIG + n)
+        node.set_balance(wallet, NATIVE + n)
+    with FaultRelay(node.url, rate_limited=0.05, retry_after_s=1, item_errors=0.15, header_not_found=0.15,
+                    max_batch=3) as relay:
+        start_worker(env=rpc_worker_env(1, node, [token], price_api) | {
+            "RPC_URLS": f"1={relay.url}", "SYNC_READ_TRIES": "6", "SYNC_READ_BACKOFF_MS": "10"})
+        op_ids = [actors.request_sync(user_id, wallet, [1]) for wallet in wallets]
+        for n, (op_id, wallet) in enumerate(zip(op_ids, wallets)):
+            check_priced_holdings(op_id, user_id, wallet, token, BIG + n, NATIVE + n)
+    assert relay.counts["413"] > 0 and relay.counts["item_error"] + relay.counts["header_not_found"] > 0
+
+
+class DownPriceApi(PriceApi):
+    """A price API answering every request 503."""
+
+    def respond(self, request: Request) -> Reply:
+        return 503, "{}"
+
+
+def test_a_failing_price_api_leaves_the_balances_stored_unpriced(start_worker, mainnet, user_id, wallet):
+    node, tokens = mainnet
+    token = tokens["exact"]
+    node.mint(token, wallet, BIG)
+    node.set_balance(wallet, NATIVE)
+    with DownPriceApi({}, {}) as down:
+        start_worker(env=rpc_worker_env(1, node, [token], down) | {"SYNC_READ_TRIES": "2",
+                                                                   "SYNC_READ_BACKOFF_MS": "10"})
+        op = wait_for(actors.request_sync(user_id, wallet, [1]))
+    assert op["status"] == "succeeded", op
+    result = op["chain_results"]["1"]
+    assert (result["status"], result["prices"], result["price_error_code"]) == ("ok", "unavailable",
+                                                                                "provider_unavailable")
+    holdings = {h["token_address"]: h for h in operations.get_holdings(user_id, wallet.lower())}
+    assert {a: int(h["raw_balance"]) for a, h in holdings.items()} == {NATIVE_TOKEN: NATIVE, token: BIG}
+    assert all(h["price_usd"] is None and h["value_usd"] is None and h["priced_at"] is None
+               for h in holdings.values())
+    assert (op["holdings_count"], op["unpriced_count"], op["total_value_usd"]) == (2, 2, 0)
+
+
+def test_priced_at_is_the_price_sources_own_timestamp(start_worker, mainnet, user_id, wallet):
+    node, tokens = mainnet
+    token = tokens["exact"]
+    node.mint(token, wallet, BIG)
+    node.set_balance(wallet, NATIVE)
+    stamp = 1767225600  # 2026-01-01T00:00:00Z
+
+    class DatedPriceApi(PriceApi):
+        def respond(self, request: Request) -> Reply:
+            if request.path.endswith("/simple/price"):
+                return 200, f'{{"ethereum": {{"usd": {ETH_PRICE}, "last_updated_at": {stamp}}}}}'
+            return 200, f'{{"{token}": {{"usd": {TOKEN_PRICE}, "last_updated_at": {stamp + 60}}}}}'
+
+    with DatedPriceApi({}, {}) as prices:
+        start_worker(env=rpc_worker_env(1, node, [token], prices))
+        op = wait_for(actors.request_sync(user_id, wallet, [1]))
+    assert op["status"] == "succeeded", op
+    holdings = {h["token_address"]: h for h in operations.get_holdings(user_id, wallet.lower())}
+    assert holdings[NATIVE_TOKEN]["priced_at"].timestamp() == stamp
+    assert holdings[token]["priced_at"].timestamp() == stamp + 60

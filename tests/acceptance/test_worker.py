@@ -72,7 +72,8 @@ def _seed_failing_then_succeeding(rate: float) -> int:
 
 
 def test_transient_failure_is_retried_then_succeeds(start_worker, user_id, wallet):
-    start_worker(threads=1, env={"SIMULATED_FAILURE_RATE": "0.5",
+    # One try per chain within an attempt, so the second try is the second attempt's.
+    start_worker(threads=1, env={"SIMULATED_FAILURE_RATE": "0.5", "SYNC_READ_TRIES": "1",
                                  "SIMULATED_SEED": str(_seed_failing_then_succeeding(0.5))})
     op_id = actors.request_sync(user_id, wallet, [10])
 
@@ -84,7 +85,7 @@ def test_transient_failure_is_retried_then_succeeds(start_worker, user_id, walle
 
 
 def test_transient_failures_exhaust_attempts_and_fail(start_worker, user_id, wallet):
-    worker = start_worker(env={"SIMULATED_FAILURE_RATE": "1", "SYNC_MAX_ATTEMPTS": "3"})
+    worker = start_worker(env={"SIMULATED_FAILURE_RATE": "1", "SYNC_MAX_ATTEMPTS": "3", "SYNC_READ_TRIES": "1"})
     op_id = actors.request_sync(user_id, wallet, [10, 137])
 
     op = wait_for(op_id)
@@ -103,10 +104,12 @@ def test_permanent_failure_is_not_retried(start_worker, user_id, wallet):
     op_id = actors.request_sync(user_id, wallet, [1, 137])
 
     op = wait_for(op_id)
-    assert op["status"] == "failed"
+    # Chain 1 was stored, chain 137 never can be: the operation ends partial, not retried, not failed.
+    assert op["status"] == "partial"
     assert op["attempts"] == 1
     assert op["error_code"] == "unsupported_chain"
     assert op["chain_results"]["1"]["status"] == "ok"
+    assert op["chain_results"]["137"]["status"] == "error" and op["chain_results"]["137"]["transient"] is False
     # The chain that worked is stored; the failed one wrote nothing.
     assert {h["chain_id"] for h in operations.get_holdings(user_id, wallet.lower())} == {1}
 

@@ -17,7 +17,7 @@ def throughput_frame() -> pd.DataFrame:
     for i, bucket in enumerate(buckets):
         for status in figures.STATUS_ORDER:
             rows.append({"bucket": bucket, "status": status,
-                         "syncs": {"succeeded": 10 + i, "failed": i % 2, "retrying": 0, "running": 0,
+                         "syncs": {"succeeded": 10 + i, "partial": 0, "failed": i % 2, "retrying": 0, "running": 0,
                                    "queued": 0}[status]})
     return pd.DataFrame(rows)
 

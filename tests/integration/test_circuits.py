@@ -1,8 +1,9 @@
-"""ChainCircuits on the real Redis: opens after N transient failures, ignores permanent ones,
-lets a trial call through after the reset, and never serialises concurrent calls."""
+"""ChainCircuits on the real Redis: opens on a failure *rate* over a window (not on a few random errors),
+ignores permanent errors, lets exactly one trial through when half-open, and never serialises calls."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -15,12 +16,16 @@ from chaindata.base import PermanentProviderError, TransientProviderError
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def circuits(redis_client):
+def make(redis_client, **overrides) -> ChainCircuits:
     from tests.conftest import NAMESPACE
 
-    return ChainCircuits(redis_client, namespace=f"{NAMESPACE}:{uuid.uuid4().hex[:6]}", provider="test",
-                         fail_max=3, reset_s=1)
+    params = {"failure_rate": 0.5, "min_calls": 20, "window_s": 30, "reset_s": 1} | overrides
+    return ChainCircuits(redis_client, namespace=f"{NAMESPACE}:{uuid.uuid4().hex[:6]}", provider="test", **params)
+
+
+@pytest.fixture
+def circuits(redis_client):
+    return make(redis_client)
 
 
 def fail(exc):
@@ -29,42 +34,116 @@ def fail(exc):
     return call
 
 
-def test_opens_after_consecutive_transient_failures_then_lets_a_trial_through(circuits):
-    for _ in range(3):
-        with pytest.raises(TransientProviderError, match="down"):
-            circuits.call(1, fail(TransientProviderError("provider_unavailable", "down")))
+DOWN = TransientProviderError("provider_unavailable", "down")
+
+
+def outcome(circuits, chain_id, ok: bool):
+    """One call that succeeds or fails transiently; True if the circuit let it through."""
+    try:
+        circuits.call(chain_id, (lambda: "ok") if ok else fail(DOWN))
+    except TransientProviderError as exc:
+        return exc.code != "circuit_open"
+    return True
+
+
+def test_a_handful_of_random_errors_do_not_open_it(circuits):
+    # 30% transient failures over 200 calls: well under the 50% rate, never open.
+    rng = random.Random(7)
+    let_through = [outcome(circuits, 1, rng.random() >= 0.3) for _ in range(200)]
+    assert all(let_through) and circuits.seconds_until_trial(1) == 0
+
+
+def test_too_few_calls_are_not_judged(circuits):
+    for _ in range(19):  # every call failed, but 19 < min_calls
+        assert outcome(circuits, 1, ok=False)
+    assert circuits.seconds_until_trial(1) == 0
+
+
+def test_opens_on_the_failure_rate_over_the_window(circuits):
+    for i in range(20):
+        assert outcome(circuits, 1, ok=i % 2 == 0)  # 10 of 20 failed: 50%, the 20th call opens it
+    assert 0 < circuits.seconds_until_trial(1) <= 1
     with pytest.raises(TransientProviderError) as excinfo:
         circuits.call(1, lambda: "not called")
-    assert excinfo.value.code == "circuit_open" and 0 < circuits.seconds_until_trial(1) <= 1
+    assert excinfo.value.code == "circuit_open"
     assert circuits.call(10, lambda: "other chains are not affected") == "other chains are not affected"
 
-    time.sleep(1.1)
+
+def test_old_calls_leave_the_window(redis_client):
+    circuits = make(redis_client, min_calls=4, window_s=1)
+    for _ in range(3):
+        assert outcome(circuits, 1, ok=False)
+    time.sleep(2.1)  # those three failures are out of the window now
+    assert outcome(circuits, 1, ok=True)
+    assert outcome(circuits, 1, ok=False)  # 1 of 2 in the window: too few calls to judge
     assert circuits.seconds_until_trial(1) == 0
-    with pytest.raises(TransientProviderError, match="still down"):  # the trial fails: open again at once
+
+
+def trip(circuits, chain_id=1):
+    for _ in range(circuits.min_calls):
+        outcome(circuits, chain_id, ok=False)
+    assert circuits.seconds_until_trial(chain_id) > 0
+
+
+def test_half_open_lets_exactly_one_trial_through_across_threads(circuits):
+    trip(circuits)
+    time.sleep(1.1)  # open -> half-open
+    release = threading.Event()
+    calls, turned_away = [], []
+
+    def slow_trial():
+        calls.append(1)
+        release.wait(5)
+        return "back"
+
+    def caller():
+        try:
+            circuits.call(1, slow_trial)
+        except TransientProviderError as exc:
+            turned_away.append(exc.code)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert len(calls) == 1 and turned_away == ["circuit_open"] * 7  # one trial; the rest wait for it
+    release.set()
+    for t in threads:
+        t.join()
+    assert circuits.call(1, lambda: "closed") == "closed"  # the trial succeeded: closed again
+    assert circuits.seconds_until_trial(1) == 0
+
+
+def test_a_failed_trial_reopens_it_at_once_and_a_later_success_closes_it(circuits):
+    trip(circuits)
+    time.sleep(1.1)
+    with pytest.raises(TransientProviderError, match="still down"):
         circuits.call(1, fail(TransientProviderError("provider_unavailable", "still down")))
     assert circuits.seconds_until_trial(1) > 0
+    with pytest.raises(TransientProviderError) as excinfo:
+        circuits.call(1, lambda: "not called")
+    assert excinfo.value.code == "circuit_open"
     time.sleep(1.1)
-    assert circuits.call(1, lambda: "back") == "back"  # a success closes it
-    with pytest.raises(TransientProviderError, match="blip"):
-        circuits.call(1, fail(TransientProviderError("provider_unavailable", "blip")))
-    assert circuits.call(1, lambda: "still closed") == "still closed"
-
-
-def test_a_success_resets_the_count_of_consecutive_failures(circuits):
-    for _ in range(2):
-        for _ in range(2):  # fail_max - 1 failures, then a success: never three in a row
-            with pytest.raises(TransientProviderError, match="flaky"):
-                circuits.call(1, fail(TransientProviderError("provider_unavailable", "flaky")))
-        assert circuits.call(1, lambda: "ok") == "ok"
-    assert circuits.seconds_until_trial(1) == 0
-    assert circuits.call(1, lambda: "closed") == "closed"
+    assert circuits.call(1, lambda: "back") == "back"
+    # Closed with a clean window: one failure after it is one failure, not a reopening.
+    assert outcome(circuits, 1, ok=False) and outcome(circuits, 1, ok=True)
 
 
 def test_permanent_errors_do_not_count(circuits):
-    for _ in range(5):
+    for _ in range(40):
         with pytest.raises(PermanentProviderError):
             circuits.call(1, fail(PermanentProviderError("provider_rejected", "HTTP 400")))
     assert circuits.call(1, lambda: "closed") == "closed"
+
+
+def test_state_is_shared_between_instances(redis_client):
+    first = make(redis_client)
+    second = ChainCircuits(redis_client, namespace=first.namespace, provider="test", failure_rate=0.5,
+                           min_calls=20, window_s=30, reset_s=1)
+    trip(first)
+    with pytest.raises(TransientProviderError) as excinfo:
+        second.call(1, lambda: "not called")
+    assert excinfo.value.code == "circuit_open"
 
 
 def test_concurrent_calls_run_concurrently(circuits):

@@ -13,9 +13,13 @@ from hypothesis import strategies as st
 
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.http_prices import HttpPriceSource
+from chaindata.node_errors import RateLimited
+from chaindata.retrying import RetryPolicy, deadline_scope
 from tests.fake_http import FakeHttpServer, Reply, Request
 
 KEY = "cg-pro-key-5b8e1d9a77"
+#: The tests of one request's outcome send it once; retries have tests of their own.
+ONCE = RetryPolicy(tries=1)
 ALPHA = "0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 BRAVO = "0xb2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
 UNLISTED = "0xc3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"
@@ -44,6 +48,8 @@ class FakePriceApi(FakeHttpServer):
         self.status = 200
         self.body: str | None = None
         self.sleep_s = 0.0
+        self.updated_at: str | None = None  # the JSON text of every entry's last_updated_at, if any
+        self.failures: list[tuple[int, dict[str, str]]] = []  # answers (status, headers) sent before the real one
 
     @property
     def base_url(self) -> str:
@@ -52,6 +58,9 @@ class FakePriceApi(FakeHttpServer):
     def respond(self, request: Request) -> Reply:
         if self.sleep_s:
             self.wait(self.sleep_s)
+        if self.failures:
+            status, headers = self.failures.pop(0)
+            return status, "{}", headers
         return self.status, self.body if self.body is not None else self.answer(request.path, request.query)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> str:
@@ -63,7 +72,8 @@ class FakePriceApi(FakeHttpServer):
             prices = {c: COIN_PRICES[c] for c in query["ids"][0].split(",") if c in COIN_PRICES}
         else:
             return "{}"
-        return "{" + ", ".join(f'"{key}": {{"usd": {price}}}' for key, price in prices.items()) + "}"
+        stamp = "" if self.updated_at is None else f', "last_updated_at": {self.updated_at}'
+        return "{" + ", ".join(f'"{key}": {{"usd": {price}{stamp}}}' for key, price in prices.items()) + "}"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +90,7 @@ def server(api: FakePriceApi) -> FakePriceApi:
 
 @pytest.fixture()
 def prices(server: FakePriceApi) -> Iterator[HttpPriceSource]:
-    source = HttpPriceSource(server.base_url, KEY, timeout_s=5)
+    source = HttpPriceSource(server.base_url, KEY, timeout_s=5, plan="pro", retry=ONCE)
     yield source
     source.close()
 
@@ -99,13 +109,15 @@ def test_prices_are_exact_decimals_and_unknown_tokens_absent(server: FakePriceAp
     assert all(before <= p.as_of <= dt.datetime.now(dt.UTC) and p.as_of.tzinfo is not None for p in result.values())
     paths = [request.path for request in server.requests]
     assert paths == ["/api/v3/simple/price", "/api/v3/simple/token_price/ethereum"]
-    assert server.requests[0].query == {"ids": ["ethereum"], "vs_currencies": ["usd"]}
-    assert server.requests[1].query == {"contract_addresses": [f"{ALPHA},{BRAVO},{UNLISTED}"], "vs_currencies": ["usd"]}
+    assert server.requests[0].query == {"ids": ["ethereum"], "vs_currencies": ["usd"],
+                                        "include_last_updated_at": ["true"]}
+    assert server.requests[1].query == {"contract_addresses": [f"{ALPHA},{BRAVO},{UNLISTED}"], "vs_currencies": ["usd"],
+                                        "include_last_updated_at": ["true"]}
 
 
 def test_the_key_goes_in_a_header_and_only_if_set(server: FakePriceApi, prices: HttpPriceSource) -> None:
     prices.get_prices(1, [ALPHA])
-    keyless = HttpPriceSource(server.base_url, "", timeout_s=5)
+    keyless = HttpPriceSource(server.base_url, "", timeout_s=5, plan="pro")
     try:
         keyless.get_prices(1, [ALPHA])
     finally:
@@ -174,7 +186,7 @@ def test_more_than_100_addresses_are_batched(server: FakePriceApi, prices: HttpP
 
 
 @pytest.mark.parametrize(("status", "body", "error_class", "code"), [
-    (429, "{}", TransientProviderError, "provider_rate_limited"),
+    (429, "{}", RateLimited, "provider_rate_limited"),
     (503, "{}", TransientProviderError, "provider_unavailable"),
     (401, '{"error": "bad key"}', PermanentProviderError, "provider_rejected"),
     (404, "{}", PermanentProviderError, "provider_rejected"),
@@ -193,7 +205,7 @@ def test_failures_map_to_errors_without_url_or_key(server: FakePriceApi, prices:
 
 def test_a_slow_api_is_a_transient_timeout(server: FakePriceApi) -> None:
     server.sleep_s = 3.0
-    slow = HttpPriceSource(server.base_url, KEY, timeout_s=0.5)
+    slow = HttpPriceSource(server.base_url, KEY, timeout_s=0.5, retry=ONCE)
     started = time.monotonic()
     try:
         with pytest.raises(TransientProviderError) as caught:
@@ -222,6 +234,73 @@ def test_any_price_comes_back_exactly(api: FakePriceApi, price: Decimal) -> None
         assert source.get_prices(1, [ALPHA])[ALPHA].usd == price
     finally:
         source.close()
+
+
+def test_demo_and_pro_keys_go_in_their_own_header(server: FakePriceApi) -> None:
+    for plan, header, other in (("demo", "x-cg-demo-api-key", "x-cg-pro-api-key"),
+                                ("pro", "x-cg-pro-api-key", "x-cg-demo-api-key")):
+        source = HttpPriceSource(server.base_url, KEY, timeout_s=5, plan=plan)
+        try:
+            source.get_prices(1, [ALPHA])
+        finally:
+            source.close()
+        assert server.requests[-1].headers[header] == KEY and other not in server.requests[-1].headers
+
+
+@pytest.mark.parametrize(("base_url", "plan"), [("https://pro-api.coingecko.com/api/v3", "pro"),
+                                                ("https://api.coingecko.com/api/v3/", "demo"),
+                                                ("http://127.0.0.1:9/api/v3", "demo")])
+def test_auto_plan_follows_the_base_url(base_url: str, plan: str) -> None:
+    source = HttpPriceSource(base_url, KEY, timeout_s=1)
+    assert source.plan == plan
+    source.close()
+
+
+def test_an_unknown_plan_is_refused() -> None:
+    with pytest.raises(ValueError, match="pro, demo or auto"):
+        HttpPriceSource("https://api.coingecko.com/api/v3", KEY, timeout_s=1, plan="enterprise")
+
+
+def test_the_sources_own_timestamp_dates_each_price(server: FakePriceApi, prices: HttpPriceSource) -> None:
+    server.updated_at = "1767225600"  # 2026-01-01T00:00:00Z
+    result = prices.get_prices(1, [ALPHA, NATIVE_TOKEN])
+    assert {p.as_of for p in result.values()} == {dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+
+
+@pytest.mark.parametrize("stamp", ["null", '"yesterday"', "1.5e9", "-1", "99999999999", "true"])
+def test_an_unusable_timestamp_falls_back_to_the_fetch_time(server: FakePriceApi, prices: HttpPriceSource,
+                                                           stamp: str) -> None:
+    server.updated_at = stamp
+    before = dt.datetime.now(dt.UTC)
+    result = prices.get_prices(1, [ALPHA])
+    assert before <= result[ALPHA].as_of <= dt.datetime.now(dt.UTC)
+
+
+def test_429_with_retry_after_is_waited_out_then_retried(server: FakePriceApi) -> None:
+    server.failures = [(429, {"Retry-After": "1"}), (503, {})]
+    source = HttpPriceSource(server.base_url, KEY, timeout_s=5, retry=RetryPolicy(tries=3, base_s=0.01, cap_s=0.05))
+    started = time.monotonic()
+    try:
+        with deadline_scope(time.monotonic() + 10):
+            result = source.get_prices(1, [ALPHA])
+    finally:
+        source.close()
+    assert result[ALPHA].usd == Decimal(TOKEN_PRICES[ALPHA])
+    assert len(server.requests) == 3
+    assert time.monotonic() - started >= 1.0  # the server's Retry-After, not our shorter backoff
+
+
+def test_no_retry_starts_that_would_end_past_the_deadline(server: FakePriceApi) -> None:
+    server.failures = [(429, {"Retry-After": "5"})]
+    source = HttpPriceSource(server.base_url, KEY, timeout_s=5, retry=RetryPolicy(tries=3))
+    started = time.monotonic()
+    try:
+        with deadline_scope(time.monotonic() + 2), pytest.raises(TransientProviderError) as caught:
+            source.get_prices(1, [ALPHA])
+    finally:
+        source.close()
+    assert caught.value.code == "provider_rate_limited" and len(server.requests) == 1
+    assert time.monotonic() - started < 1
 
 
 def assert_secret_kept(error: ProviderError) -> None:

@@ -121,7 +121,8 @@ _REFUSED = {parsers.Integer: "twelve", parsers.OrNone: "twelve", parsers.Fractio
             parsers.Choice: "neither", parsers.Boolean: "perhaps", parsers.Pattern: "has space!",
             parsers.ChainIds: "eth", parsers.PerChain: "mainnet", parsers.Cron: "* * *", parsers.Tokens: "short",
             parsers.RateLimit: "fast", parsers.AbsolutePath: "relative/dir", parsers.BasicAuthUser: "a:b",
-            parsers.Password: "short", parsers.ChainMetadata: "{not json", parsers.UrlList: "ftp://lists.example"}
+            parsers.Password: "short", parsers.ChainMetadata: "{not json", parsers.UrlList: "ftp://lists.example",
+            parsers.PerSecond: "fast"}
 
 
 @pytest.mark.parametrize("name", [name for name, v in settings.VARIABLES.items() if type(v.parse) is not parsers.Text])
@@ -169,3 +170,8 @@ def test_the_readme_tool_finds_a_stale_table_and_rewrites_it(tmp_path):
     text = readme.read_text()
     assert readme_config.markdown_table() in text and "| old |" not in text and text.endswith("rest\n")
     assert readme_config.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_a_retired_variable_warns_rather_than_being_silently_ignored():
+    with pytest.warns(DeprecationWarning, match="CIRCUIT_FAIL_MAX is no longer read: .*CIRCUIT_FAILURE_RATE"):
+        settings.load({"CIRCUIT_FAIL_MAX": "10"})
