@@ -42,16 +42,21 @@ def validate_wallet(wallet_address: object) -> str:
         raise InvalidSyncRequest(f"wallet_address {exc}, got {_preview(wallet_address)}") from None
 
 
-def validate_request(user_id: object, wallet_address: object, chain_ids: Iterable[object] | None = None, *,
-                     priority: object = "normal", force: object = False, trigger: object = "api",
-                     supported_chains: Sequence[int]) -> SyncRequest:
-    """Check every field of a request; raise :class:`InvalidSyncRequest` naming the first bad one."""
+def validate_user_id(user_id: object) -> str:
     if not isinstance(user_id, str) or not user_id.strip():
         raise InvalidSyncRequest(f"user_id must be a non-empty string, got {_preview(user_id)}")
     if len(user_id) > MAX_USER_ID_LENGTH:
         raise InvalidSyncRequest(f"user_id must be at most {MAX_USER_ID_LENGTH} characters, got {len(user_id)}")
     if "\x00" in user_id:
         raise InvalidSyncRequest("user_id must not contain NUL characters")
+    return user_id
+
+
+def validate_request(user_id: object, wallet_address: object, chain_ids: Iterable[object] | None = None, *,
+                     priority: object = "normal", force: object = False, trigger: object = "api",
+                     supported_chains: Sequence[int]) -> SyncRequest:
+    """Check every field of a request; raise :class:`InvalidSyncRequest` naming the first bad one."""
+    validate_user_id(user_id)
     wallet = validate_wallet(wallet_address)
     if priority not in PRIORITIES:
         raise InvalidSyncRequest(f"priority must be one of {', '.join(PRIORITIES)}, got {_preview(priority)}")

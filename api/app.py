@@ -6,6 +6,7 @@ path                                auth                   what
 ``POST /api/v1/syncs``              bearer (API_TOKENS)    ``request_sync`` for other services
 ``GET /api/v1/syncs/<id>``          bearer                 ``get_sync``
 ``GET /api/v1/wallets/<a>/syncs``   bearer                 a wallet's latest operations
+``GET /api/v1/wallets/<a>/portfolio`` bearer               ``get_portfolio``, with ``ETag``/``If-None-Match``
 ``GET /api/v1/openapi.json``        none                   the OpenAPI document (``api.openapi``)
 ``GET /healthz``                    none                   the process is alive (no I/O)
 ``GET /readyz``                     none                   Redis and PostgreSQL answer, schema applied
@@ -43,6 +44,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 import actors
 import settings as settings_module
 from actors.services import metrics, observe
+from actors.services.portfolio import portfolio_as_json
 from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
 from storage import operating
 
@@ -361,6 +363,44 @@ def wallet_syncs(wallet_address: str):
     except psycopg.OperationalError as exc:
         return _unavailable(f"PostgreSQL did not answer: {_state().cfg.redact(str(exc))}")
     return _json({"wallet_address": wallet, "syncs": [operation_json(r) for r in rows]})
+
+
+@api.get("/wallets/<wallet_address>/portfolio")
+def wallet_portfolio(wallet_address: str):
+    user_id = flask.request.args.get("user_id")
+    if user_id is None:
+        return _error(400, "user_id is required: a portfolio is one user's view of a wallet")
+    chains_text = flask.request.args.get("chain_ids")
+    chain_ids = None
+    if chains_text is not None:
+        parts = chains_text.split(",")
+        if not all(p.strip().isdigit() and len(p.strip()) <= 16 for p in parts):
+            return _error(400, f"chain_ids must be chain ids separated by commas, got {chains_text[:40]!r}")
+        chain_ids = [int(p) for p in parts]
+    try:
+        portfolio = actors.get_portfolio(user_id, wallet_address, chain_ids)
+    except InvalidSyncRequest as exc:
+        return _error(400, str(exc))
+    except actors.SyncUnavailable as exc:
+        return _unavailable(str(exc))
+    if portfolio is None:
+        return _error(404, f"wallet {wallet_address.lower()} was never synced for this user: request a sync first "
+                           "(POST /api/v1/syncs)")
+    etag = portfolio["etag"]
+    # A poller that has this version pays one small response, no body (RFC 9110 weak comparison).
+    if _matches(etag, flask.request.headers.get("If-None-Match", "")):
+        response = flask.Response(status=304)
+    else:
+        response = _json(portfolio_as_json(portfolio))
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _matches(etag: str, if_none_match: str) -> bool:
+    """Whether ``etag`` is one of an ``If-None-Match`` header's tags (``*``: any), compared weakly."""
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",") if t.strip()}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 # ------------------------------------------------------------------------------- health --

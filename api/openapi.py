@@ -36,6 +36,7 @@ _DECIMAL = {"type": "string", "nullable": True, "pattern": r"^-?[0-9]+(\.[0-9]+)
 
 def document(chains: tuple[int, ...]) -> dict:
     """The document, with the chain ids this deployment supports (``SYNC_CHAINS``)."""
+    chain = "|".join(map(str, chains))  # one supported chain id, in a pattern
     operation_id_param = {"name": "operation_id", "in": "path", "required": True,
                           "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}}
     return {
@@ -121,6 +122,44 @@ def document(chains: tuple[int, ...]) -> dict:
                                     "schema": {"$ref": "#/components/schemas/WalletSyncs"}}}},
                         "400": _error("The address, user id or limit is invalid."),
                         "401": _UNAUTHORIZED,
+                        "429": _RATE_LIMITED,
+                        "503": _UNAVAILABLE,
+                    },
+                },
+            },
+            "/api/v1/wallets/{wallet_address}/portfolio": {
+                "get": {
+                    "operationId": "getPortfolio",
+                    "summary": "A wallet's portfolio for one user: holdings per chain, freshness and totals",
+                    "description": (
+                        "The holdings each chain's latest stored read holds, with the read's time and block, "
+                        "whether it is fresh (read within SCHEDULER_ACTIVE_INTERVAL_S), how the latest sync went "
+                        "for the chain, and the totals of priced holdings (unpriced ones are counted apart and "
+                        "never valued). Amounts are exact decimal strings, raw balances integer strings. Send "
+                        "the `ETag` back as `If-None-Match`: 304 with no body while nothing changed."),
+                    "parameters": [
+                        {"name": "wallet_address", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": WALLET_PATTERN}},
+                        {"name": "user_id", "in": "query", "required": True,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_LENGTH}},
+                        {"name": "chain_ids", "in": "query", "required": False,
+                         "description": "Only these chains, comma separated (each a supported chain).",
+                         "schema": {"type": "string", "pattern": f"^({chain})(,({chain}))*$"}},
+                        {"name": "If-None-Match", "in": "header", "required": False,
+                         "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "The portfolio.",
+                                "headers": {"ETag": {"description": "The portfolio's version (weak).",
+                                                     "schema": {"type": "string"}}},
+                                "content": {"application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Portfolio"}}}},
+                        "304": {"description": "Unchanged since the version of `If-None-Match`.",
+                                "headers": {"ETag": {"description": "The portfolio's version (weak).",
+                                                     "schema": {"type": "string"}}}},
+                        "400": _error("The address, user id or a chain id is invalid, or user_id is missing."),
+                        "401": _UNAUTHORIZED,
+                        "404": _error("No sync of this wallet was ever requested for this user."),
                         "429": _RATE_LIMITED,
                         "503": _UNAVAILABLE,
                     },
@@ -223,6 +262,70 @@ def document(chains: tuple[int, ...]) -> dict:
                     "properties": {
                         "wallet_address": {"type": "string", "pattern": "^0x[0-9a-f]{40}$"},
                         "syncs": {"type": "array", "items": {"$ref": "#/components/schemas/Operation"}},
+                    },
+                },
+                "Holding": {
+                    "type": "object",
+                    "required": ["token_address", "symbol", "name", "decimals", "raw_balance", "balance",
+                                 "price_usd", "value_usd", "flags"],
+                    "properties": {
+                        "token_address": {"type": "string", "pattern": "^0x[0-9a-f]{40}$"},
+                        "symbol": {"type": "string"},
+                        "name": {"type": "string"},
+                        "decimals": {**_NULLABLE_INT, "description": "null: unknown, so never valued."},
+                        "raw_balance": {"type": "string", "pattern": "^[0-9]+$",
+                                        "description": "The integer on chain, as a string."},
+                        "balance": _DECIMAL,
+                        "price_usd": _DECIMAL,
+                        "value_usd": _DECIMAL,
+                        "price_source": _NULLABLE_STRING,
+                        "priced_at": {**_NULLABLE_STRING, "format": "date-time"},
+                        "price_age_seconds": {"type": "number", "nullable": True},
+                        "flags": {"type": "array", "items": {
+                            "type": "string", "enum": ["unpriced", "unknown_decimals", "possible_spam", "listed"]}},
+                    },
+                },
+                "PortfolioChain": {
+                    "type": "object",
+                    "required": ["chain_id", "status", "read_at", "block_number", "fresh", "holdings", "value_usd",
+                                 "priced_count", "unpriced_count"],
+                    "properties": {
+                        "chain_id": {"type": "integer"},
+                        "status": {"type": "string", "enum": ["ok", "error", "pending", "never_read"],
+                                   "description": "ok: holdings from a stored read; error: never read, and the "
+                                                  "latest sync failed for it; pending: being read; never_read."},
+                        "read_at": {**_NULLABLE_STRING, "format": "date-time"},
+                        "block_number": _NULLABLE_INT,
+                        "age_seconds": {"type": "number", "nullable": True},
+                        "fresh": {"type": "boolean"},
+                        "operation_id": {**_NULLABLE_STRING, "format": "uuid"},
+                        "last_result": {"type": "object", "nullable": True, "properties": {
+                            "operation_id": {"type": "string", "format": "uuid"},
+                            "operation_status": {"$ref": "#/components/schemas/Status"},
+                            "status": {**_NULLABLE_STRING, "enum": ["ok", "error", None]},
+                            "error_code": _NULLABLE_STRING,
+                            "error_message": _NULLABLE_STRING}},
+                        "value_usd": _DECIMAL,
+                        "priced_count": {"type": "integer"},
+                        "unpriced_count": {"type": "integer"},
+                        "holdings": {"type": "array", "items": {"$ref": "#/components/schemas/Holding"}},
+                    },
+                },
+                "Portfolio": {
+                    "type": "object",
+                    "required": ["user_id", "wallet_address", "last_operation", "totals", "chains"],
+                    "properties": {
+                        "user_id": {"type": "string"},
+                        "wallet_address": {"type": "string", "pattern": "^0x[0-9a-f]{40}$"},
+                        "last_operation": {"type": "object", "properties": {
+                            "id": {"type": "string", "format": "uuid"},
+                            "status": {"$ref": "#/components/schemas/Status"},
+                            "enqueued_at": {"type": "string", "format": "date-time"},
+                            "finished_at": {**_NULLABLE_STRING, "format": "date-time"}}},
+                        "totals": {"type": "object", "properties": {
+                            "value_usd": _DECIMAL, "holdings_count": {"type": "integer"},
+                            "priced_count": {"type": "integer"}, "unpriced_count": {"type": "integer"}}},
+                        "chains": {"type": "array", "items": {"$ref": "#/components/schemas/PortfolioChain"}},
                     },
                 },
                 "Error": {

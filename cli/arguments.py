@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", dest="user_id", help="only this user's")
     p.add_argument("--limit", type=int, default=10, help="how many (1-1000, default 10)")
 
+    p = command("portfolio", "portfolio", "Show a wallet's portfolio for one user: holdings per chain, freshness, "
+                                          "totals (raw balances exact; --json as the HTTP API answers).")
+    p.add_argument("wallet_address")
+    p.add_argument("--user", dest="user_id", required=True, help="the user whose view of the wallet to show")
+    p.add_argument("--chains", type=chain_list, help="only these chain ids, comma separated")
+
     command("status", "status", "Queue depths, delayed and dead messages, quarantine, live workers.")
 
     p = commands.add_parser("dead-letters", help="List or re-drive dead letters.",

@@ -19,6 +19,7 @@ import actors
 import settings
 from actors.redis_backed import events, inspection
 from actors.services import context, deadletters, observe, tracking
+from actors.services.portfolio import portfolio_as_json
 from actors.validation import validate_request, validate_wallet
 from storage import operating
 
@@ -196,6 +197,32 @@ def cmd_wallet(args) -> int:
     return OK
 
 
+def cmd_portfolio(args) -> int:
+    portfolio = actors.get_portfolio(args.user_id, args.wallet_address, args.chains)
+    if portfolio is None:
+        raise CommandError(NOT_FOUND, f"wallet {args.wallet_address.lower()} was never synced for user "
+                                      f"{args.user_id}: request a sync first")
+    if args.json:
+        output.print_json(portfolio_as_json(portfolio))
+        return OK
+    totals, last = portfolio["totals"], portfolio["last_operation"]
+    print(f"{portfolio['wallet_address']} for {portfolio['user_id']}: ${totals['value_usd']} in "
+          f"{totals['priced_count']} priced holdings, {totals['unpriced_count']} unpriced; "
+          f"last sync {last['id']} {last['status']}")
+    output.table(["chain", "status", "read_at", "block", "fresh", "last_result"],
+                 [[c["chain_id"], c["status"], c["read_at"], c["block_number"], "yes" if c["fresh"] else "no",
+                   None if c["last_result"] is None else
+                   c["last_result"]["error_code"] or c["last_result"]["status"] or c["last_result"]["operation_status"]]
+                  for c in portfolio["chains"]])
+    rows = [[c["chain_id"], h["symbol"], h["token_address"], h["raw_balance"], h["decimals"], h["balance"],
+             h["price_usd"], h["value_usd"], h["flags"]] for c in portfolio["chains"] for h in c["holdings"]]
+    if rows:
+        print()
+        output.table(["chain", "symbol", "token", "raw_balance", "decimals", "balance", "price_usd", "value_usd",
+                      "flags"], rows)
+    return OK
+
+
 def cmd_status(args) -> int:
     broker = context.broker()
     queues = inspection.queue_states(broker)
@@ -319,5 +346,6 @@ def cmd_events(args) -> int:
 
 #: The handler of each command (``handler`` of the parsed arguments, see ``cli.arguments``).
 HANDLERS = {"request": cmd_request, "request-batch": cmd_request_batch, "show": cmd_show, "wallet": cmd_wallet,
+            "portfolio": cmd_portfolio,
             "status": cmd_status, "dead-letters list": cmd_dead_list, "dead-letters redrive": cmd_dead_redrive,
             "tracking": cmd_tracking, "events": cmd_events, "demo": demo.cmd_demo}

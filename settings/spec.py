@@ -178,6 +178,9 @@ class Sync:
     read_backoff_cap_ms: int = var(
         "SYNC_READ_BACKOFF_CAP_MS", Integer(1, 600_000), default="2000",
         doc="Cap of that wait (a Retry-After from the server may ask for longer).")
+    read_share_window_ms: int = var(
+        "SYNC_READ_SHARE_WINDOW_MS", Integer(0, 3_600_000), default="5000",
+        doc="Syncs of one wallet and chain (by any users) within this window share one provider read: a sync may show a read up to this much older than its own start (0: every sync reads for itself).")
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.chains if c not in self.chain_table]

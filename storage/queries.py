@@ -22,7 +22,7 @@ def load(text: str) -> dict[str, str]:
 
 
 #: Every file of named blocks; a name may appear only once across them.
-SQL_FILES = ("queries.sql", "scheduling.sql", "dashboard.sql", "operating.sql", "discovery.sql")
+SQL_FILES = ("queries.sql", "scheduling.sql", "dashboard.sql", "operating.sql", "discovery.sql", "portfolio.sql")
 
 
 def load_files(names: tuple[str, ...] = SQL_FILES) -> dict[str, str]:

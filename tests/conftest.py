@@ -34,6 +34,9 @@ os.environ.update({
     "SIMULATED_FAILURE_RATE": "0",
     "SYNC_RETRY_MIN_BACKOFF_MS": "100",
     "SYNC_RETRY_MAX_BACKOFF_MS": "400",
+    # Tests change what a provider answers between two syncs of a wallet; those that test sharing a
+    # read between syncs (SYNC_READ_SHARE_WINDOW_MS) turn it on themselves.
+    "SYNC_READ_SHARE_WINDOW_MS": "0",
     "LOG_LEVEL": "INFO",
     "METRICS_ENABLED": "false",  # no metrics server per test worker; tests of the metrics turn them on
 })

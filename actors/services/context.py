@@ -22,6 +22,7 @@ from ..redis_backed import broker as broker_module
 from ..redis_backed.admission import Admissions
 from ..redis_backed.circuits import ChainCircuits
 from ..redis_backed.lease import Leases
+from ..redis_backed.shared_reads import SharedReads
 
 _broker_lock = threading.Lock()
 
@@ -100,6 +101,14 @@ def _load_cursor(wallet: str, chain_id: int) -> Cursor | None:
 def _save_cursor(wallet: str, chain_id: int, cursor: Cursor) -> None:
     discovery_store.save_cursor(wallet, chain_id, scanned_from=cursor.from_block, scanned_to=cursor.to_block,
                                 tokens=cursor.tokens)
+
+
+@functools.cache
+def shared_reads() -> SharedReads:
+    c = cfg()
+    # A reader holds the lock at most as long as an attempt may run; past that another sync reads.
+    return SharedReads(broker().client, namespace=c.sync.namespace, window_ms=c.sync.read_share_window_ms,
+                       lock_ms=c.sync.time_limit_ms)
 
 
 @functools.cache

@@ -35,6 +35,7 @@ import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 import chaindata
+from chaindata import wire
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from chaindata.retrying import call_with_retries, deadline_scope
@@ -237,11 +238,12 @@ def _chain_message(chain_id: int, message: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _ChainOutcome:
-    """One chain read in an attempt: what the provider answered, priced, what finding its tokens took, and
-    the price API's error if it failed (the balances are stored unpriced then)."""
+    """One chain read in an attempt: what the provider answered (or another sync's read of it), priced, what
+    finding its tokens took, and the price API's error if it failed (the balances are stored unpriced then)."""
 
     read: ChainRead
     candidates: Candidates
+    shared: bool  # the read was another sync's, made within SYNC_READ_SHARE_WINDOW_MS: it cost nothing here
     portfolio: ChainPortfolio
     price_error: ProviderError | None
     duration_ms: int
@@ -250,11 +252,19 @@ class _ChainOutcome:
 def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
     started = time.monotonic()
     circuits, provider = context.circuits(), context.provider()
-    with deadline_scope(deadline):
+
+    def read_from_provider() -> bytes:
         candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
         read = call_with_retries(
             lambda: circuits.call(chain_id, provider.read_chain, chain_id, wallet, candidates.addresses),
             policy=chaindata.retry_policy(context.cfg()), deadline=deadline)
+        return wire.dump_read(read, candidates)
+
+    with deadline_scope(deadline):
+        # Another user's sync of this wallet and chain within the window may have read it already.
+        answer, shared = context.shared_reads().read(f"{provider.name}:{chain_id}:{wallet}", read_from_provider,
+                                                     deadline=deadline)
+        read, candidates = wire.load_read(answer)
         index = context.token_lists().index()
         balances = complete_from_list(read.balances, index)
         try:
@@ -266,22 +276,25 @@ def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
             logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
                            context.cfg().redact(str(exc)))
             prices, price_error = {}, exc
-    return _ChainOutcome(read, candidates, price_chain(chain_id, balances, prices, index.is_listed), price_error,
-                         int((time.monotonic() - started) * 1000))
+    return _ChainOutcome(read, candidates, shared, price_chain(chain_id, balances, prices, index.is_listed),
+                         price_error, int((time.monotonic() - started) * 1000))
 
 
 def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
     """The audit trail's record of a chain read (``chain_results``), secrets redacted."""
     cfg, p, read, found = context.cfg(), outcome.portfolio, outcome.read, outcome.candidates
+    # A shared read's requests were paid by the sync that made it; this one's cost nothing.
+    cost = 0 if outcome.shared else 1
     result = {
         "status": "ok", "holdings": len(p.holdings), "value_usd": str(p.value_usd), "unpriced": p.unpriced,
         "possible_spam": p.possible_spam, "duration_ms": outcome.duration_ms, "as_of": as_of.isoformat(),
-        "block_number": read.block_number, "requests": read.requests + found.requests, "truncated": read.truncated,
+        "block_number": read.block_number, "shared_read": outcome.shared,
+        "requests": cost * (read.requests + found.requests), "truncated": read.truncated,
         "token_error_count": len(read.token_errors),
         "token_errors": [{"token_address": e.token_address, "code": e.code,
                           "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
                          for e in read.token_errors[:_MAX_TOKEN_ERRORS]],
-        "discovery": {"requests": found.requests, "tokens": found.discovered, "new": found.new,
+        "discovery": {"requests": cost * found.requests, "tokens": found.discovered, "new": found.new,
                       "scanned_to_block": found.scanned_to_block,
                       "error": None if found.error is None else cfg.redact(str(found.error))[:_MAX_ERROR_MESSAGE]},
         "prices": "ok",

@@ -1,0 +1,79 @@
+"""One chain read per wallet: syncs of the same wallet and chain within a short window share one read.
+
+A wallet tracked by many users (an exchange's hot wallet, a famous whale) would otherwise be read
+from the provider once per user.  Here the first sync to need ``(provider, chain, wallet)`` takes a
+lock (``SET NX PX``, in the same script that looks for a stored read: one round trip), reads, and
+leaves the read in Redis for ``window_ms``; a sync that comes while the lock is held waits for it on
+a list the reader pushes to when done (``BLPOP``, no polling), then takes the stored read.  A sync
+that finds nobody reading pays two round trips (claim, finish).  Each user's operation, audit row and holdings stay its own: only the
+provider's answer is shared, and the audit trail says which reads were.
+
+A reader that fails stores nothing and wakes the waiters, one of which reads in its turn; a reader
+that dies leaves a lock that lapses after ``lock_ms``.  A waiter never waits past its own deadline:
+it then reads for itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from . import scripts
+
+
+class SharedReads:
+    """Parameters:
+      client(redis.Redis): the Redis shared by every worker.
+      namespace(str): key prefix.
+      window_ms(int): how long a read is shared after it was made; 0 turns sharing off.
+      lock_ms(int): how long a reader may hold the lock; past it another sync reads instead.
+    """
+
+    def __init__(self, client: redis.Redis, *, namespace: str, window_ms: int, lock_ms: int):
+        self.client = client
+        self.namespace = namespace
+        self.window_ms = window_ms
+        self.lock_ms = lock_ms
+        self._claim = client.register_script(scripts.source("shared_read_claim"))
+        self._finish = client.register_script(scripts.source("shared_read_finish"))
+        # BLPOP must return before the client's own socket timeout would cut it off.
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
+        self._max_block_s = max(0.1, socket_timeout - 0.5)
+
+    def read(self, what: str, read: Callable[[], bytes], *, deadline: float) -> tuple[bytes, bool]:
+        """The read named ``what`` (e.g. ``"rpc:1:0xabc..."``): a copy of one made within the window, or
+        ``read()``'s answer, made now and shared.  Returns ``(answer, shared)``; ``deadline`` is a
+        ``time.monotonic()`` past which this call stops waiting for another sync's read."""
+        if self.window_ms <= 0:
+            return read(), False
+        key = f"{self.namespace}:shared-read:{what}"
+        lock = key + ":lock"
+        while True:
+            token = uuid.uuid4().hex
+            claim = self._claim(keys=[key, lock], args=[token, self.lock_ms])
+            if claim[0] == b"read":
+                return claim[1], True
+            if claim[0] == b"mine":
+                return self._read_and_share(key, lock, token, read), False
+            holder = claim[1]
+            if not holder:
+                continue  # released since: look again
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return read(), False
+            done = f"{lock}:{holder.decode()}"
+            if self.client.blpop([done], timeout=min(remaining, self._max_block_s, self.lock_ms / 1000)):
+                self.client.lpush(done, 1)  # pass the wake-up on to the next waiter (the list expires)
+
+    def _read_and_share(self, key: str, lock: str, token: str, read: Callable[[], bytes]) -> bytes:
+        answer = None
+        try:
+            answer = read()
+            return answer
+        finally:
+            self._finish(keys=[key, lock, f"{lock}:{token}"],
+                         args=[token, b"" if answer is None else answer, self.window_ms, self.lock_ms,
+                               0 if answer is None else 1])
