@@ -90,6 +90,8 @@ def main(argv: list[str]) -> int:
     except DevError as exc:
         warn(f"dev: {exc}")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C during the setup: what a shell script would do, without a traceback
+        return 130
 
 
 if __name__ == "__main__":

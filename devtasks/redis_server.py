@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+from dataclasses import replace
 
 from .common import LOGS, REDIS_DIR, DevError, have, is_loopback, proc_name, read_pid, say, show_tail, tcp_open
 from .urls import ServerUrl, parse
@@ -41,7 +42,7 @@ def ping(url: ServerUrl) -> str:
 def ensure_redis() -> ServerUrl:
     url = parse("REDIS_URL", os.environ["REDIS_URL"], 6379)
     if not url.host:
-        url = ServerUrl(**{**url.__dict__, "host": "127.0.0.1"})
+        url = replace(url, host="127.0.0.1")
     addr = f"{url.host}:{url.port}"
     reply = ping(url)
     if reply == "PONG":
