@@ -38,8 +38,9 @@ Logs: .local/logs/, .local/redis/redis.log, .local/pg.log
 """
 
 #: pytest-xdist workers when ./dev test is not told: the suite mostly waits on servers and
-#: subprocesses, so two workers pay off even on one core; more than four only adds contention.
-DEFAULT_WORKERS = min(4, max(2, os.cpu_count() or 2))
+#: subprocesses, so two workers per core pay off; more than four only adds contention
+#: (figures in docs/performance.md).
+DEFAULT_WORKERS = min(4, 2 * (os.cpu_count() or 1))
 
 
 def pytest_args(args: list[str]) -> list[str]:
