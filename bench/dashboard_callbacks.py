@@ -4,7 +4,7 @@
                                                    [--repeat 15] [--ranges 24h,7d,30d]
 
 Seeds a throwaway database (bench.sandbox) with ``--rows`` operations of ``--users`` users over
-``--days`` days ending now, their tracked wallets and current holdings (bench.seed), plus a few
+``--days`` days ending now, their tracked wallets and current holdings (harness.seed), plus a few
 hundred dead letters in the Redis namespace; VACUUM ANALYZE, as autovacuum would have done on a
 live table.  Then, for each time range, calls every page's callbacks ``--repeat`` times (after
 one warm-up call) through the Flask test client, i.e. the whole HTTP round trip of a
@@ -170,7 +170,7 @@ def main() -> None:
     with sandbox.enter(LOG_LEVEL="WARNING"):
         import psycopg
 
-        from bench import seed
+        from harness import seed
 
         started = time.perf_counter()
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.dashboard_screenshot [--out docs/dashboard-overview.png] [--rows 200000]
 
-Seeds a throwaway database (bench.sandbox, bench.seed: a month of syncs ending now), serves the
+Seeds a throwaway database (bench.sandbox, harness.seed: a month of syncs ending now), serves the
 dashboard with gunicorn on a free loopback port, opens it in Debian's headless Chromium
 (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and saves a full-page PNG of the overview
 (or of ``--path``).
@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from bench import sandbox
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
@@ -48,12 +42,12 @@ def main() -> int:
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
 
-        from bench import seed
+        from harness import seed
 
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
             seed.load_everything(conn, rows=args.rows, users=args.users, end=dt.datetime.now(dt.timezone.utc),
                                  days=30)
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "dashboard.app:server", "--bind", f"127.0.0.1:{port}",
              "--workers", "1", "--threads", "8"], cwd=ROOT, env=os.environ, start_new_session=True,

@@ -36,8 +36,8 @@ import httpx
 
 from bench.common import emit
 from chaindata.tokens.discovery import TransferLogScanner
-from tests.anvil import Anvil, running_anvil, token_args
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.anvil import Anvil, running_anvil, token_args
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 CHAIN = 31337
 RANGE_CAP = 10_000

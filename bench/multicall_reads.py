@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.common import ROOT, emit
 from chaindata.rpc import RpcProvider
-from tests.anvil import plant_many_tokens, recording_relay, running_anvil
+from harness.anvil import plant_many_tokens, recording_relay, running_anvil
 
 HOLDER = "0x00000000000000000000000000000000000a11ce"
 

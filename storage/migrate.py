@@ -19,7 +19,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import settings as settings_module
 
-SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+# Package data, so that a plain (non-editable) install can run `release`; the top-level
+# schema.sql is a symlink to it, for readers of the repository.
+SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 # Any constant will do: concurrent releases serialise on it instead of racing on DDL.
 _LOCK_KEY = 0x706F7274
 

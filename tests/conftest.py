@@ -5,6 +5,10 @@ its settings at import): the database named in ``DATABASE_URL`` (or the local
 default) only tells which server to use; the run creates
 ``portfolio_sync_test_<random>`` on it and drops it at the end, and deletes
 every Redis key under its namespace.
+
+With pytest-xdist (``./dev test`` runs ``-n 2``) every worker is a process of its
+own that imports this module, so each worker is a run of its own: its own
+``RUN_ID``, database and namespace.  :data:`GROUPS` keeps some tests on one worker.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from psycopg.conninfo import make_conninfo
 import settings
 
 RUN_ID = uuid.uuid4().hex[:10]
+#: Tests that xdist must run on one worker (``--dist=loadgroup``), by path prefix, and why.
+GROUPS = {
+    # One seeded audit trail (20,000 operations) and one headless Chromium per worker that
+    # runs any of them: keeping them together seeds once and starts one browser.
+    "tests/dashboard/": "dashboard",
+}
 TEST_DATABASE = f"portfolio_sync_test_{RUN_ID}"
 NAMESPACE = f"portfolio-sync-test-{RUN_ID}"
 
@@ -42,6 +52,14 @@ os.environ.update({
 })
 for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MAX_ATTEMPTS", "SYNC_TIME_LIMIT_MS"):
     os.environ.pop(_name, None)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        group = next((g for prefix, g in GROUPS.items() if path.startswith(prefix)), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _maintenance_conninfo() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 __all__ = ["FaultRelay"]
 

@@ -2,7 +2,7 @@
 ``dramatiq`` worker: every readable balance equal to the node's to the wei, the odd tokens reported one by
 one, the whole read at one block, in a handful of HTTP requests.
 
-The node gets Multicall3 at its canonical address (viem's compiled copy, see ``tests.anvil``); the 250
+The node gets Multicall3 at its canonical address (viem's compiled copy, see ``harness.anvil``); the 250
 tokens are one TestToken's code planted at 250 addresses with their storage written directly, so the
 setup takes seconds.  A relay in front of the node counts the HTTP requests the provider makes.
 """
@@ -19,7 +19,7 @@ from chaindata.base import NATIVE_TOKEN
 from chaindata.rpc import RpcProvider
 from storage import operations
 from tests.acceptance.test_rpc_worker import enqueue_directly, exact_balance
-from tests.anvil import Anvil, ManyTokens, balance_of, plant_many_tokens, recording_relay, running_anvil
+from harness.anvil import Anvil, ManyTokens, balance_of, plant_many_tokens, recording_relay, running_anvil
 from tests.processes import WorkerProcess
 from tests.waiting import wait_for
 

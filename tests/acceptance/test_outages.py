@@ -24,7 +24,7 @@ from storage import migrate
 from storage.pool import RECONNECT_TIMEOUT_S
 from tests.processes import WorkerProcess
 from tests.producer import ProducerProcess
-from tests.servers import PostgresServer, RedisServer
+from harness.servers import PostgresServer, RedisServer
 from tests.waiting import FINAL, wait_until
 
 pytestmark = pytest.mark.acceptance

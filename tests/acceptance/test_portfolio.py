@@ -21,7 +21,7 @@ import actors
 import actors.worker
 from storage import operations
 from tests.acceptance.test_multicall_wallet import HOLDER, NATIVE
-from tests.anvil import Anvil, ManyTokens, plant_many_tokens, recording_relay, running_anvil
+from harness.anvil import Anvil, ManyTokens, plant_many_tokens, recording_relay, running_anvil
 from tests.processes import CommandProcess
 from tests.waiting import wait_for, wait_until
 

@@ -22,8 +22,8 @@ import actors
 import actors.worker
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
-from tests.anvil import Anvil, running_anvil, token_args
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.anvil import Anvil, running_anvil, token_args
+from harness.fake_http import FakeHttpServer, Reply, Request
 from tests.fault_relay import FaultRelay
 from tests.waiting import wait_for
 

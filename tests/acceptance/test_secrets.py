@@ -26,9 +26,9 @@ import redis
 import actors
 from chaindata.base import NATIVE_TOKEN
 from storage import operations
-from tests.anvil import Anvil, running_anvil, token_args
+from harness.anvil import Anvil, running_anvil, token_args
 from tests.conftest import NAMESPACE
-from tests.fake_http import FakeHttpServer
+from harness.fake_http import FakeHttpServer
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance

@@ -1,6 +1,6 @@
 """The dashboard's tests: a seeded audit trail at a fixed time, and a headless Chromium.
 
-The seed (bench.seed) writes ``SEED_ROWS`` operations of ``SEED_USERS`` users named
+The seed (harness.seed) writes ``SEED_ROWS`` operations of ``SEED_USERS`` users named
 ``dashtest-*`` over the week before ``ANCHOR``, a date long past: no other test's operation
 falls in the dashboard's windows, whose clock (``dashboard.timerange.now``) is pointed at
 ``ANCHOR``.  Everything seeded is deleted when the package's tests end, so that no later test
@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 
 import psycopg
 import pytest
+
+from harness import seed
+from harness.ports import free_port
 
 PREFIX = "dashtest-"
 ANCHOR = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -36,8 +38,6 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-ba
 @pytest.fixture(scope="package")
 def seeded(database):
     """The seeded audit trail (operations, tracked wallets, holdings); removed at the end."""
-    from bench import seed
-
     with psycopg.connect(database, autocommit=True) as conn:
         seed.seed_operations(conn, rows=SEED_ROWS, users=SEED_USERS, end=ANCHOR, days=7, prefix=PREFIX)
         seed.seed_tracked_wallets(conn, prefix=PREFIX)
@@ -89,12 +89,6 @@ def pytest_setup_options():
     return chrome_options()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="package")
 def browser_available():
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (os.path.exists(p) or shutil.which(p))]
@@ -130,5 +124,5 @@ def dashboard(browser_available, dash_app, tmp_path_factory):
     with ThreadedRunner() as runner, DashComposite(
             server=runner, browser="Chrome", headless=True, options=[chrome_options()],
             download_path=str(tmp_path_factory.mktemp("downloads")), percy_run=False, wait_timeout=20) as duo:
-        duo.start_server(dash_app.app, port=_free_port())
+        duo.start_server(dash_app.app, port=free_port())
         yield duo

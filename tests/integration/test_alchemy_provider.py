@@ -16,7 +16,7 @@ from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, 
 from chaindata.base import TokenError
 from chaindata.node_errors import RateLimited
 from chaindata.retrying import RetryPolicy
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 pytestmark = pytest.mark.integration
 

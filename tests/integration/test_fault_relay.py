@@ -14,7 +14,7 @@ from chaindata.base import NATIVE_TOKEN
 from chaindata.node_errors import RateLimited
 from chaindata.retrying import RetryPolicy, deadline_scope
 from chaindata.rpc import RpcProvider
-from tests.anvil import Anvil, running_anvil, token_args
+from harness.anvil import Anvil, running_anvil, token_args
 from tests.fault_relay import FaultRelay
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """RpcProvider against a real Anvil node, with ERC-20s deployed from tests/evm/contracts/*.bin.
 
 Anvil comes from the npm package pinned in tests/evm/package.json; install it
-with ``npm ci --prefix tests/evm``.  Every node started here (by ``tests.anvil``)
+with ``npm ci --prefix tests/evm``.  Every node started here (by ``harness.anvil``)
 listens on 127.0.0.1 on a port of its choosing and is stopped by its pid.
 
 The module's node has Multicall3 at its canonical address; the tests marked
@@ -26,8 +26,8 @@ from eth_abi import encode
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, TokenBalance, TokenError, TransientProviderError
 from settings.chains import DEFAULT_CHAINS
 from chaindata.rpc import RpcProvider
-from tests.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, recording_relay, running_anvil, token_args
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.anvil import BURN_GAS, MULTICALL3, REVERT, Anvil, recording_relay, running_anvil, token_args
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 pytestmark = pytest.mark.integration
 

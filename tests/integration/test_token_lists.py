@@ -17,7 +17,7 @@ from chaindata.base import TokenBalance
 from chaindata.tokens.lists import (TokenIndex, TokenListError, TokenLists, complete_from_list, parse_token_list,
                                      shipped_list)
 from settings import VARIABLES, ConfigError
-from tests.fake_http import FakeHttpServer
+from harness.fake_http import FakeHttpServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ of the project's packages, function-local imports included: a cycle hidden in a 
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from pathlib import Path
 
@@ -126,3 +127,21 @@ def test_the_cycle_finder_finds_a_cycle():
     cycles = import_cycles(graph)
     assert any(c[0] == c[-1] and "actors.constants" in c and "actors.worker" in c for c in cycles), cycles
     assert "actors.constants:1: from . import worker" in "\n".join(describe(graph, c) for c in cycles)
+
+
+def top_level_imports(folder: str) -> set[tuple[str, str]]:
+    """(file, imported top-level name) for every absolute import in the Python files under ``folder``."""
+    found = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found.update((str(path.relative_to(ROOT)), a.name.split(".")[0]) for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add((str(path.relative_to(ROOT)), node.module.split(".")[0]))
+    return found
+
+
+def test_tests_and_benchmarks_share_only_harness():
+    """Neither imports the other: what both need lives in harness/."""
+    assert sorted(f for f, name in top_level_imports("tests") if name == "bench") == []
+    assert sorted(f for f, name in top_level_imports("bench") if name == "tests") == []

@@ -15,7 +15,7 @@ from chaindata.base import NATIVE_TOKEN, PermanentProviderError, ProviderError, 
 from chaindata.http_prices import HttpPriceSource
 from chaindata.node_errors import RateLimited
 from chaindata.retrying import RetryPolicy, deadline_scope
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 KEY = "cg-pro-key-5b8e1d9a77"
 #: The tests of one request's outcome send it once; retries have tests of their own.

@@ -13,7 +13,7 @@ import pytest
 from chaindata.base import PermanentProviderError
 from chaindata.jsonrpc import JsonRpcClient
 from chaindata.retrying import RetryPolicy, deadline_scope
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.fake_http import FakeHttpServer, Reply, Request
 
 FAST = RetryPolicy(tries=4, base_s=0.001, cap_s=0.01)
 

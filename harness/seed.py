@@ -1,6 +1,6 @@
-"""Fast, deterministic seeding of a realistic audit trail, for the dashboard's tests and benchmark.
+"""Fast, deterministic seeding of a realistic audit trail, for the dashboard's tests and benchmarks.
 
-    from bench import seed
+    from harness import seed
     with psycopg.connect(url, autocommit=True) as conn:
         seed.seed_operations(conn, rows=1_000_000, users=10_000, end=now, days=30)
         seed.seed_tracked_wallets(conn)

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak
 
-from tests.fake_http import FakeHttpServer, Reply, Request
+from harness.fake_http import FakeHttpServer, Reply, Request
 
-EVM_DIR = Path(__file__).resolve().parent / "evm"
+EVM_DIR = Path(__file__).resolve().parents[1] / "tests" / "evm"
 CONTRACTS = EVM_DIR / "contracts"
 START_TIMEOUT_S = 15.0
 RECEIPT_TIMEOUT_S = 5.0
@@ -52,7 +51,7 @@ def anvil_binary() -> Path:
     pattern = f"node_modules/@foundry-rs/anvil-{platform.system().lower()}-{arch}/bin/anvil"
     found = sorted(EVM_DIR.glob(pattern))
     if not found:
-        pytest.fail(f"no anvil binary matches tests/evm/{pattern}: run `npm ci --prefix tests/evm` first")
+        raise RuntimeError(f"no anvil binary matches tests/evm/{pattern}: run `npm ci --prefix tests/evm` first")
     return found[0]
 
 
@@ -181,9 +180,9 @@ def _wait_for_listening(process: subprocess.Popen[bytes], log_path: Path) -> str
         if match:
             return f"http://{match.group(1)}"
         if process.poll() is not None:
-            pytest.fail(f"anvil exited with {process.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"anvil exited with {process.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
         time.sleep(0.05)
-    pytest.fail(f"anvil did not listen within {START_TIMEOUT_S} s")
+    raise RuntimeError(f"anvil did not listen within {START_TIMEOUT_S} s")
 
 
 def word(value: int) -> str:

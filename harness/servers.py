@@ -18,11 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .ports import free_port
 
 
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
