@@ -7,32 +7,19 @@ from __future__ import annotations
 import collections
 import time
 import uuid
-from decimal import Decimal
 
 import pytest
 
 import actors
 from actors.redis_backed import events
-from chaindata.portfolio import EXACT, exact_sum, price_chain
-from chaindata.prices import StaticPriceTable
-from chaindata.simulated import SimulatedProvider
+from chaindata.portfolio import exact_sum
 from storage import operations
+from tests.acceptance.test_worker import expected_portfolio
 from tests.waiting import FINAL, wait_for, wait_until
 
 pytestmark = pytest.mark.acceptance
 
 FIVE_CHAINS = [1, 10, 137, 8453, 42161]
-
-
-def expected(wallet: str, chains) -> tuple[int, Decimal]:
-    provider, prices = SimulatedProvider(latency_ms=0), StaticPriceTable()
-    count, total = 0, Decimal(0)
-    for chain in chains:
-        balances = provider.read_chain(chain, wallet).balances
-        p = price_chain(chain, balances, prices.get_prices(chain, [b.token_address for b in balances]))
-        count += len(p.holdings)
-        total = EXACT.add(total, p.value_usd)
-    return count, total
 
 
 def test_300_syncs_of_five_chains_at_30_percent_transient_failures(start_worker):
@@ -58,7 +45,7 @@ def test_300_syncs_of_five_chains_at_30_percent_transient_failures(start_worker)
     for user, wallet, row in zip(users, wallets, rows):
         if row["status"] != "succeeded":
             continue
-        count, total = expected(wallet, FIVE_CHAINS)
+        count, total = expected_portfolio(wallet, FIVE_CHAINS)
         assert row["holdings_count"] == count and row["total_value_usd"] == total
         holdings = operations.get_holdings(user, wallet.lower())
         assert len(holdings) == count
@@ -76,7 +63,7 @@ def test_a_sync_whose_chains_partly_succeeded_ends_partial(start_worker, redis_c
     op = wait_for(op_id)
     assert op["status"] == "partial" and op["finished_at"] is not None
     assert {c: r["status"] for c, r in op["chain_results"].items()} == {"1": "ok", "10": "ok", "137": "error"}
-    count, total = expected(wallet, [1, 10])
+    count, total = expected_portfolio(wallet, [1, 10])
     assert op["holdings_count"] == count and op["total_value_usd"] == total
     assert {h["chain_id"] for h in operations.get_holdings(user_id, wallet.lower())} == {1, 10}
 
