@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import httpx
 import jsonschema
@@ -218,7 +219,7 @@ class TokenLists:
 def _fetch(url: str, timeout_s: float) -> bytes:
     parts = urlsplit(url)
     if parts.scheme == "file":
-        return Path(parts.path).read_bytes()
+        return Path(url2pathname(parts.path)).read_bytes()  # a file URL's path is percent-encoded (%40 for @)
     with httpx.Client(timeout=timeout_s, follow_redirects=True) as http:
         response = http.get(url)
         response.raise_for_status()

@@ -16,8 +16,8 @@ import pytest
 from chaindata.base import TokenBalance
 from chaindata.tokens.lists import (TokenIndex, TokenListError, TokenLists, complete_from_list, parse_token_list,
                                      shipped_list)
-from settings import VARIABLES, ConfigError
 from harness.fake_http import FakeHttpServer
+from settings import VARIABLES, ConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +149,23 @@ def test_a_list_fills_in_only_what_the_token_could_not_say() -> None:
         TokenBalance(1, unlisted, "", "", None, 5),  # on no list: decimals stay unknown
         TokenBalance(10, TOKEN, "", "", None, 5),  # listed on another chain only
     ]
+
+
+#: The Uniswap default token list as published (an npm devDependency of tests/evm; GPL-licensed, so it
+#: is a test fixture only and not shipped: a deployment fetches it with TOKEN_LIST_URLS).
+UNISWAP_DEFAULT = (Path(__file__).resolve().parents[1] / "evm" / "node_modules" / "@uniswap" / "default-token-list"
+                   / "build" / "uniswap-default.tokenlist.json")
+USDC_MAINNET = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+
+
+def test_the_published_uniswap_default_list_loads_through_token_list_urls(redis_client) -> None:
+    lists = TokenLists([UNISWAP_DEFAULT.as_uri()], client=redis_client, namespace=f"test-{uuid.uuid4().hex}",
+                       ttl_s=60, timeout_s=5)
+    lists.start()
+    index = lists.index()
+    published = parse_token_list(UNISWAP_DEFAULT.read_bytes(), source="uniswap default")
+    assert len(published) > 100 and {1, 10, 137, 8453, 42161} <= {t.chain_id for t in published}
+    for token in published:
+        assert index.is_listed(token.chain_id, token.address)
+    usdc = index.get(1, USDC_MAINNET)
+    assert (usdc.symbol, usdc.decimals) == ("USDC", 6)
