@@ -161,6 +161,13 @@ class HttpPriceSource:
         return answer
 
 
+#: Decimal exponents a price may have, in USD: from 1e-40 (the dust of a meme coin) to 1e15. Outside them an
+#: answer is garbage, and it would be valued into figures no column should hold (or overflow exact arithmetic).
+PRICE_EXPONENTS = (-40, 15)
+#: Significant digits a price may have; price APIs send at most a few tens.
+MAX_PRICE_DIGITS = 60
+
+
 def _updated_at(entry: Any) -> dt.datetime | None:
     """The entry's ``last_updated_at`` (Unix seconds) as a UTC datetime, or None if absent or no sane date."""
     value = entry.get("last_updated_at") if isinstance(entry, dict) else None
@@ -170,10 +177,14 @@ def _updated_at(entry: Any) -> dt.datetime | None:
 
 
 def _usd(entry: Any) -> Decimal | None:
-    """The ``usd`` of one answer entry, or None if it has no usable one (missing, not a number, NaN, negative)."""
+    """The ``usd`` of one answer entry, or None if it has no usable one (missing, not a number, NaN, negative,
+    or beyond any real price: see :data:`PRICE_EXPONENTS`)."""
     value = entry.get("usd") if isinstance(entry, dict) else None
     if type(value) is int:  # not bool, which JSON true would be
         value = Decimal(value)
-    if isinstance(value, Decimal) and value.is_finite() and value >= 0:
-        return value
-    return None
+    if not (isinstance(value, Decimal) and value.is_finite() and value >= 0):
+        return None
+    if value and not (PRICE_EXPONENTS[0] <= value.adjusted() <= PRICE_EXPONENTS[1]
+                      and len(value.as_tuple().digits) <= MAX_PRICE_DIGITS):
+        return None
+    return value

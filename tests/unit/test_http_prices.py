@@ -307,3 +307,16 @@ def assert_secret_kept(error: ProviderError) -> None:
     message = str(error)
     assert KEY not in message and "127.0.0.1" not in message and "/api/v3" not in message, message
     assert message.startswith("chain 1: ")
+
+
+@pytest.mark.parametrize("text", ["1e999999", "1e16", "1e-41", "1." + "1" * 70])
+def test_a_price_beyond_any_real_one_leaves_the_token_unpriced(api: FakePriceApi, text: str) -> None:
+    """One absurd price must not fail the chain in exact arithmetic (Overflow, Inexact): no price at all."""
+    api.reset()
+    api.body = f'{{"{ALPHA}": {{"usd": {text}}}, "{BRAVO}": {{"usd": 1.0001}}}}'
+    source = HttpPriceSource(api.base_url, KEY, timeout_s=5, retry=ONCE)
+    try:
+        assert {address: price.usd for address, price in source.get_prices(1, [ALPHA, BRAVO]).items()} == {
+            BRAVO: Decimal("1.0001")}
+    finally:
+        source.close()
