@@ -39,6 +39,7 @@ class SharedReads:
         self.lock_ms = lock_ms
         self._claim = client.register_script(scripts.source("shared_read_claim"))
         self._finish = client.register_script(scripts.source("shared_read_finish"))
+        self._wake_next = client.register_script(scripts.source("shared_read_wake"))
         # BLPOP must return before the client's own socket timeout would cut it off.
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
         self._max_block_s = max(0.1, socket_timeout - 0.5)
@@ -66,7 +67,7 @@ class SharedReads:
                 return read(), False
             done = f"{lock}:{holder.decode()}"
             if self.client.blpop([done], timeout=min(remaining, self._max_block_s, self.lock_ms / 1000)):
-                self.client.lpush(done, 1)  # pass the wake-up on to the next waiter (the list expires)
+                self._wake_next(keys=[done], args=[self.lock_ms])
 
     def _read_and_share(self, key: str, lock: str, token: str, read: Callable[[], bytes]) -> bytes:
         answer = None

@@ -38,6 +38,7 @@ def test_twenty_concurrent_syncs_share_one_read(redis_client):
     assert len(calls) == 1
     assert {answer for answer, _shared in answers} == {b"balances at block 7"}
     assert sorted(shared for _answer, shared in answers) == [False] + [True] * 19
+    assert_every_key_expires(redis_client, what)
 
 
 def test_a_read_is_shared_only_within_its_window(redis_client):
@@ -66,6 +67,13 @@ def test_a_failed_read_is_not_shared_and_a_waiter_reads_in_its_place(redis_clien
             first.result(5)
         assert second.result(5) == (b"read again", False)
     assert redis_client.get(f"{NAMESPACE}:shared-read:{what}:lock") is None
+    assert_every_key_expires(redis_client, what)
+
+
+def assert_every_key_expires(redis_client, what: str) -> None:
+    """No key of the read (the read, its lock, the waiters' wake-up lists) is left without an expiry."""
+    keys = list(redis_client.scan_iter(match=f"{NAMESPACE}:shared-read:{what}*"))
+    assert keys and all(redis_client.pttl(key) > 0 for key in keys), {k: redis_client.pttl(k) for k in keys}
 
 
 def test_a_waiter_reads_for_itself_at_its_deadline_when_the_reader_hangs(redis_client):
