@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ logger = logging.getLogger("api")
 REALM = "portfolio-sync"
 _REQUEST_FIELDS = {"user_id", "wallet_address", "chain_ids", "priority", "force"}
 _HIDDEN_FIELDS = ("worker_id", "message_id", "requeues")  # internal; not part of the API's Operation
+#: A whole number as a query parameter may spell it: ASCII digits only (str.isdigit() takes '²', which int()
+#: then refuses), and few enough for any id or limit.
+_DIGITS = re.compile(r"[0-9]{1,16}")
 _ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
                 503: "unavailable"}
@@ -356,7 +360,7 @@ def wallet_syncs(wallet_address: str):
     if user_id is not None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
         return _error(400, f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters")
     limit_text = flask.request.args.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+    if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= 100:
         return _error(400, f"limit must be an integer from 1 to 100, got {limit_text[:20]!r}")
     try:
         rows = operating.wallet_syncs(wallet, user_id=user_id, limit=int(limit_text))
@@ -374,7 +378,7 @@ def wallet_portfolio(wallet_address: str):
     chain_ids = None
     if chains_text is not None:
         parts = chains_text.split(",")
-        if not all(p.strip().isdigit() and len(p.strip()) <= 16 for p in parts):
+        if not all(_DIGITS.fullmatch(p.strip()) for p in parts):
             return _error(400, f"chain_ids must be chain ids separated by commas, got {chains_text[:40]!r}")
         chain_ids = [int(p) for p in parts]
     try:

@@ -129,7 +129,7 @@ def retry_after_s(value: str | None, *, now: float | None = None) -> float | Non
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # int() refuses other digits, such as '²'
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -262,7 +262,7 @@ def token_addresses(name: str, chain_id: int, text: str) -> tuple[str, ...]:
 
 def block_number(name: str, chain_id: int, text: str) -> int:
     """A chain's block number: a whole number."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # int() refuses other digits, such as '²'
         raise ConfigError(f"{name}: the block of chain {chain_id} must be a whole number, got {text[:40]!r}")
     return int(text)
 

@@ -181,7 +181,7 @@ def remove_ended_runs(cfg: settings_module.Settings, *, keep: Path | None = None
         return removed
     for path in base.iterdir():
         role, _, pid = path.name.rpartition("-")
-        if not path.is_dir() or role not in ("worker", "web") or not pid.isdigit() or path == keep:
+        if not path.is_dir() or role not in ("worker", "web") or not (pid.isascii() and pid.isdigit()) or path == keep:
             continue
         if not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)

@@ -321,3 +321,13 @@ def test_the_api_conforms_to_its_openapi_document(served, clean_queues, tmp_path
     assert result.returncode == 0, output[-6000:]
     assert "Authentication failed" not in output, output[-3000:]
     assert "passed" in output
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/v1/wallets/0x" + "1" * 40 + "/syncs", {"limit": "²"}),
+    ("/api/v1/wallets/0x" + "1" * 40 + "/portfolio", {"user_id": "u1", "chain_ids": "²"}),
+    ("/api/v1/wallets/0x" + "1" * 40 + "/portfolio", {"user_id": "u1", "chain_ids": "1,٣"}),
+])
+def test_digits_of_other_scripts_are_a_400_not_a_500(http, path, params):
+    response = http.get(path, params=params, headers=AUTH)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"

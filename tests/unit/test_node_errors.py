@@ -49,3 +49,7 @@ def test_retry_after_reads_seconds_and_dates_and_caps_them():
     assert retry_after_s(date, now=now) == pytest.approx(30)
     assert retry_after_s("12") == 12 and retry_after_s("999999") == 300
     assert retry_after_s(None) is None and retry_after_s("soon") is None and retry_after_s("-3") is None
+
+
+def test_a_retry_after_of_other_unicode_digits_is_unreadable_not_a_crash():
+    assert retry_after_s("²") is None and retry_after_s("٣") is None

@@ -175,3 +175,8 @@ def test_the_readme_tool_finds_a_stale_table_and_rewrites_it(tmp_path):
 def test_a_retired_variable_warns_rather_than_being_silently_ignored():
     with pytest.warns(DeprecationWarning, match="CIRCUIT_FAIL_MAX is no longer read: .*CIRCUIT_FAILURE_RATE"):
         settings.load({"CIRCUIT_FAIL_MAX": "10"})
+
+
+def test_a_block_number_in_other_unicode_digits_is_a_config_error():
+    with pytest.raises(settings.ConfigError, match="DISCOVERY_START_BLOCKS: the block of chain 1 must be a whole number"):
+        settings.load({"DISCOVERY_START_BLOCKS": "1=²"})
