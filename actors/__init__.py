@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from .errors import SyncAttemptFailed, SyncUnavailable
 from .services.intake import get_sync, request_sync, request_syncs
-from .services.portfolio import get_portfolio
+from .services.portfolio import get_portfolio, portfolio_as_json
 from .services.tracking import pause_wallet, resume_wallet, track_wallet, untrack_wallet
 from .validation import InvalidSyncRequest
 
 __all__ = [
     "InvalidSyncRequest", "SyncAttemptFailed", "SyncUnavailable",
-    "get_portfolio", "get_sync", "request_sync", "request_syncs",
+    "get_portfolio", "get_sync", "portfolio_as_json", "request_sync", "request_syncs",
     "track_wallet", "pause_wallet", "resume_wallet", "untrack_wallet",
 ]

@@ -45,7 +45,6 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 import actors
 import settings as settings_module
 from actors.services import metrics, observe
-from actors.services.portfolio import portfolio_as_json
 from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
 from storage import operating
 
@@ -395,7 +394,7 @@ def wallet_portfolio(wallet_address: str):
     if _matches(etag, flask.request.headers.get("If-None-Match", "")):
         response = flask.Response(status=304)
     else:
-        response = _json(portfolio_as_json(portfolio))
+        response = _json(actors.portfolio_as_json(portfolio))
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "private, no-cache"
     return response

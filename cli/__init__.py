@@ -4,6 +4,7 @@
     portfolio-sync request-batch FILE|-          CSV: user_id,wallet_address[,chain_ids as 1;10][,priority]
     portfolio-sync show OPERATION_ID
     portfolio-sync wallet ADDRESS [--user U] [--limit N]
+    portfolio-sync portfolio ADDRESS --user U [--chains 1,10] [--json]
     portfolio-sync status
     portfolio-sync dead-letters list [filters]  /  dead-letters redrive [QUEUE:ID ...|--all] [--dry-run]
     portfolio-sync track|pause|resume|untrack USER_ID WALLET

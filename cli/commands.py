@@ -19,7 +19,6 @@ import actors
 import settings
 from actors.redis_backed import events, inspection
 from actors.services import context, deadletters, observe, tracking
-from actors.services.portfolio import portfolio_as_json
 from actors.validation import validate_request, validate_wallet
 from storage import operating
 
@@ -203,7 +202,7 @@ def cmd_portfolio(args) -> int:
         raise CommandError(NOT_FOUND, f"wallet {args.wallet_address.lower()} was never synced for user "
                                       f"{args.user_id}: request a sync first")
     if args.json:
-        output.print_json(portfolio_as_json(portfolio))
+        output.print_json(actors.portfolio_as_json(portfolio))
         return OK
     totals, last = portfolio["totals"], portfolio["last_operation"]
     print(f"{portfolio['wallet_address']} for {portfolio['user_id']}: ${totals['value_usd']} in "

@@ -143,7 +143,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
                 (time.monotonic() - started) * 1000)
     if outcome.status not in ("succeeded", "partial"):
         delay_ms = None
-        if outcome.refund_attempt:  # every chain's circuit is open: come back when one lets a call through
+        if outcome.refund_attempt:  # every chain's circuit is open: come back when each lets a trial through
             delay_ms = int(max(context.circuits().seconds_until_trial(c) for c in row["chain_ids"]) * 1000) + 500
         raise SyncAttemptFailed(outcome.error_code or "failed", outcome.error_message or "",
                                 retry=outcome.status == "retrying", delay_ms=delay_ms)

@@ -26,10 +26,6 @@ from ..errors import SyncUnavailable
 from ..validation import validate_chains, validate_user_id, validate_wallet
 from . import context
 
-#: A chain's status in a portfolio.
-CHAIN_STATUSES = ("ok", "error", "pending", "never_read")
-
-
 def get_portfolio(user_id: str, wallet_address: str, chain_ids: Iterable[int] | None = None) -> dict | None:
     """``wallet_address``'s portfolio for ``user_id``; ``None`` if no sync of it was ever requested for them.
 
@@ -164,12 +160,16 @@ def _holding(row: dict, now: dt.datetime) -> dict:
 
 def _etag(state: stored.WalletState, chains: tuple[int, ...]) -> str:
     """A weak entity tag: it changes whenever a chain's snapshot (and so its holdings), the latest
-    operation or the tracked chains change, not as ages grow (the representation's meaning is the same)."""
+    operation (its status or results) or the tracked chains change, not as ages grow (the
+    representation's meaning is the same)."""
     last = state.last_operation
     key = json.dumps({
         "chains": chains,
         "snapshots": {str(c): [s["operation_id"], s["as_of"].isoformat()] for c, s in sorted(state.snapshots.items())},
-        "last": [last["id"], last["status"], last["finished_at"] and last["finished_at"].isoformat()],
+        # The latest operation's per-chain results too: an attempt that fails again while the status stays
+        # `retrying` changes what the portfolio says of its chains.
+        "last": [last["id"], last["status"], last["finished_at"] and last["finished_at"].isoformat(),
+                 last["chain_results"]],
         "tracked": [state.tracking, state.tracked_chain_ids],
     }, sort_keys=True)
     return 'W/"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'

@@ -69,8 +69,8 @@ def test_import_actors_starts_nothing_and_builds_the_producer_broker_on_first_us
     assert seen["broker_at_import"] is False
     assert seen["modules"] == []  # neither the worker, its middleware, periodiq nor prometheus_client
     assert seen["api"] == ["InvalidSyncRequest", "SyncAttemptFailed", "SyncUnavailable", "get_portfolio", "get_sync",
-                           "pause_wallet", "request_sync", "request_syncs", "resume_wallet", "track_wallet",
-                           "untrack_wallet"]
+                           "pause_wallet", "portfolio_as_json", "request_sync", "request_syncs", "resume_wallet",
+                           "track_wallet", "untrack_wallet"]
     # The first request builds the producer's broker (no middleware, no actor) and reaches for Redis.
     assert seen["first_call"].startswith("SyncUnavailable: Redis did not accept the request(s)")
     assert seen["connections_after_first_call"] >= 1
