@@ -19,6 +19,7 @@ import pytest
 
 import actors
 import actors.worker
+from chaindata.portfolio import exact_sum
 from storage import operations
 from tests.acceptance.test_multicall_wallet import HOLDER, NATIVE
 from harness.anvil import Anvil, ManyTokens, plant_many_tokens, recording_relay, running_anvil
@@ -100,8 +101,8 @@ def test_the_api_and_the_cli_answer_exactly_the_stored_holdings(start_worker, we
     assert {(c["chain_id"], h["token_address"]): int(h["raw_balance"])
             for c in body["chains"] for h in c["holdings"]} == holdings
     assert all(isinstance(h["raw_balance"], str) for c in body["chains"] for h in c["holdings"])
-    assert Decimal(body["totals"]["value_usd"]) == portfolio["totals"]["value_usd"] == sum(
-        (h["value_usd"] for c in portfolio["chains"] for h in c["holdings"] if h["value_usd"] is not None), Decimal(0))
+    assert Decimal(body["totals"]["value_usd"]) == portfolio["totals"]["value_usd"] == exact_sum(
+        h["value_usd"] for c in portfolio["chains"] for h in c["holdings"] if h["value_usd"] is not None)
 
     # The CLI, as JSON (what the API answers) and as a table.
     done = cli("portfolio", wallet, "--user", user_id, "--json")

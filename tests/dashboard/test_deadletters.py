@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 
 import pytest
@@ -119,8 +120,10 @@ def test_a_sync_not_final_is_sent_again_and_another_actor_re_enqueued(broker, us
 
     queue = f"dashtest_{uuid.uuid4().hex[:8]}"
     broker.declare_queue(queue)
+    # A dead letter is older than its re-drive: a minute, so the two never fall in one millisecond.
     old = broker.enqueue(Message(queue_name=queue, actor_name="some_periodic_task", args=(1,), kwargs={},
-                                 options={"retries": 3, "traceback": "boom"}))
+                                 options={"retries": 3, "traceback": "boom"},
+                                 message_timestamp=int(time.time() * 1000) - 60_000))
     dead_letter(broker, queue, old.options["redis_message_id"], at=NOW())
     report = deadletters.redrive([(queue, old.options["redis_message_id"])])
     assert report.redriven[0]["how"] == "message re-enqueued"
