@@ -535,7 +535,8 @@ def report(doc: dict) -> str:
     ]
     if "before" in doc:
         parts += ["", ab_line(doc["medians"], doc["before"])]
-    variants = [v for v in systems if v.startswith("project:")]
+    # The other commit's tree (--before) is reported by its A/B line, not as a proposal.
+    variants = [v for v in systems if v.startswith("project:") and v != "project:before"]
     if variants:
         rows = []
         # Memory, recovery and the dashboard are measured for the shipped project only.
@@ -557,7 +558,7 @@ def ab_line(medians: dict, commit: str) -> str:
         now, then = cpu.get("project"), cpu.get("project:before")
         cells.append(f"at {ms} ms {_fmt_num(rate.get('project'), '/s')} vs {_fmt_num(rate.get('project:before'), '/s')}"
                      f" syncs/s, {_fmt_num(now, 'ms CPU')} vs {_fmt_num(then, 'ms CPU')} ms CPU per sync"
-                     f" ({_fmt_ratio(_safe_ratio(then, now))} less)")
+                     f" (CPU before ÷ now: {_fmt_ratio(_safe_ratio(then, now))})")
     return f"A/B, realistic re-sync, this tree vs {commit} (same run, interleaved): " + "; ".join(cells) + "."
 
 
