@@ -2,6 +2,12 @@
 
     .venv/bin/python -m bench.profile_hotpaths producer [--n 1000] [--batch 500]
     .venv/bin/python -m bench.profile_hotpaths worker   [--n 6000] [--gil] [--worker-module actors] [--env K=V]
+                                                        [--realistic [--resync]] [--only-thread '']
+
+``--realistic`` profiles bench.project's realistic sync (the default chains and token lists) instead of
+the no-op one; with ``--resync`` each wallet is synced once unprofiled, then again while profiled (the
+steady state: the stored snapshot unchanged).  A sync's chain reads run on the ``chain`` threads, not
+under ``process_message``: pass ``--only-thread ''`` to count every thread.
 
 Needs ``pyinstrument`` and ``py-spy`` (``.venv/bin/pip install pyinstrument py-spy``; py-spy attaches
 with ptrace, so run it as root or with CAP_SYS_PTRACE).  Reports go to ``bench/results/profile-*``;
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from bench import sandbox
 from bench.common import BIN, Worker, wallets
+from bench.project import DEFAULTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,16 +63,21 @@ def _chunks(items, size):
 
 
 def worker(args) -> None:
-    env = {"LOG_LEVEL": "WARNING", "SIMULATED_LATENCY_MS": str(args.latency_ms), "SIMULATED_TOKENS_PER_CHAIN": "1",
-           "SIMULATED_FAILURE_RATE": "0"}
+    _latency, chain_list, tokens = DEFAULTS["realistic"] if args.realistic else (0, "1", 1)
+    chains = [int(c) for c in chain_list.split(",")]
+    env = {"LOG_LEVEL": "WARNING", "SIMULATED_LATENCY_MS": str(args.latency_ms), "SIMULATED_TOKENS_PER_CHAIN": str(tokens),
+           "SIMULATED_FAILURE_RATE": "0", **({"SYNC_COOLDOWN_SECONDS": "0"} if args.resync else {})}
     with sandbox.enter(**env):
         import actors
         from bench.project import _submit_batches, _wait_final, _warm_up
 
         worker_env = dict(item.split("=", 1) for item in args.env)
         with Worker(args.worker_module, processes=args.processes, threads=args.threads, env=worker_env) as w:
-            _warm_up(actors, w, [1])
-            _submit_batches(actors, "bench", wallets(args.n, 0), [1], 1000)
+            _warm_up(actors, w, chains)
+            if args.resync:
+                _submit_batches(actors, "bench-first", wallets(args.n, 0), chains, 1000)
+                _wait_final(args.n, 600, "bench-first", interval=0.2)
+            _submit_batches(actors, "bench", wallets(args.n, 0), chains, 1000)
             raw = RESULTS / f"profile-worker{'-gil' if args.gil else ''}{'-idle' if args.idle else ''}.txt"
             spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(w.proc.pid), "--subprocesses",
                                     "--rate", "250", "--format", "raw", "-o", str(raw), "--duration",
@@ -131,6 +143,8 @@ def main() -> None:
     parser.add_argument("--only-thread", default="process_message",
                         help="summarize only stacks through this function (default: the worker threads' job)")
     parser.add_argument("--worker-module", default="actors.worker")
+    parser.add_argument("--realistic", action="store_true", help="the default chains and token lists")
+    parser.add_argument("--resync", action="store_true", help="profile the second sync of each wallet")
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw", type=Path)

@@ -4,10 +4,17 @@
     .venv/bin/python -m bench.project enqueue    [--n 2000] [--batch 500]
     .venv/bin/python -m bench.project throughput [--n 2000] [--latency-ms 0] [--chains 1] [--tokens 1]
     .venv/bin/python -m bench.project sync       [--n 1000] [--latency-ms 100] [--chains 1,10] [--tokens 20]
+    .venv/bin/python -m bench.project realistic  [--n 1000] [--latency-ms 0]
     .venv/bin/python -m bench.project latency    [--samples 100] [--gap-ms 20-120]
     .venv/bin/python -m bench.project priority   [--low 10000] [--samples 30]
     .venv/bin/python -m bench.project memory     [--n 100000]
     .venv/bin/python -m bench.project recovery   [--in-flight 8]
+
+``realistic`` is a sync as deployed: the default chains (``SYNC_CHAINS``, five) and the simulated
+provider's default token lists (``SIMULATED_TOKENS_PER_CHAIN``).  Each wallet is synced twice: a first
+sync (nothing stored yet), then, once the cooldown is lifted, a re-sync whose balances equal the stored
+snapshot, the steady state of a worker keeping wallets fresh.  Both passes are measured (``first`` and
+``resync``); CPU per sync is the worker's, PostgreSQL's and Redis's over each pass.
 
 Common options: ``--processes/--threads`` (default: the Procfile's 2 x 8), ``--worker-module``
 (default ``actors``; a proposal's module to measure it), ``--env NAME=VALUE`` for the worker
@@ -26,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import settings
 from bench import sandbox
 from bench.common import Worker, emit, idle_gap, latency_summary, parse_gap, server_cpu_seconds, wallets
 
@@ -118,33 +126,62 @@ def enqueue(args, actors) -> dict:
             "jobs": args.n, "batch": args.batch}
 
 
+def _pass(args, actors, worker: Worker, user_id: str, addresses: list[str], chains: list[int]) -> dict:
+    """Submit one sync per address (the worker waiting, warmed up) and measure them to the last finish:
+    operations per second from the first start to the last finish, CPU per operation by process group."""
+    # Prefilled while the warmed-up worker waits: the figure is the pipeline's, not the producer's.
+    _submit_batches(actors, user_id, addresses, chains, 1000)
+    cpu_before, servers_before = worker.cpu_seconds(), server_cpu_seconds()
+    done = _wait_final(len(addresses), args.timeout, user_id, interval=0.2)
+    cpu = worker.cpu_seconds() - cpu_before
+    servers = {k: v - servers_before[k] for k, v in server_cpu_seconds().items()}
+    stats = _stats(user_id)
+    rate = (stats["succeeded"] + stats["failed"]) / stats["seconds"]
+    per_job = {"worker_cpu_ms_per_job": 1000 * cpu / max(1, done),
+               "postgres_cpu_ms_per_job": 1000 * servers["postgres"] / max(1, done),
+               "redis_cpu_ms_per_job": 1000 * servers["redis-server"] / max(1, done)}
+    result = {"jobs_per_s": rate, "jobs": len(addresses), "completed": done, "succeeded": stats["succeeded"],
+              "failed": stats["failed"], "duration_p50_ms": stats["duration_p50_ms"],
+              "duration_p95_ms": stats["duration_p95_ms"], **per_job, "cpu_ms_per_job": sum(per_job.values())}
+    if args.latency_ms:
+        ideal = args.processes * args.threads / (args.latency_ms / 1000)
+        result.update(ideal_per_s=ideal, fraction_of_ideal=rate / ideal)
+    return result
+
+
 def throughput(args, actors) -> dict:
     """Operations per second from the first start to the last finish, the queue prefilled."""
     chains = [int(c) for c in args.chains.split(",")]
     with Worker(args.worker_module, processes=args.processes, threads=args.threads, env=args.worker_env,
                 log_path=args.log) as worker:
         _warm_up(actors, worker, chains)
-        # Prefilled while the warmed-up worker waits: the figure is the pipeline's, not the producer's.
-        _submit_batches(actors, "bench", wallets(args.n, 0), chains, 1000)
-        cpu_before, servers_before = worker.cpu_seconds(), server_cpu_seconds()
-        done = _wait_final(args.n, args.timeout, "bench", interval=0.2)
-        cpu = worker.cpu_seconds() - cpu_before
-        servers = {k: v - servers_before[k] for k, v in server_cpu_seconds().items()}
+        result = _pass(args, actors, worker, "bench", wallets(args.n, 0), chains)
         rss = worker.rss_kib()
-    stats = _stats("bench")
-    rate = (stats["succeeded"] + stats["failed"]) / stats["seconds"]
-    in_flight = args.processes * args.threads
-    result = {"jobs_per_s": rate, "jobs": args.n, "completed": done, "succeeded": stats["succeeded"],
-              "failed": stats["failed"], "latency_ms": args.latency_ms, "chains": len(chains), "tokens": args.tokens,
-              "worker": f"{args.processes}x{args.threads}", "worker_module": args.worker_module,
-              "duration_p50_ms": stats["duration_p50_ms"], "duration_p95_ms": stats["duration_p95_ms"],
-              "rss_kib": rss, "worker_cpu_ms_per_job": 1000 * cpu / max(1, done),
-              "postgres_cpu_ms_per_job": 1000 * servers["postgres"] / max(1, done),
-              "redis_cpu_ms_per_job": 1000 * servers["redis-server"] / max(1, done)}
+    result.update(latency_ms=args.latency_ms, chains=len(chains), tokens=args.tokens, rss_kib=rss,
+                  worker=f"{args.processes}x{args.threads}", worker_module=args.worker_module)
     if args.latency_ms:
-        ideal = in_flight / (args.latency_ms / 1000)
-        result.update(ideal_per_s=ideal, fraction_of_ideal=rate / ideal, in_flight=in_flight)
+        result.update(in_flight=args.processes * args.threads)
     return result
+
+
+def realistic(args, actors) -> dict:
+    """A first sync, then a re-sync of the same ``args.n`` wallets: five chains, the default token lists.
+
+    The cooldown is lifted (``SYNC_COOLDOWN_SECONDS=0`` for this run, set in :func:`main`) so the
+    re-sync is admitted at once; the simulated balances are deterministic, so a re-sync finds the
+    snapshot unchanged."""
+    chains = [int(c) for c in args.chains.split(",")]
+    addresses = wallets(args.n, 0)
+    with Worker(args.worker_module, processes=args.processes, threads=args.threads, env=args.worker_env,
+                log_path=args.log) as worker:
+        _warm_up(actors, worker, chains)
+        first = _pass(args, actors, worker, "bench-first", addresses, chains)
+        resync = _pass(args, actors, worker, "bench-resync", addresses, chains)
+    return {"first": first, "resync": resync, "latency_ms": args.latency_ms, "chains": len(chains),
+            "tokens": args.tokens, "worker": f"{args.processes}x{args.threads}", "worker_module": args.worker_module,
+            "first_jobs_per_s": first["jobs_per_s"], "first_cpu_ms_per_job": first["cpu_ms_per_job"],
+            # The headline figures are the steady state's: the re-sync.
+            **{k: v for k, v in resync.items() if k.endswith("_per_job") or k in ("jobs_per_s", "fraction_of_ideal")}}
 
 
 def latency(args, actors) -> dict:
@@ -267,11 +304,13 @@ def recovery(args, actors) -> dict:
             "heartbeat_timeout_ms": int(os.environ.get("BROKER_HEARTBEAT_TIMEOUT_MS") or 8000)}
 
 
-MODES = {"enqueue": enqueue, "throughput": throughput, "sync": throughput, "latency": latency,
-         "priority": priority, "memory": memory, "recovery": recovery}
+MODES = {"enqueue": enqueue, "throughput": throughput, "sync": throughput, "realistic": realistic,
+         "latency": latency, "priority": priority, "memory": memory, "recovery": recovery}
 
 #: Per mode: the simulated provider's latency (ms), chains and tokens per chain, unless given.
-DEFAULTS = {"sync": (100, "1,10", 20), "priority": (100, "1,10", 20)}
+DEFAULTS = {"sync": (100, "1,10", 20), "priority": (100, "1,10", 20),
+            "realistic": (0, settings.VARIABLES["SYNC_CHAINS"].default,
+                          int(settings.VARIABLES["SIMULATED_TOKENS_PER_CHAIN"].default))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     args.worker_env = dict(item.split("=", 1) for item in args.env)
     env = {"SIMULATED_LATENCY_MS": str(args.latency_ms), "SIMULATED_TOKENS_PER_CHAIN": str(args.tokens),
            "SIMULATED_FAILURE_RATE": "0", "LOG_LEVEL": args.log_level, "DB_POOL_MAX": str(max(8, args.threads))}
+    if args.mode == "realistic":
+        env["SYNC_COOLDOWN_SECONDS"] = "0"
     with sandbox.enter(**env):
         if args.producer_module:
             importlib.import_module(args.producer_module)

@@ -1,7 +1,7 @@
 """Every benchmark in one command: the project against bare Dramatiq and BullMQ, on the same Redis.
 
     .venv/bin/python -m bench.run_all [--quick] [--rounds N] [--jobs N] [--dashboard] [--write-docs]
-                                      [--variant NAME ...]
+                                      [--variant NAME ...] [--before COMMIT]
 
 Each round runs every peer measurement in turn, the systems interleaved (their order rotated
 each round), so the machine's background load falls on all of them alike; a figure is the median
@@ -17,6 +17,10 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
+
+``--before COMMIT`` adds the realistic syncs of another commit's tree as a column, in the same rounds,
+interleaved: the tree is taken with ``git archive`` into ``bench/results/``, this tree's ``bench/``
+copied over it (the same driver, the other commit's product), and its drivers run from there.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 
 PEERS = ("project", "dramatiq", "bullmq")
+#: Provider latencies (ms) of the realistic-sync measurements.
+REALISTIC_LATENCIES = (0, 100)
 LABELS = {"project": "project", "dramatiq": "bare Dramatiq", "bullmq": "BullMQ"}
 
 #: Ready-made variants of the project's worker (``--variant``).
@@ -66,6 +72,7 @@ class Settings:
     priority_low: int
     priority_samples: int
     memory_n: int
+    realistic_n: int
     processes: int = 2
     threads: int = 8
     bullmq_concurrency: int = 50
@@ -75,9 +82,9 @@ class Settings:
     def of(cls, quick: bool) -> "Settings":
         if quick:
             return cls(rounds=1, jobs=2000, batch=500, samples=50, sync_n=500, priority_low=10_000,
-                       priority_samples=20, memory_n=10_000)
+                       priority_samples=20, memory_n=10_000, realistic_n=600)
         return cls(rounds=3, jobs=3000, batch=500, samples=100, sync_n=1200, priority_low=10_000,
-                   priority_samples=30, memory_n=100_000)
+                   priority_samples=30, memory_n=100_000, realistic_n=1500)
 
 
 # --- running the drivers -----------------------------------------------------------------------------
@@ -162,8 +169,10 @@ def round_steps(s: Settings, node: str | None, variants: dict[str, dict]) -> lis
     def peers(measurement, project_argv, bare_argv, node_argv, project_modes=True):
         steps.append((measurement, "project", project_argv(None), ROOT))
         for name, variant in variants.items():
+            if "only" in variant and measurement not in variant["only"]:
+                continue
             if project_modes or "producer" in variant:  # enqueue: only variants with a producer side
-                steps.append((measurement, f"project:{name}", project_argv(variant), ROOT))
+                steps.append((measurement, f"project:{name}", project_argv(variant), variant.get("tree", ROOT)))
         if bare_argv:
             steps.append((measurement, "dramatiq", bare_argv, ROOT))
         if js and node_argv:
@@ -183,6 +192,9 @@ def round_steps(s: Settings, node: str | None, variants: dict[str, dict]) -> lis
     peers("sync", lambda v: project_cmd("sync", v, "--n", str(s.sync_n)), None, None)
     peers("priority", lambda v: project_cmd("priority", v, "--low", str(s.priority_low),
                                             "--samples", str(s.priority_samples)), None, None)
+    for ms in REALISTIC_LATENCIES:
+        peers(f"realistic{ms}", lambda v, ms=ms: project_cmd("realistic", v, "--n", str(s.realistic_n),
+                                                             "--latency-ms", str(ms)), None, None)
     return steps
 
 
@@ -275,6 +287,24 @@ FIGURES = [
     Figure("sync_ideal", "  ideal (in flight / latency)", "/s", {"project": ("sync", "ideal_per_s")}),
     Figure("sync_fraction", "  fraction of ideal", "", {"project": ("sync", "fraction_of_ideal")}),
     Figure("priority_p95", "high start p95, 10,000 low queued", "ms", {"project": ("priority", "p95_ms")}, False),
+    *(fig for ms in (0, 100) for fig in (
+        Figure(f"realistic{ms}_rate", f"realistic re-sync at {ms} ms, 5 chains, default tokens", "/s",
+               {"project": (f"realistic{ms}", "jobs_per_s")}),
+        Figure(f"realistic{ms}_cpu", "  CPU per sync: worker + PostgreSQL + Redis", "ms CPU",
+               {"project": (f"realistic{ms}", "cpu_ms_per_job")}, False),
+        Figure(f"realistic{ms}_worker_cpu", "    worker", "ms CPU",
+               {"project": (f"realistic{ms}", "worker_cpu_ms_per_job")}, False),
+        Figure(f"realistic{ms}_pg_cpu", "    PostgreSQL", "ms CPU",
+               {"project": (f"realistic{ms}", "postgres_cpu_ms_per_job")}, False),
+        Figure(f"realistic{ms}_redis_cpu", "    Redis", "ms CPU",
+               {"project": (f"realistic{ms}", "redis_cpu_ms_per_job")}, False),
+        Figure(f"realistic{ms}_first_rate", f"  first sync (nothing stored) at {ms} ms", "/s",
+               {"project": (f"realistic{ms}", "first_jobs_per_s")}),
+        Figure(f"realistic{ms}_first_cpu", "  CPU per first sync", "ms CPU",
+               {"project": (f"realistic{ms}", "first_cpu_ms_per_job")}, False),
+    )),
+    Figure("realistic100_fraction", "  re-sync at 100 ms: fraction of ideal", "",
+           {"project": ("realistic100", "fraction_of_ideal")}),
 ]
 
 
@@ -503,7 +533,10 @@ def report(doc: dict) -> str:
         "",
         format_targets(doc["targets"]),
     ]
-    variants = [v for v in systems if v.startswith("project:")]
+    if "before" in doc:
+        parts += ["", ab_line(doc["medians"], doc["before"])]
+    # The other commit's tree (--before) is reported by its A/B line, not as a proposal.
+    variants = [v for v in systems if v.startswith("project:") and v != "project:before"]
     if variants:
         rows = []
         # Memory, recovery and the dashboard are measured for the shipped project only.
@@ -515,6 +548,33 @@ def report(doc: dict) -> str:
         parts += ["", "Proposals (`--variant`, bench/proposals/), the same targets:", "",
                   _render(["target", "project", *(v.replace("project:", "project+") for v in variants)], rows, True)]
     return "\n".join(parts)
+
+
+def ab_line(medians: dict, commit: str) -> str:
+    """One line: the realistic re-syncs of this tree against those of ``commit``, the same run."""
+    cells = []
+    for ms in REALISTIC_LATENCIES:
+        rate, cpu = medians[f"realistic{ms}_rate"], medians[f"realistic{ms}_cpu"]
+        now, then = cpu.get("project"), cpu.get("project:before")
+        cells.append(f"at {ms} ms {_fmt_num(rate.get('project'), '/s')} vs {_fmt_num(rate.get('project:before'), '/s')}"
+                     f" syncs/s, {_fmt_num(now, 'ms CPU')} vs {_fmt_num(then, 'ms CPU')} ms CPU per sync"
+                     f" (CPU before ÷ now: {_fmt_ratio(_safe_ratio(then, now))})")
+    return f"A/B, realistic re-sync, this tree vs {commit} (same run, interleaved): " + "; ".join(cells) + "."
+
+
+def before_tree(commit: str) -> Path:
+    """``commit``'s tree with this tree's ``bench/`` over it: the same drivers, the other product."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", commit], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = RESULTS / f"before-{sha}"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    shutil.copytree(ROOT / "bench", tree / "bench", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("results", "node_modules", "__pycache__"))
+    return tree
 
 
 DOC_HEAD = """# Performance
@@ -563,9 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--memory-syncs", type=int)
-    parser.add_argument("--only", help="comma-separated measurements of the rounds (enqueue,noop,work10,latency,sync,priority)")
+    parser.add_argument("--only", help="comma-separated measurements of the rounds (enqueue,noop,work10,latency,sync,priority,realistic0,realistic100)")
     parser.add_argument("--skip-once", action="store_true", help="skip memory, recovery, dashboard and the Redis ceiling")
     parser.add_argument("--variant", action="append", default=[], help="a project worker variant as another column")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also run the realistic syncs of COMMIT's tree, interleaved, as a column and an A/B line")
     parser.add_argument("--dashboard", action="store_true",
                         help="also run bench.dashboard_callbacks (1,000,000 audit rows; adds a few minutes)")
     parser.add_argument("--write-docs", action="store_true", help="also write docs/performance.md")
@@ -573,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
+        if "before" in doc:
+            LABELS["project:before"] = f"before ({doc['before']})"
         doc["medians"] = summarize(doc["runs"], doc["systems"])
         doc["targets"] = targets(doc["medians"], doc["once"])
         text = report(doc)
@@ -587,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             setattr(s, field, value)
     variants = dict(parse_variant(v) for v in args.variant)
+    if args.before:
+        variants["before"] = {"tree": before_tree(args.before), "only": {f"realistic{ms}" for ms in REALISTIC_LATENCIES}}
+        LABELS["project:before"] = f"before ({args.before})"
     node = ensure_node()
     if node is None:
         print("node/npm not found: BullMQ is left out", file=sys.stderr)
@@ -595,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     doc = {"started_at": started_at, "quick": args.quick, "settings": dataclasses.asdict(s), "machine": machine(),
            "variants": variants, "runs": [], "once": {}}
+    if args.before:
+        doc["before"] = args.before
     only = set(args.only.split(",")) if args.only else None
     t0 = time.monotonic()
 
@@ -602,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = [st for st in round_steps(s, node, variants) if only is None or st[0] in only]
         for measurement, system, argv_, cwd in rotate(steps, round_no):
             result = run_json(argv_, cwd=cwd, log=log)
-            doc["runs"].append({"round": round_no, "measurement": measurement, "system": system, "result": result})
+            doc["runs"].append({"round": round_no, "measurement": measurement, "system": system, "result": result,
+                                "load_average_after": os.getloadavg()})
             status = result.get("error") or f"{result.get('wall_s')} s"
             print(f"[{time.monotonic() - t0:6.1f} s] round {round_no + 1}/{s.rounds} {measurement:<9} {system:<16} {status}",
                   file=sys.stderr, flush=True)

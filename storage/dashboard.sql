@@ -245,14 +245,18 @@ ORDER BY enqueued_at DESC
 LIMIT %(limit)s;
 
 -- dash_user_holdings --
--- One user's current holdings by chain and token (summed over their wallets).
-SELECT chain_id, symbol, min(name) AS name, token_address, count(DISTINCT wallet_address) AS wallets,
-       sum(balance) AS balance, max(price_usd) AS price_usd, sum(value_usd) AS value_usd,
-       bool_or(value_usd IS NULL) AS unpriced, max(as_of) AS as_of, min(provider) AS provider
-FROM holdings
-WHERE user_id = %(user_id)s
-GROUP BY chain_id, symbol, token_address
-ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
+-- One user's current holdings by chain and token (summed over their wallets); as of the chains' latest
+-- reads (the snapshots: a holdings row equal to the stored one is not rewritten by a sync).
+SELECT h.chain_id, h.symbol, min(h.name) AS name, h.token_address, count(DISTINCT h.wallet_address) AS wallets,
+       sum(h.balance) AS balance, max(h.price_usd) AS price_usd, sum(h.value_usd) AS value_usd,
+       bool_or(h.value_usd IS NULL) AS unpriced, max(coalesce(s.as_of, h.as_of)) AS as_of,
+       min(h.provider) AS provider
+FROM holdings AS h
+LEFT JOIN wallet_chain_snapshots AS s
+  ON s.user_id = h.user_id AND s.wallet_address = h.wallet_address AND s.chain_id = h.chain_id
+WHERE h.user_id = %(user_id)s
+GROUP BY h.chain_id, h.symbol, h.token_address
+ORDER BY h.chain_id, value_usd DESC NULLS LAST, h.symbol;
 
 -- dash_operations_search --
 -- Operations matching the search, newest first, one page of them.  An operation id is searched

@@ -48,7 +48,9 @@ RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger,
 -- finish_attempts --
 -- End a batch of attempts in one statement: each operation's new status and results, the holdings
 -- of every chain read in its attempt (each chain replaced whole, and only by a newer read than the
--- one stored), and the tracked wallet's health.  An operation already final is left alone, and its
+-- one stored), and the tracked wallet's health.  Of a chain's holdings only what changed is written:
+-- its snapshot row takes the read (time, operation, block), a token whose row is equal is left as it
+-- is (readers take the read from the snapshot), a changed one is upserted, a vanished one deleted.  An operation already final is left alone, and its
 -- id is not returned.  (Two attempts of one wallet in one batch would touch a row twice, which
 -- PostgreSQL refuses; admission keeps one operation per wallet in flight, and storage.group_commit
 -- writes such a batch again one attempt at a time.)
@@ -124,6 +126,14 @@ WITH attempt AS (
         listed = excluded.listed, possible_spam = excluded.possible_spam,
         provider = excluded.provider, operation_id = excluded.operation_id,
         as_of = excluded.as_of, block_number = excluded.block_number, updated_at = now()
+    -- A re-sync mostly finds what is stored: an equal row is not rewritten (no new row version, no index
+    -- entries, no WAL).  operation_id, as_of and block_number are the read's, kept on the chain's snapshot.
+    WHERE (cur.symbol, cur.name, cur.decimals, cur.raw_balance, cur.balance, cur.price_usd, cur.value_usd,
+           cur.price_source, cur.priced_at, cur.listed, cur.possible_spam, cur.provider)
+          IS DISTINCT FROM
+          (excluded.symbol, excluded.name, excluded.decimals, excluded.raw_balance, excluded.balance,
+           excluded.price_usd, excluded.value_usd, excluded.price_source, excluded.priced_at, excluded.listed,
+           excluded.possible_spam, excluded.provider)
 ), tracked AS (
     UPDATE tracked_wallets AS t
     SET last_operation_id = op.id,
@@ -158,13 +168,19 @@ FROM sync_operations
 WHERE id = %(id)s;
 
 -- get_holdings --
--- A wallet's current holdings, most valuable first, unpriced last.
-SELECT chain_id, token_address, symbol, name, decimals, raw_balance, balance, price_usd, value_usd,
-       price_source, priced_at, listed, possible_spam, provider, operation_id::text, as_of, block_number,
-       updated_at
-FROM holdings
-WHERE user_id = %(user_id)s AND wallet_address = %(wallet_address)s
-ORDER BY chain_id, value_usd DESC NULLS LAST, symbol;
+-- A wallet's current holdings, most valuable first, unpriced last.  The read each chain's rows show
+-- (operation, time, block) is the chain's snapshot: finish_attempts leaves a row equal to the stored
+-- one unwritten, so the row's own columns say when it last changed (updated_at), not when it was read.
+SELECT h.chain_id, h.token_address, h.symbol, h.name, h.decimals, h.raw_balance, h.balance, h.price_usd,
+       h.value_usd, h.price_source, h.priced_at, h.listed, h.possible_spam, h.provider,
+       coalesce(s.operation_id, h.operation_id)::text AS operation_id, coalesce(s.as_of, h.as_of) AS as_of,
+       CASE WHEN s.operation_id IS NULL THEN h.block_number ELSE s.block_number END AS block_number,
+       h.updated_at
+FROM holdings AS h
+LEFT JOIN wallet_chain_snapshots AS s
+  ON s.user_id = h.user_id AND s.wallet_address = h.wallet_address AND s.chain_id = h.chain_id
+WHERE h.user_id = %(user_id)s AND h.wallet_address = %(wallet_address)s
+ORDER BY h.chain_id, h.value_usd DESC NULLS LAST, h.symbol;
 
 -- reconcile_candidates --
 -- Operations not final whose message or worker may be lost: queued or retrying for longer than a

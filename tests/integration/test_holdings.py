@@ -235,3 +235,34 @@ def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, w
     assert "A batch of 2 test writes failed (CardinalityViolation); writing them one by one." in caplog.text
     (held,) = operations.get_holdings(user_id, wallet)
     assert held["raw_balance"] == 2 and str(held["operation_id"]) == newer
+
+
+def test_a_resync_writes_only_what_changed_and_reads_show_the_latest_read(user_id, wallet, db_conn):
+    """An equal row is not rewritten (same row version), a changed one is, a vanished one is deleted, a new
+    one inserted; every row of the chain shows the latest read (operation, time, block) all the same."""
+    wallet = wallet.lower()
+    a, b, c = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def versions() -> dict[str, str]:
+        return {r["token_address"]: r["xmin"] for r in db_conn.execute(
+            "SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s",
+            (user_id, wallet)).fetchall()}
+
+    _write(_new_operation(user_id, wallet), as_of=now, tokens={a: 1, b: 2}, block=10)
+    first = versions()
+
+    second = _new_operation(user_id, wallet)
+    _write(second, as_of=now + dt.timedelta(seconds=10), tokens={a: 1, b: 3, c: 4}, block=11)
+    after = versions()
+    assert after[a] == first[a]  # equal: not written
+    assert after[b] != first[b] and c in after  # changed, and new
+    held = holdings_by_chain(user_id, wallet)[1]
+    assert {t: (int(h["raw_balance"]), h["operation_id"], h["block_number"], h["as_of"]) for t, h in held.items()} == {
+        t: (raw, second, 11, now + dt.timedelta(seconds=10)) for t, raw in {a: 1, b: 3, c: 4}.items()}
+
+    third = _new_operation(user_id, wallet)
+    _write(third, as_of=now + dt.timedelta(seconds=20), tokens={a: 1}, block=12)
+    assert versions() == {a: first[a]}  # b and c vanished; a still the row first written
+    (h,) = operations.get_holdings(user_id, wallet)
+    assert (h["operation_id"], h["block_number"], h["as_of"]) == (third, 12, now + dt.timedelta(seconds=20))
