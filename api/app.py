@@ -314,8 +314,8 @@ def post_sync():
         existing = actors.get_sync(op_id)
     except actors.SyncUnavailable as exc:
         return _unavailable(str(exc))
-    if existing is None:  # gone meanwhile (retention): it still answered the request
-        return _json({"operation_id": op_id, "status": "succeeded", "admission": decision, "url": url})
+    if existing is None:  # no audit row to answer with (e.g. removed by retention meanwhile): ask again
+        return _unavailable("the operation this request resolved to is not recorded; retry in a moment")
     cfg = _state().cfg
     requested = set(chain_ids) if chain_ids is not None else set(cfg.sync.chains)
     if requested <= set(existing["chain_ids"]):

@@ -29,7 +29,9 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
@@ -42,11 +44,12 @@ from chaindata.retrying import call_with_retries, deadline_scope
 from chaindata.tokens.candidates import Candidates
 from chaindata.tokens.lists import complete_from_list
 from storage import operations
-from storage.operations import AttemptOutcome
+from storage.operations import FINAL_STATUSES, AttemptOutcome
 
 from ..constants import TRANSIENT_INFRASTRUCTURE_ERRORS
 from ..errors import SyncAttemptFailed
 from ..redis_backed import events
+from ..redis_backed.admission import ended
 from ..redis_backed import scripts as redis_scripts
 from ..validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
 from . import context
@@ -69,11 +72,14 @@ def sync_portfolio(operation_id: str) -> None:
         raise SyncAttemptFailed("malformed_message", "the operation id is not a UUID", retry=False)
 
     leases = context.leases()
+    end = _AttemptEnd(leases.client)
     token = leases.acquire(op_id)
     if token is None:
+        # The lease may be a finished attempt's whose last round trip (lease release included) was lost.
         logger.info("Operation %s is running under another delivery's lease; this one does nothing.", op_id)
+        _repair_end(op_id, end)
+        end.send()
         return
-    end = _AttemptEnd(leases.client)
     try:
         _run_attempt(op_id, end)
     finally:
@@ -82,33 +88,58 @@ def sync_portfolio(operation_id: str) -> None:
 
 
 class _AttemptEnd:
-    """What an attempt leaves in Redis once its result is committed (the wallet's admission, the
-    completion events, the lease), queued on one pipeline and sent in one round trip, before the
-    message is acked."""
+    """What an attempt leaves in Redis once its result is committed (the operation's end: the wallet's
+    admission and the completion events; the lease), queued on one pipeline and sent in one round
+    trip, before the message is acked.
+
+    The operation's end is idempotent (:meth:`Admissions.end`): if this round trip is lost after the
+    final status was committed, the message comes back (Retries, or the broker's recovery of a dead
+    worker's messages), the redelivery finds the row final and ends it again (:func:`_repair_end`), and
+    a producer that finds the wallet still held by a final operation ends it too
+    (:mod:`actors.services.intake`)."""
 
     def __init__(self, client: redis.Redis):
         self.pipeline = client.pipeline(transaction=False)
         self.events: list[dict[str, str]] = []
-        self._event_slots = range(0)
+        self._end_slot: int | None = None
 
-    def add_events(self, built: list[dict[str, str]], *, namespace: str, maxlen: int) -> None:
-        start = len(self.pipeline)
-        events.append(self.pipeline, namespace, built, maxlen=maxlen)
-        self.events, self._event_slots = built, range(start, len(self.pipeline))
+    def end_operation(self, operation: Mapping[str, Any], built: list[dict[str, str]]) -> None:
+        """Queue the end of the final ``operation`` (its audit row's fields), with its events ``built``."""
+        cfg = context.cfg()
+        self._end_slot = len(self.pipeline)
+        context.admissions().end(operation["user_id"], operation["wallet_address"], str(operation["id"]),
+                                 succeeded=operation["status"] == "succeeded",
+                                 stream=events.stream_key(cfg.sync.namespace), events=built,
+                                 maxlen=cfg.events.maxlen, pipeline=self.pipeline)
+        self.events = built
 
     def send(self) -> None:
         try:
             results = redis_scripts.execute(self.pipeline)
         except redis.RedisError as exc:  # the round trip itself failed
             observe.events_sent(self.events, exc)
-            raise  # a transient infrastructure error: Retries brings the message back
-        event_errors = [r for i, r in enumerate(results) if i in self._event_slots and isinstance(r, Exception)]
-        # An event Redis refused is dropped and counted, as the audit trail stays the truth; a
-        # release it refused is an error of the worker's own keys, and fails the message.
-        observe.events_sent(self.events, event_errors[0] if event_errors else None)
+            raise  # a transient infrastructure error: Retries brings the message back, and it ends the operation
         for i, result in enumerate(results):
-            if i not in self._event_slots and isinstance(result, Exception):
+            if i == self._end_slot and not isinstance(result, Exception):
+                # An event Redis refused is dropped and counted, as the audit trail stays the truth.
+                done = ended(result)
+                if done != "already":
+                    observe.events_sent(self.events, done)
+            elif isinstance(result, Exception):
+                # A release Redis refused is an error of the worker's own keys, and fails the message.
+                if i == self._end_slot:
+                    observe.events_sent(self.events, result)
                 raise result
+
+
+def _repair_end(op_id: str, end: _AttemptEnd) -> None:
+    """End again the operation ``op_id`` if it is final: a no-op when the delivery that finished it
+    ended it, the repair of its wallet and events when that delivery's last round trip was lost."""
+    operation = operations.get_operation(op_id)
+    if operation is None or operation["status"] not in FINAL_STATUSES:
+        return
+    built = events.build(operation, finished_at=operation["finished_at"]) if context.cfg().events.maxlen > 0 else []
+    end.end_operation(operation, built)
 
 
 def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
@@ -116,7 +147,8 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     row = operations.start_attempt(op_id, worker_id=context.worker_id(),
                                    message_id=message.options.get("redis_message_id") if message else None)
     if row is None:
-        logger.info("Operation %s is unknown or already final; this delivery does nothing.", op_id)
+        logger.info("Operation %s is unknown or already final; this delivery only makes sure it ended.", op_id)
+        _repair_end(op_id, end)
         return
 
     cfg = context.cfg()
@@ -131,13 +163,12 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
 
     if not operations.finish_attempt(op_id, outcome):
         logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
+        _repair_end(op_id, end)
         return
-    if outcome.status in ("succeeded", "partial", "failed"):
+    built = observe.attempt_finished(row, outcome, time.monotonic() - started)
+    if outcome.status in FINAL_STATUSES:
         # Only a full success starts the wallet's cooldown: after a partial one the user may ask again at once.
-        context.admissions().release(row["user_id"], row["wallet_address"], op_id,
-                                     succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
-    end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
-                   namespace=cfg.sync.namespace, maxlen=cfg.events.maxlen)
+        end.end_operation({**row, "status": outcome.status}, built)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
@@ -154,8 +185,18 @@ def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
     row = operations.fail_operation(operation_id, error_code=error_code,
                                     error_message=context.cfg().redact(error_message)[:_MAX_ERROR_MESSAGE])
     if row is not None:
-        context.admissions().release(row["user_id"], row["wallet_address"], operation_id, succeeded=False)
-        observe.operation_failed(operation_id)
+        end_failed(operation_id)
+
+
+def end_failed(operation_id: str) -> None:
+    """End the operation ``operation_id``, failed without an attempt result: free its wallet and send
+    its completion events (once, see :class:`_AttemptEnd`)."""
+    operation = operations.get_operation(operation_id)
+    if operation is None or operation["status"] not in FINAL_STATUSES:
+        return
+    end = _AttemptEnd(context.leases().client)
+    end.end_operation(operation, observe.operation_failed(operation))
+    end.send()
 
 
 def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:

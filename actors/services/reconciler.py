@@ -31,7 +31,7 @@ import uuid
 from storage import operations
 
 from ..constants import QUEUES
-from . import context
+from . import context, lifecycle
 from . import observe  # metrics and completion events
 from .intake import sync_message
 
@@ -144,8 +144,7 @@ def _requeue(broker, row: dict, done: collections.Counter) -> None:
 
 def _fail(row: dict, code: str, reason: str, done: collections.Counter) -> None:
     if operations.fail_stuck_operation(row, error_code=code, error_message=reason):
-        context.admissions().release(row["user_id"], row["wallet_address"], row["id"], succeeded=False)
-        observe.operation_failed(row["id"])
+        lifecycle.end_failed(row["id"])
         done[f"failed_{code}"] += 1
         logger.warning("Reconciler: operation %s failed as %s: %s.", row["id"], code, reason)
 

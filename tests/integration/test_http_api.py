@@ -138,6 +138,55 @@ def test_cooldown_answers_200_with_the_last_success_or_409_with_retry_after(http
     assert forced.status_code == 202 and forced.json()["operation_id"] != op_id
 
 
+def _hold_wallet(redis_client, user_id: str, wallet: str, op_id: str) -> None:
+    """What admission leaves while another producer, between its steps, holds the wallet for ``op_id``."""
+    from actors.services import context
+
+    redis_client.set(context.admissions()._keys(user_id, wallet.lower())[0], op_id, px=60_000)
+
+
+def _counts(db_conn, redis_client) -> tuple[int, list]:
+    return (db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"],
+            [(q.queue, q.waiting, q.in_flight, q.delayed, q.dead) for q in queue_states(actors.worker.broker)])
+
+
+def test_a_duplicate_of_an_operation_never_recorded_is_a_retryable_503_not_a_success(http, user_id, wallet,
+                                                                                     db_conn, redis_client):
+    ghost = str(uuid.uuid4())
+    _hold_wallet(redis_client, user_id, wallet, ghost)
+    before = _counts(db_conn, redis_client)
+
+    response = http.post("/api/v1/syncs", headers=AUTH, json={"user_id": user_id, "wallet_address": wallet})
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable" and response.headers["Retry-After"]
+    assert ghost not in response.text
+    assert _counts(db_conn, redis_client) == before
+
+
+def test_a_duplicate_whose_row_is_written_a_moment_later_answers_that_operation(http, user_id, wallet, db_conn,
+                                                                                redis_client):
+    from actors.services import intake
+    from storage import operations
+
+    ghost = str(uuid.uuid4())
+    _hold_wallet(redis_client, user_id, wallet, ghost)
+    late = threading.Timer(0.15, operations.insert_operations, args=([operations.NewOperation(
+        ghost, user_id, wallet.lower(), (1,), "normal", "api", intake.sync_message("normal", ghost).options[
+            "redis_message_id"])],), kwargs={"provider": "simulated"})
+    late.start()
+    try:
+        response = http.post("/api/v1/syncs", headers=AUTH,
+                             json={"user_id": user_id, "wallet_address": wallet, "chain_ids": [1]})
+    finally:
+        late.join()
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"operation_id": ghost, "status": "queued", "admission": "duplicate",
+                               "url": f"/api/v1/syncs/{ghost}"}
+    assert http.get(response.json()["url"], headers=AUTH).status_code == 200
+
+
 @pytest.mark.parametrize("body, message", [
     ({"wallet_address": "0x" + "1" * 40}, "user_id and wallet_address are required"),
     ({"user_id": "u", "wallet_address": "0x123"}, "wallet_address must be"),
