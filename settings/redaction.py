@@ -11,7 +11,10 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# The scheme starts where no scheme character precedes it: otherwise every position of a long run of
+# letters would be tried as a start, each scanning to the run's end (seconds on a 100 kB error body).
+_URL_USERINFO = re.compile(
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 _PASSWORD_PARAMETERS = ("password", "pass", "pwd")
 
 #: Path segments and query values at least this long in a provider URL are treated as keys.

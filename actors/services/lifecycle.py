@@ -33,12 +33,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 import chaindata
 from chaindata import wire
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.evm.abi import clean_text
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from chaindata.retrying import call_with_retries, deadline_scope
 from chaindata.tokens.candidates import Candidates
@@ -58,8 +60,13 @@ from . import observe  # metrics and completion events
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_MESSAGE = 1000
+_MAX_ERROR_CODE = 64
 #: Per-token errors kept in a chain's result (all are counted): a wallet full of broken tokens stays a small row.
 _MAX_TOKEN_ERRORS = 50
+#: What the final write raises when the result itself cannot be stored (a value a column cannot hold, a
+#: constraint, something JSON cannot encode), as opposed to the database being away.
+_REFUSED_RESULT = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, psycopg.NotSupportedError,
+                   ValueError, TypeError)
 #: Chain reads of all the worker threads of a process share this pool.
 _chain_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="chain")
 
@@ -161,7 +168,19 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     except InvalidSyncRequest as exc:
         outcome = _failure(row, "invalid_request", str(exc), transient=False)
 
-    if not operations.finish_attempt(op_id, outcome):
+    try:
+        finished = operations.finish_attempt(op_id, outcome)
+    except _REFUSED_RESULT as exc:
+        # Writing it again would fail again, and the row would stay running until the reconciler
+        # called it worker_lost: the operation fails now, with the reason.
+        # Its first line only: the lines after it quote the data (a holding, a provider's text).
+        reason = f"{type(exc).__name__}: {str(exc).partition(chr(10))[0]}"
+        logger.error("Operation %s attempt %d: PostgreSQL refused its result: %s", op_id, row["attempts"],
+                     _text(reason))
+        outcome = _failure(row, "result_not_stored", f"PostgreSQL refused the attempt's result ({reason})",
+                           transient=False)
+        finished = operations.finish_attempt(op_id, outcome)
+    if not finished:
         logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
         _repair_end(op_id, end)
         return
@@ -183,7 +202,7 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
 def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
     """Fail an operation whose message will never run (malformed or expired) and free its wallet."""
     row = operations.fail_operation(operation_id, error_code=error_code,
-                                    error_message=context.cfg().redact(error_message)[:_MAX_ERROR_MESSAGE])
+                                    error_message=_text(error_message))
     if row is not None:
         end_failed(operation_id)
 
@@ -237,8 +256,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     for chain_id, read in reads.items():
         results[str(chain_id)] = _chain_result(read, as_of)
     for chain_id, exc in errors.items():
-        results[str(chain_id)] = {"status": "error", "error_code": exc.code,
-                                  "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
+        results[str(chain_id)] = {"status": "error", "error_code": _text(exc.code, _MAX_ERROR_CODE),
+                                  "error_message": _text(str(exc)),
                                   "transient": exc.transient}
 
     ok = [r for r in results.values() if r["status"] == "ok"]
@@ -263,12 +282,19 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         unpriced_count=sum(r["unpriced"] for r in ok),
         as_of=as_of,
         provider=context.provider().name,
-        error_code=first_error.code if first_error else None,
-        error_message="; ".join(_chain_message(c, cfg.redact(str(e))) for c, e in sorted(errors.items()))[
-            :_MAX_ERROR_MESSAGE] if errors else None,
+        error_code=_text(first_error.code, _MAX_ERROR_CODE) if first_error else None,
+        error_message=_text("; ".join(_chain_message(c, str(e)) for c, e in sorted(errors.items())))
+        if errors else None,
         refund_attempt=refund,
         chain_blocks={chain_id: r.read.block_number for chain_id, r in reads.items()},
     )
+
+
+def _text(text: str, limit: int = _MAX_ERROR_MESSAGE) -> str:
+    """A provider's (or anyone's) ``text`` fit for a column and a log: secrets redacted, control and format
+    characters (NUL, which PostgreSQL refuses, and lone surrogates, which UTF-8 cannot carry) removed, at
+    most ``limit`` characters."""
+    return clean_text(context.cfg().redact(text), limit)
 
 
 def _chain_message(chain_id: int, message: str) -> str:
@@ -333,11 +359,11 @@ def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
         "requests": cost * (read.requests + found.requests), "truncated": read.truncated,
         "token_error_count": len(read.token_errors),
         "token_errors": [{"token_address": e.token_address, "code": e.code,
-                          "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
+                          "message": _text(e.message)}
                          for e in read.token_errors[:_MAX_TOKEN_ERRORS]],
         "discovery": {"requests": cost * found.requests, "tokens": found.discovered, "new": found.new,
                       "scanned_to_block": found.scanned_to_block,
-                      "error": None if found.error is None else cfg.redact(str(found.error))[:_MAX_ERROR_MESSAGE]},
+                      "error": None if found.error is None else _text(str(found.error))},
         "prices": "ok",
     }
     if outcome.price_error is not None:
@@ -352,5 +378,5 @@ def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptO
         status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
         holdings_count=None, total_value_usd=None, unpriced_count=None,
         as_of=dt.datetime.now(dt.timezone.utc), provider=context.provider().name,
-        error_code=code, error_message=cfg.redact(message)[:_MAX_ERROR_MESSAGE],
+        error_code=_text(code, _MAX_ERROR_CODE), error_message=_text(message),
     )
