@@ -49,6 +49,7 @@ from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_w
 from storage import operating
 
 from . import openapi
+from .hosts import HostAllowList
 
 logger = logging.getLogger("api")
 
@@ -70,10 +71,11 @@ def mounts(cfg: settings_module.Settings | None = None) -> dict[str, flask.Flask
     return _mounts(_start(cfg))
 
 
-def create_app(cfg: settings_module.Settings | None = None) -> DispatcherMiddleware:
-    """The endpoints alone, each on its path; any other path is the API's JSON 404."""
+def create_app(cfg: settings_module.Settings | None = None) -> HostAllowList:
+    """The endpoints alone, each on its path (any other path is the API's JSON 404), behind the ``Host``
+    allow-list."""
     state = _start(cfg)
-    return DispatcherMiddleware(_app(state), _mounts(state))
+    return HostAllowList(DispatcherMiddleware(_app(state), _mounts(state)), state.cfg.dashboard.allowed_hosts)
 
 
 def _start(cfg: settings_module.Settings | None) -> _State:

@@ -208,6 +208,27 @@ class Tokens:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostNames:
+    """Comma-separated host names a request's ``Host`` may name (any case, without a port; IPv6 with or
+    without brackets; ``.example.com``: the domain and its subdomains), as lower-case names; ``*``: any."""
+
+    def __call__(self, name: str, text: str) -> tuple[str, ...]:
+        hosts = tuple(dict.fromkeys(normalize_host(h) for h in text.split(",") if h.strip()))
+        for host in hosts:
+            if host != "*" and not re.fullmatch(r"\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]+", host):
+                raise ConfigError(f"{name}: {host[:80]!r} is not a host name or address")
+        if not hosts:
+            raise ConfigError(f"{name}: name at least one host (or * for any)")
+        return hosts
+
+
+def normalize_host(host: str) -> str:
+    """``host`` (a name or address, IPv6 in brackets or not, no port) compared as: lower case, no brackets,
+    no trailing dot."""
+    return host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+
+
+@dataclasses.dataclass(frozen=True)
 class RateLimit:
     """``N/second``, ``N/minute`` or ``N/hour`` as ``(N, unit)``; ``off`` (or ``0``) as ``None``."""
 

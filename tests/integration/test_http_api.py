@@ -356,6 +356,49 @@ def test_the_web_process_serves_the_dashboard_and_the_api_together(database, red
         served.close()
 
 
+def test_a_host_not_allowed_gets_400_from_the_dashboard_and_the_api_and_nothing_is_done(
+        database, redis_client, db_conn, clean_queues, user_id, wallet):
+    """DNS rebinding: a page of attacker.example resolving to 127.0.0.1 sends its own name as Host and as
+    Origin, which the dashboard's cross-site check (Origin against Host) cannot tell apart."""
+    served = Served(web.application)
+    attacker = {"Host": "attacker.example", "Origin": "http://attacker.example"}
+    before = _counts(db_conn, redis_client)
+    try:
+        callback = served.client.post("/_dash-update-component", headers=attacker, json={
+            "output": "page.children", "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/dead-letters"}], "changedPropIds": []})
+        assert callback.status_code == 400 and "WEB_ALLOWED_HOSTS" in callback.text
+        assert served.client.get("/users", headers=attacker).status_code == 400
+        refused = served.client.post("/api/v1/syncs", headers={**AUTH, **attacker},
+                                     json={"user_id": user_id, "wallet_address": wallet})
+        assert refused.status_code == 400 and refused.json()["error"] == "bad_request"
+        for host in ("127.0.0.1.attacker.example", "localhost:99999", "[::1", "local host", "localhost@evil"):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == 400, host
+        # The names of this machine's loopback, any case and port, are answered.
+        for host in ("localhost", "LOCALHOST:8050", "127.0.0.1", "[::1]:8050", "localhost."):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    finally:
+        served.close()
+    assert _counts(db_conn, redis_client) == before
+
+
+def test_the_allowed_hosts_are_configurable(database, redis_client):
+    cfg = api_settings(WEB_ALLOWED_HOSTS="sync.example.com, .internal.example")
+    served = Served(web.compose(flask.Flask("dashboard-under-test"), cfg))
+    try:
+        for host, status in (("sync.example.com", 200), ("SYNC.example.com:443", 200), ("a.internal.example", 200),
+                             ("internal.example", 200), ("localhost", 400), ("evilinternal.example", 400)):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == status, host
+    finally:
+        served.close()
+    alone = Served(api.create_app(cfg))
+    try:
+        assert alone.client.get("/healthz").status_code == 400  # 127.0.0.1 is not among them
+        assert alone.client.get("/healthz", headers={"Host": "sync.example.com"}).status_code == 200
+    finally:
+        alone.close()
+
+
 # ----------------------------------------------------------------------- schemathesis --
 
 def test_the_api_conforms_to_its_openapi_document(served, clean_queues, tmp_path):

@@ -119,7 +119,7 @@ def test_secret_variables_are_exactly_those_left_out_of_repr():
 #: A value each kind of parser refuses (Text takes anything, so its variables have none).
 _REFUSED = {parsers.Integer: "twelve", parsers.OrNone: "twelve", parsers.Fraction: "often", parsers.Url: "nope://x",
             parsers.Choice: "neither", parsers.Boolean: "perhaps", parsers.Pattern: "has space!",
-            parsers.ChainIds: "eth", parsers.PerChain: "mainnet", parsers.Cron: "* * *", parsers.Tokens: "short",
+            parsers.ChainIds: "eth", parsers.PerChain: "mainnet", parsers.Cron: "* * *", parsers.Tokens: "short", parsers.HostNames: "evil host!",
             parsers.RateLimit: "fast", parsers.AbsolutePath: "relative/dir", parsers.BasicAuthUser: "a:b",
             parsers.Password: "short", parsers.ChainMetadata: "{not json", parsers.UrlList: "ftp://lists.example",
             parsers.PerSecond: "fast"}
