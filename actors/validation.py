@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -49,6 +50,9 @@ def validate_user_id(user_id: object) -> str:
         raise InvalidSyncRequest(f"user_id must be at most {MAX_USER_ID_LENGTH} characters, got {len(user_id)}")
     if "\x00" in user_id:
         raise InvalidSyncRequest("user_id must not contain NUL characters")
+    # A control character has no place in an id; a lone surrogate cannot even be encoded (a Redis key, a column).
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in user_id):
+        raise InvalidSyncRequest("user_id must not contain control characters or lone surrogates")
     return user_id
 
 

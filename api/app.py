@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ import actors
 import settings as settings_module
 from actors.services import metrics, observe
 from actors.services.portfolio import portfolio_as_json
-from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
+from actors.validation import InvalidSyncRequest, validate_user_id, validate_wallet
 from storage import operating
 
 from . import openapi
@@ -54,6 +55,8 @@ from .hosts import HostAllowList
 logger = logging.getLogger("api")
 
 REALM = "portfolio-sync"
+#: ASCII digits only: ``str.isdigit`` also accepts ``²``, which ``int`` refuses.
+_DIGITS = re.compile(r"[0-9]+")
 _REQUEST_FIELDS = {"user_id", "wallet_address", "chain_ids", "priority", "force"}
 _HIDDEN_FIELDS = ("worker_id", "message_id", "requeues")  # internal; not part of the API's Operation
 _ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -288,7 +291,10 @@ def openapi_document():
 def post_sync():
     if not flask.request.is_json:
         return _error(415, "the body must be JSON (Content-Type: application/json)")
-    body = flask.request.get_json(silent=True)
+    try:
+        body = flask.request.get_json(silent=True)
+    except RecursionError:
+        return _error(400, "the body is nested too deeply")
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object")
     unknown = set(body) - _REQUEST_FIELDS
@@ -355,10 +361,13 @@ def wallet_syncs(wallet_address: str):
     except InvalidSyncRequest as exc:
         return _error(400, str(exc))
     user_id = flask.request.args.get("user_id")
-    if user_id is not None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
-        return _error(400, f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters")
+    if user_id is not None:
+        try:
+            user_id = validate_user_id(user_id)
+        except InvalidSyncRequest as exc:
+            return _error(400, str(exc))
     limit_text = flask.request.args.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+    if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= 100:
         return _error(400, f"limit must be an integer from 1 to 100, got {limit_text[:20]!r}")
     try:
         rows = operating.wallet_syncs(wallet, user_id=user_id, limit=int(limit_text))
@@ -376,7 +385,7 @@ def wallet_portfolio(wallet_address: str):
     chain_ids = None
     if chains_text is not None:
         parts = chains_text.split(",")
-        if not all(p.strip().isdigit() and len(p.strip()) <= 16 for p in parts):
+        if not all(_DIGITS.fullmatch(p.strip()) and len(p.strip()) <= 16 for p in parts):
             return _error(400, f"chain_ids must be chain ids separated by commas, got {chains_text[:40]!r}")
         chain_ids = [int(p) for p in parts]
     try:

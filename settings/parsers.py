@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .addresses import InvalidAddress, normalize_address
 from .chains import Chain, parse_chain_metadata
-from .redaction import redact_url, scrub_url_passwords
+from .redaction import redact_url, scrub_url_keys
 
 
 class ConfigError(ValueError):
@@ -246,7 +246,8 @@ def _chain_id(name: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a chain id") from None
+        # The text may be a misplaced provider URL, its key in it.
+        raise ConfigError(f"{name}: {scrub_url_keys(text)[:80]!r} is not a chain id") from None
     if not 1 <= value <= 2**53:
         raise ConfigError(f"{name}: chain id {value} is out of range")
     return value
@@ -304,7 +305,7 @@ class PerChain:
         for item in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not value.strip():
-                raise ConfigError(f"{name}: expected chain_id=value, got {scrub_url_passwords(item)!r}")
+                raise ConfigError(f"{name}: expected chain_id=value, got {scrub_url_keys(item)!r}")
             chain_id = _chain_id(name, key.strip())
             result[chain_id] = self.value(name, chain_id, value.strip())
         return result
@@ -333,7 +334,7 @@ class UrlList:
             if urlsplit(url).scheme not in self.schemes:
                 starts = [scheme + "://" for scheme in self.schemes]
                 raise ConfigError(f"{name}: URL {position} must start with {', '.join(starts[:-1])} or "
-                                  f"{starts[-1]}, got {redact_url(url)!r}")
+                                  f"{starts[-1]}, got {scrub_url_keys(url)!r}")
         return urls
 
 

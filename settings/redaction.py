@@ -26,6 +26,16 @@ def scrub_url_passwords(text: str) -> str:
     return _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
 
 
+def scrub_url_keys(text: str) -> str:
+    """``text`` (a URL, or a malformed one, or a list of them) with its password and every key-like part
+    (see :func:`secret_keys_in_urls`) replaced by ``***``: what an error may quote of a provider URL."""
+    text = scrub_url_passwords(text)
+    for secret in sorted(secret_keys_in_urls(tuple(text.split())), key=len, reverse=True):
+        if secret != "***":
+            text = text.replace(secret, "***")
+    return text
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password (user info or ``password`` query parameter) replaced by ``***``."""
     parts = urlsplit(url)

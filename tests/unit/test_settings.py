@@ -175,3 +175,17 @@ def test_the_readme_tool_finds_a_stale_table_and_rewrites_it(tmp_path):
 def test_a_retired_variable_warns_rather_than_being_silently_ignored():
     with pytest.warns(DeprecationWarning, match="CIRCUIT_FAIL_MAX is no longer read: .*CIRCUIT_FAILURE_RATE"):
         settings.load({"CIRCUIT_FAIL_MAX": "10"})
+
+
+@pytest.mark.parametrize("name, text", [
+    ("RPC_URLS", "https://eth-mainnet.example/v2/Key0123456789abcdef"),  # the chain id forgotten
+    ("RPC_URLS", "1=https://a.example/rpc,https://eth.example/v2/Key0123456789abcdef?apikey=Key0123456789abcdef"),
+    ("ALCHEMY_URLS", "https://eth-mainnet.example/v2/Key0123456789abcdef"),
+    ("ALCHEMY_URLS", "eth-mainnet.example/v2/Key0123456789abcdef=1"),
+    ("TOKEN_LIST_URLS", "ftp://lists.example/Key0123456789abcdef/list.json"),
+])
+def test_a_malformed_provider_url_is_quoted_without_its_key(name, text):
+    with pytest.raises(settings.ConfigError) as caught:
+        settings.load({name: text})
+    assert name in str(caught.value) and "***" in str(caught.value)
+    assert "Key0123456789abcdef" not in str(caught.value)
