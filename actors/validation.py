@@ -50,9 +50,9 @@ def validate_user_id(user_id: object) -> str:
         raise InvalidSyncRequest(f"user_id must be at most {MAX_USER_ID_LENGTH} characters, got {len(user_id)}")
     if "\x00" in user_id:
         raise InvalidSyncRequest("user_id must not contain NUL characters")
-    # A control character has no place in an id; a lone surrogate cannot even be encoded (a Redis key, a column).
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in user_id):
-        raise InvalidSyncRequest("user_id must not contain control characters or lone surrogates")
+    # A lone surrogate cannot be encoded in UTF-8: not in a Redis key, not in a column.
+    if any(unicodedata.category(ch) == "Cs" for ch in user_id):
+        raise InvalidSyncRequest("user_id must not contain lone surrogates (it must be valid Unicode text)")
     return user_id
 
 
