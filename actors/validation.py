@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -49,6 +50,9 @@ def validate_user_id(user_id: object) -> str:
         raise InvalidSyncRequest(f"user_id must be at most {MAX_USER_ID_LENGTH} characters, got {len(user_id)}")
     if "\x00" in user_id:
         raise InvalidSyncRequest("user_id must not contain NUL characters")
+    # A lone surrogate cannot be encoded in UTF-8: not in a Redis key, not in a column.
+    if any(unicodedata.category(ch) == "Cs" for ch in user_id):
+        raise InvalidSyncRequest("user_id must not contain lone surrogates (it must be valid Unicode text)")
     return user_id
 
 

@@ -45,10 +45,11 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 import actors
 import settings as settings_module
 from actors.services import metrics, observe
-from actors.validation import MAX_USER_ID_LENGTH, InvalidSyncRequest, validate_wallet
+from actors.validation import InvalidSyncRequest, validate_user_id, validate_wallet
 from storage import operating
 
 from . import openapi
+from .hosts import HostAllowList
 
 logger = logging.getLogger("api")
 
@@ -73,10 +74,11 @@ def mounts(cfg: settings_module.Settings | None = None) -> dict[str, flask.Flask
     return _mounts(_start(cfg))
 
 
-def create_app(cfg: settings_module.Settings | None = None) -> DispatcherMiddleware:
-    """The endpoints alone, each on its path; any other path is the API's JSON 404."""
+def create_app(cfg: settings_module.Settings | None = None) -> HostAllowList:
+    """The endpoints alone, each on its path (any other path is the API's JSON 404), behind the ``Host``
+    allow-list."""
     state = _start(cfg)
-    return DispatcherMiddleware(_app(state), _mounts(state))
+    return HostAllowList(DispatcherMiddleware(_app(state), _mounts(state)), state.cfg.dashboard.allowed_hosts)
 
 
 def _start(cfg: settings_module.Settings | None) -> _State:
@@ -289,7 +291,10 @@ def openapi_document():
 def post_sync():
     if not flask.request.is_json:
         return _error(415, "the body must be JSON (Content-Type: application/json)")
-    body = flask.request.get_json(silent=True)
+    try:
+        body = flask.request.get_json(silent=True)
+    except RecursionError:
+        return _error(400, "the body is nested too deeply")
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object")
     unknown = set(body) - _REQUEST_FIELDS
@@ -317,8 +322,8 @@ def post_sync():
         existing = actors.get_sync(op_id)
     except actors.SyncUnavailable as exc:
         return _unavailable(str(exc))
-    if existing is None:  # gone meanwhile (retention): it still answered the request
-        return _json({"operation_id": op_id, "status": "succeeded", "admission": decision, "url": url})
+    if existing is None:  # no audit row to answer with (e.g. removed by retention meanwhile): ask again
+        return _unavailable("the operation this request resolved to is not recorded; retry in a moment")
     cfg = _state().cfg
     requested = set(chain_ids) if chain_ids is not None else set(cfg.sync.chains)
     if requested <= set(existing["chain_ids"]):
@@ -356,8 +361,11 @@ def wallet_syncs(wallet_address: str):
     except InvalidSyncRequest as exc:
         return _error(400, str(exc))
     user_id = flask.request.args.get("user_id")
-    if user_id is not None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
-        return _error(400, f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters")
+    if user_id is not None:
+        try:
+            user_id = validate_user_id(user_id)
+        except InvalidSyncRequest as exc:
+            return _error(400, str(exc))
     limit_text = flask.request.args.get("limit", "20")
     if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= 100:
         return _error(400, f"limit must be an integer from 1 to 100, got {limit_text[:20]!r}")

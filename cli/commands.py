@@ -19,7 +19,7 @@ import actors
 import settings
 from actors.redis_backed import events, inspection
 from actors.services import context, deadletters, observe, tracking
-from actors.validation import validate_request, validate_wallet
+from actors.validation import validate_request, validate_user_id, validate_wallet
 from storage import operating
 
 from . import demo, output
@@ -183,7 +183,8 @@ def cmd_wallet(args) -> int:
     wallet = validate_wallet(args.wallet_address)
     if not 1 <= args.limit <= 1000:
         raise CommandError(INVALID, "--limit must be between 1 and 1000")
-    rows = operating.wallet_syncs(wallet, user_id=args.user_id, limit=args.limit)
+    user_id = None if args.user_id is None else validate_user_id(args.user_id)
+    rows = operating.wallet_syncs(wallet, user_id=user_id, limit=args.limit)
     if not rows:
         raise CommandError(NOT_FOUND, f"no syncs of {wallet}" + (f" for user {args.user_id}" if args.user_id else ""))
     if args.json:

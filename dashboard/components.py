@@ -75,6 +75,20 @@ def server_table(table_id: str, columns: Sequence[tuple[str, str]], *, page_size
         page_count=1, sort_action="custom" if sortable else "none", sort_mode="single", **options)
 
 
+#: Most rows a server-side table's page may ask for: the page size comes from the browser.
+MAX_PAGE_SIZE = 100
+#: Last page a server-side table may ask for (an offset PostgreSQL or Redis would walk to).
+MAX_PAGE = 100_000
+
+
+def page_window(page_current: object, page_size: object, default_size: int) -> tuple[int, int]:
+    """``(size, page)`` of a :func:`server_table`'s request, from what the browser sent: whole numbers
+    within bounds (``default_size`` and the first page for anything else)."""
+    size = page_size if isinstance(page_size, int) and not isinstance(page_size, bool) else default_size
+    page = page_current if isinstance(page_current, int) and not isinstance(page_current, bool) else 0
+    return min(max(1, size), MAX_PAGE_SIZE), min(max(0, page), MAX_PAGE)
+
+
 def page_count(total: int, page_size: int) -> int:
     """Pages of a :func:`server_table` holding ``total`` rows (one, even when empty)."""
     return max(1, math.ceil(total / page_size))

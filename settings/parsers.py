@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .addresses import InvalidAddress, normalize_address
 from .chains import Chain, parse_chain_metadata
-from .redaction import redact_url, scrub_url_passwords
+from .redaction import redact_url, scrub_url_keys
 
 
 class ConfigError(ValueError):
@@ -208,6 +208,27 @@ class Tokens:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostNames:
+    """Comma-separated host names a request's ``Host`` may name (any case, without a port; IPv6 with or
+    without brackets; ``.example.com``: the domain and its subdomains), as lower-case names; ``*``: any."""
+
+    def __call__(self, name: str, text: str) -> tuple[str, ...]:
+        hosts = tuple(dict.fromkeys(normalize_host(h) for h in text.split(",") if h.strip()))
+        for host in hosts:
+            if host != "*" and not re.fullmatch(r"\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]+", host):
+                raise ConfigError(f"{name}: {host[:80]!r} is not a host name or address")
+        if not hosts:
+            raise ConfigError(f"{name}: name at least one host (or * for any)")
+        return hosts
+
+
+def normalize_host(host: str) -> str:
+    """``host`` (a name or address, IPv6 in brackets or not, no port) compared as: lower case, no brackets,
+    no trailing dot."""
+    return host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+
+
+@dataclasses.dataclass(frozen=True)
 class RateLimit:
     """``N/second``, ``N/minute`` or ``N/hour`` as ``(N, unit)``; ``off`` (or ``0``) as ``None``."""
 
@@ -225,7 +246,8 @@ def _chain_id(name: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a chain id") from None
+        # The text may be a misplaced provider URL, its key in it.
+        raise ConfigError(f"{name}: {scrub_url_keys(text)[:80]!r} is not a chain id") from None
     if not 1 <= value <= 2**53:
         raise ConfigError(f"{name}: chain id {value} is out of range")
     return value
@@ -283,7 +305,7 @@ class PerChain:
         for item in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not value.strip():
-                raise ConfigError(f"{name}: expected chain_id=value, got {scrub_url_passwords(item)!r}")
+                raise ConfigError(f"{name}: expected chain_id=value, got {scrub_url_keys(item)!r}")
             chain_id = _chain_id(name, key.strip())
             result[chain_id] = self.value(name, chain_id, value.strip())
         return result
@@ -312,7 +334,7 @@ class UrlList:
             if urlsplit(url).scheme not in self.schemes:
                 starts = [scheme + "://" for scheme in self.schemes]
                 raise ConfigError(f"{name}: URL {position} must start with {', '.join(starts[:-1])} or "
-                                  f"{starts[-1]}, got {redact_url(url)!r}")
+                                  f"{starts[-1]}, got {scrub_url_keys(url)!r}")
         return urls
 
 

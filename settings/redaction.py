@@ -11,7 +11,10 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# The scheme starts where no scheme character precedes it: otherwise every position of a long run of
+# letters would be tried as a start, each scanning to the run's end (seconds on a 100 kB error body).
+_URL_USERINFO = re.compile(
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 _PASSWORD_PARAMETERS = ("password", "pass", "pwd")
 
 #: Path segments and query values at least this long in a provider URL are treated as keys.
@@ -21,6 +24,16 @@ _KEY_LIKE = 12
 def scrub_url_passwords(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` in it replaced by ``***``."""
     return _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def scrub_url_keys(text: str) -> str:
+    """``text`` (a URL, or a malformed one, or a list of them) with its password and every key-like part
+    (see :func:`secret_keys_in_urls`) replaced by ``***``: what an error may quote of a provider URL."""
+    text = scrub_url_passwords(text)
+    for secret in sorted(secret_keys_in_urls(tuple(text.split())), key=len, reverse=True):
+        if secret != "***":
+            text = text.replace(secret, "***")
+    return text
 
 
 def redact_url(url: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from .chains import Chain
 from .parsers import (HOST, AbsolutePath, BasicAuthUser, Boolean, ChainIds, ChainMetadata, Choice, ConfigError,
-                      Cron, Fraction, Integer, OrNone, Password, PerChain, PerSecond, Pattern, RateLimit, Text, Tokens, Url,
+                      Cron, Fraction, HostNames, Integer, OrNone, Password, PerChain, PerSecond, Pattern, RateLimit, Text, Tokens, Url,
                       UrlList, any_text, block_number, http_url, token_addresses)
 from .redaction import (redact_url, scrub_url_passwords, secret_keys_in_urls, secret_url_password,
                         secret_whole)
@@ -123,6 +123,9 @@ class Dashboard:
     refresh_s: int = var(
         "DASHBOARD_REFRESH_S", Integer(2, 86400), default="30",
         doc="Dashboard: auto-refresh interval of its pages (seconds).")
+    allowed_hosts: tuple[str, ...] = var(
+        "WEB_ALLOWED_HOSTS", HostNames(), default="localhost,127.0.0.1,::1",
+        doc="Web process (dashboard and API): the names a request's `Host` header may carry (comma separated; `.example.com` allows its subdomains; `*` any); any other gets 400, so a page of another site resolving to this address (DNS rebinding) reaches nothing.")
 
     def __post_init__(self) -> None:
         if bool(self.username) != bool(self.password):

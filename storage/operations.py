@@ -22,6 +22,10 @@ from .pool import get_pool
 from .queries import QUERIES
 
 
+#: An operation in one of these statuses is over: no attempt changes it any more.
+FINAL_STATUSES = ("succeeded", "partial", "failed")
+
+
 @dataclasses.dataclass(frozen=True)
 class NewOperation:
     id: str
@@ -171,6 +175,15 @@ def fail_stuck_operation(candidate: dict, *, error_code: str, error_message: str
 def get_operation(operation_id: str) -> dict | None:
     with get_pool().connection() as conn:
         return conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
+
+
+def get_operations(operation_ids: Sequence[str]) -> dict[str, dict]:
+    """The records of those of ``operation_ids`` that exist, by id, in one statement."""
+    if not operation_ids:
+        return {}
+    with get_pool().connection() as conn:
+        rows = conn.execute(QUERIES["get_operations"], {"ids": list(operation_ids)}).fetchall()
+    return {row["id"]: row for row in rows}
 
 
 def get_holdings(user_id: str, wallet_address: str) -> list[dict]:

@@ -167,6 +167,15 @@ SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider
 FROM sync_operations
 WHERE id = %(id)s;
 
+-- get_operations --
+-- Several operations' full records (a producer checks the operations that hold its wallets).
+SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
+       enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count,
+       total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id,
+       requeues
+FROM sync_operations
+WHERE id = ANY(%(ids)s::uuid[]);
+
 -- get_holdings --
 -- A wallet's current holdings, most valuable first, unpriced last.  The read each chain's rows show
 -- (operation, time, block) is the chain's snapshot: finish_attempts leaves a row equal to the stored

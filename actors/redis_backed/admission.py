@@ -7,6 +7,12 @@ Two keys per ``(user_id, wallet)``:
   status; its TTL bounds how long a lost operation can block the wallet.
 - ``recent`` holds the id of the last successful operation, for the cooldown.
 
+An operation's end (:meth:`Admissions.end`: the wallet freed, the cooldown
+started, the completion events appended) is one script guarded by a third,
+short-lived key per operation, so it can run any number of times, by anyone who
+sees the final audit row, and takes effect once.  Nothing is stranded when the
+round trip of the attempt that committed the final status is lost.
+
 The decision (reuse the in-flight operation, honour the cooldown, or accept a
 new one) is one Lua script, so racing producers always agree on one operation.
 """
@@ -15,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -47,6 +54,7 @@ class Admissions:
         self.deadline_ms = deadline_ms
         self._admit = client.register_script(scripts.source("admit"))
         self._release = client.register_script(scripts.source("release_admission"))
+        self._end = client.register_script(scripts.source("end_operation"))
 
     def _keys(self, user_id: str, wallet: str) -> list[str]:
         return [f"{self.namespace}:sync:inflight:{user_id}:{wallet}", f"{self.namespace}:sync:recent:{user_id}:{wallet}"]
@@ -93,12 +101,40 @@ class Admissions:
         else:
             scripts.queue(pipeline, self._release, keys=keys, args=args)
 
+    def end(self, user_id: str, wallet: str, operation_id: str, *, succeeded: bool, stream: str,
+            events: Sequence[Mapping[str, str]], maxlen: int, pipeline: redis.client.Pipeline) -> None:
+        """Queue the end of the final operation ``operation_id`` on ``pipeline``: free the wallet, start
+        its cooldown if it ``succeeded``, append ``events`` to ``stream`` (trimmed to about ``maxlen``).
+        Idempotent: only its first run starts the cooldown and appends the events; every run frees the
+        wallet if it still names the operation.  Read its answer with :func:`ended`."""
+        args: list[Any] = [operation_id, "1" if succeeded else "0", self.cooldown_s, self.inflight_ttl_ms,
+                           max(0, maxlen)]
+        for event in events:
+            args.append(len(event))
+            for field, value in event.items():
+                args += [field, value]
+        keys = [*self._keys(user_id, wallet), f"{self.namespace}:sync:ended:{operation_id}", stream]
+        scripts.queue(pipeline, self._end, keys=keys, args=args)
+
     def release_many(self, released: Sequence[tuple[str, str, str]]) -> None:
         """Free the wallets of operations that were accepted but never enqueued (no cooldown)."""
         pipe = self.client.pipeline(transaction=False)
         for user_id, wallet, operation_id in released:
             self.release(user_id, wallet, operation_id, succeeded=False, pipeline=pipe)
         scripts.raise_first_error(scripts.execute(pipe))
+
+
+def ended(result: Any) -> str | Exception | None:
+    """What a queued :meth:`Admissions.end` did, from its pipeline result: ``None`` if it ended the
+    operation now (its events appended), ``"already"`` if an earlier run had, or the error that
+    made Redis drop the events (the end itself stands)."""
+    if isinstance(result, Exception):
+        return result
+    if result[0] == b"already":
+        return "already"
+    if isinstance(result[1], bytes) and result[1].startswith(b"dropped: "):
+        return redis.ResponseError(result[1][len(b"dropped: "):].decode(errors="replace"))
+    return None
 
 
 #: Requests decided by one script call: a call blocks Redis while it runs.

@@ -9,8 +9,10 @@ When an operation reaches its final status, the worker appends to the Redis Stre
   chain on success; the chains that were read, on a partial outcome or before a final failure).
 
 Every field is a string (Redis Stream fields are); the schema is in ``docs/events.md``.  An event
-is appended after the final status is committed to PostgreSQL, by the one delivery that committed
-it.  If Redis does not take it at that moment the event is dropped, logged and counted
+is appended after the final status is committed to PostgreSQL, once, with the operation's end
+(``actors.redis_backed.admission.Admissions.end``): by the delivery that committed it or, if that
+delivery's round trip was lost, by whoever next sees the final row still holding its wallet (a
+redelivery, a producer).  If Redis refuses it (not a lost round trip) the event is dropped, logged and counted
 (``portfolio_sync_events_total{result="dropped"}``): the audit trail stays the source of truth, and
 a consumer that must not miss anything reconciles against ``GET /api/v1/syncs/<id>``.
 """

@@ -6,6 +6,15 @@ Accepting a request is three steps, in this order, so that nothing is half-done:
 2. the ``queued`` audit row in PostgreSQL;
 3. the Dramatiq message in the priority's Redis queue.
 
+Admission may answer that another operation holds the wallet.  That answer is
+checked against the audit trail before it is believed: an operation whose row is
+final still holding the wallet lost its end (its worker's last Redis round trip),
+so the producer ends it (idempotently, see
+:meth:`actors.redis_backed.admission.Admissions.end`) and asks again; an
+operation with no row yet is another producer's, between its steps 1 and 2: the
+producer waits a moment for the row and, if it does not appear, answers
+:class:`SyncUnavailable` (retry), never an operation id that does not exist.
+
 If step 2 fails, the admission is released and the caller gets
 :class:`SyncUnavailable`; if step 3 fails, the row is failed with
 ``error_code = 'enqueue_failed'`` and the admission released, then the caller
@@ -15,6 +24,8 @@ requests (pipelined in Redis, one statement in PostgreSQL).
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,13 +35,17 @@ import redis
 from dramatiq.message import Message
 
 from storage import operations
-from storage.operations import NewOperation
+from storage.operations import FINAL_STATUSES, NewOperation
 
 from ..constants import QUEUES, actor_name
 from ..errors import SyncUnavailable
+from ..redis_backed import events, scripts
+from ..redis_backed.admission import Admission
 from ..validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
 from . import context
 from . import observe  # metrics of the admission decisions
+
+logger = logging.getLogger(__name__)
 
 
 def request_sync(user_id: str, wallet_address: str, chain_ids: Iterable[int] | None = None, *,
@@ -89,17 +104,77 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
     if not validated:
         return []
     cfg = context.cfg()
+    candidates = [(r.user_id, r.wallet_address, str(uuid.uuid4()), r.force) for r in validated]
     try:
-        admitted = context.admissions().admit_many(
-            [(r.user_id, r.wallet_address, str(uuid.uuid4()), r.force) for r in validated])
+        admitted = _admit(candidates)
     except redis.RedisError as exc:
         raise SyncUnavailable(f"Redis did not accept the request(s): {cfg.redact(str(exc))}") from None
+    except psycopg.Error as exc:
+        raise SyncUnavailable(f"PostgreSQL did not answer: {cfg.redact(str(exc))}") from None
     observe.admitted(admitted)
 
     new = [(request, a.operation_id) for request, a in zip(validated, admitted) if a.decision == "accepted"]
     if new:
         _persist_and_enqueue(new)
     return [a.operation_id for a in admitted]
+
+
+def _admit(candidates: list[tuple[str, str, str, bool]]) -> list[Admission]:
+    """Admission of ``candidates``, each "duplicate" answer checked against the audit trail (see the
+    module docstring)."""
+    admissions = context.admissions()
+    admitted = admissions.admit_many(candidates)
+    for round_ in range(_ADMISSION_ROUNDS):
+        # A duplicate inside the batch names an operation this call accepted, recorded in step 2.
+        own = {a.operation_id for a in admitted if a.decision == "accepted"}
+        held = {i: a.operation_id for i, a in enumerate(admitted)
+                if a.decision == "duplicate" and a.operation_id not in own}
+        rows = _recorded(set(held.values()))
+        unrecorded = [i for i, op_id in held.items() if op_id not in rows]
+        ended = [i for i, op_id in held.items() if op_id in rows and rows[op_id]["status"] in FINAL_STATUSES]
+        if unrecorded or not ended or round_ == _ADMISSION_ROUNDS - 1:
+            break
+        _end_operations([rows[held[i]] for i in ended])
+        for i, admission in zip(ended, admissions.admit_many([candidates[i] for i in ended])):
+            admitted[i] = admission
+    if unrecorded:
+        admissions.give_back([c[:3] for c, a in zip(candidates, admitted) if a.decision == "accepted"])
+        raise SyncUnavailable("another request for this wallet is being recorded; retry in a moment")
+    return admitted
+
+
+#: How many times a request finding its wallet held by a finished operation is admitted again (a
+#: concurrent producer may take the wallet between two rounds).
+_ADMISSION_ROUNDS = 3
+#: How long a producer waits for another producer's audit row (seconds between looks): that
+#: producer is between admission and its insert, a few milliseconds apart.
+_ROW_WAITS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
+
+
+def _recorded(operation_ids: set[str]) -> dict[str, dict]:
+    """The audit rows of ``operation_ids``, waiting a moment for those not written yet."""
+    rows = operations.get_operations(sorted(operation_ids))
+    for pause in _ROW_WAITS:
+        missing = operation_ids - rows.keys()
+        if not missing:
+            break
+        time.sleep(pause)
+        rows |= operations.get_operations(sorted(missing))
+    return rows
+
+
+def _end_operations(finished: list[dict]) -> None:
+    """End the final operations ``finished`` (audit rows) that still hold their wallets."""
+    cfg = context.cfg()
+    pipe = context.broker().client.pipeline(transaction=False)
+    for row in finished:
+        logger.warning("Operation %s is %s but still held its wallet (its end was lost); ending it now.",
+                       row["id"], row["status"])
+        built = events.build(row, finished_at=row["finished_at"]) if cfg.events.maxlen > 0 else []
+        context.admissions().end(row["user_id"], row["wallet_address"], row["id"],
+                                 succeeded=row["status"] == "succeeded", stream=events.stream_key(cfg.sync.namespace),
+                                 events=built, maxlen=cfg.events.maxlen, pipeline=pipe)
+    scripts.raise_first_error(scripts.execute(pipe))
 
 
 def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:

@@ -29,24 +29,29 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 import chaindata
 from chaindata import wire
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
+from chaindata.evm.abi import clean_text
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
 from chaindata.retrying import call_with_retries, deadline_scope
 from chaindata.tokens.candidates import Candidates
 from chaindata.tokens.lists import complete_from_list
 from storage import operations
-from storage.operations import AttemptOutcome
+from storage.operations import FINAL_STATUSES, AttemptOutcome
 
 from ..constants import TRANSIENT_INFRASTRUCTURE_ERRORS
 from ..errors import SyncAttemptFailed
 from ..redis_backed import events
+from ..redis_backed.admission import ended
 from ..redis_backed import scripts as redis_scripts
 from ..validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
 from . import context
@@ -55,8 +60,13 @@ from . import observe  # metrics and completion events
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_MESSAGE = 1000
+_MAX_ERROR_CODE = 64
 #: Per-token errors kept in a chain's result (all are counted): a wallet full of broken tokens stays a small row.
 _MAX_TOKEN_ERRORS = 50
+#: What the final write raises when the result itself cannot be stored (a value a column cannot hold, a
+#: constraint, something JSON cannot encode), as opposed to the database being away.
+_REFUSED_RESULT = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, psycopg.NotSupportedError,
+                   ValueError, TypeError)
 #: Chain reads of all the worker threads of a process share this pool.
 _chain_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="chain")
 
@@ -69,11 +79,14 @@ def sync_portfolio(operation_id: str) -> None:
         raise SyncAttemptFailed("malformed_message", "the operation id is not a UUID", retry=False)
 
     leases = context.leases()
+    end = _AttemptEnd(leases.client)
     token = leases.acquire(op_id)
     if token is None:
+        # The lease may be a finished attempt's whose last round trip (lease release included) was lost.
         logger.info("Operation %s is running under another delivery's lease; this one does nothing.", op_id)
+        _repair_end(op_id, end)
+        end.send()
         return
-    end = _AttemptEnd(leases.client)
     try:
         _run_attempt(op_id, end)
     finally:
@@ -82,33 +95,58 @@ def sync_portfolio(operation_id: str) -> None:
 
 
 class _AttemptEnd:
-    """What an attempt leaves in Redis once its result is committed (the wallet's admission, the
-    completion events, the lease), queued on one pipeline and sent in one round trip, before the
-    message is acked."""
+    """What an attempt leaves in Redis once its result is committed (the operation's end: the wallet's
+    admission and the completion events; the lease), queued on one pipeline and sent in one round
+    trip, before the message is acked.
+
+    The operation's end is idempotent (:meth:`Admissions.end`): if this round trip is lost after the
+    final status was committed, the message comes back (Retries, or the broker's recovery of a dead
+    worker's messages), the redelivery finds the row final and ends it again (:func:`_repair_end`), and
+    a producer that finds the wallet still held by a final operation ends it too
+    (:mod:`actors.services.intake`)."""
 
     def __init__(self, client: redis.Redis):
         self.pipeline = client.pipeline(transaction=False)
         self.events: list[dict[str, str]] = []
-        self._event_slots = range(0)
+        self._end_slot: int | None = None
 
-    def add_events(self, built: list[dict[str, str]], *, namespace: str, maxlen: int) -> None:
-        start = len(self.pipeline)
-        events.append(self.pipeline, namespace, built, maxlen=maxlen)
-        self.events, self._event_slots = built, range(start, len(self.pipeline))
+    def end_operation(self, operation: Mapping[str, Any], built: list[dict[str, str]]) -> None:
+        """Queue the end of the final ``operation`` (its audit row's fields), with its events ``built``."""
+        cfg = context.cfg()
+        self._end_slot = len(self.pipeline)
+        context.admissions().end(operation["user_id"], operation["wallet_address"], str(operation["id"]),
+                                 succeeded=operation["status"] == "succeeded",
+                                 stream=events.stream_key(cfg.sync.namespace), events=built,
+                                 maxlen=cfg.events.maxlen, pipeline=self.pipeline)
+        self.events = built
 
     def send(self) -> None:
         try:
             results = redis_scripts.execute(self.pipeline)
         except redis.RedisError as exc:  # the round trip itself failed
             observe.events_sent(self.events, exc)
-            raise  # a transient infrastructure error: Retries brings the message back
-        event_errors = [r for i, r in enumerate(results) if i in self._event_slots and isinstance(r, Exception)]
-        # An event Redis refused is dropped and counted, as the audit trail stays the truth; a
-        # release it refused is an error of the worker's own keys, and fails the message.
-        observe.events_sent(self.events, event_errors[0] if event_errors else None)
+            raise  # a transient infrastructure error: Retries brings the message back, and it ends the operation
         for i, result in enumerate(results):
-            if i not in self._event_slots and isinstance(result, Exception):
+            if i == self._end_slot and not isinstance(result, Exception):
+                # An event Redis refused is dropped and counted, as the audit trail stays the truth.
+                done = ended(result)
+                if done != "already":
+                    observe.events_sent(self.events, done)
+            elif isinstance(result, Exception):
+                # A release Redis refused is an error of the worker's own keys, and fails the message.
+                if i == self._end_slot:
+                    observe.events_sent(self.events, result)
                 raise result
+
+
+def _repair_end(op_id: str, end: _AttemptEnd) -> None:
+    """End again the operation ``op_id`` if it is final: a no-op when the delivery that finished it
+    ended it, the repair of its wallet and events when that delivery's last round trip was lost."""
+    operation = operations.get_operation(op_id)
+    if operation is None or operation["status"] not in FINAL_STATUSES:
+        return
+    built = events.build(operation, finished_at=operation["finished_at"]) if context.cfg().events.maxlen > 0 else []
+    end.end_operation(operation, built)
 
 
 def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
@@ -116,7 +154,8 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     row = operations.start_attempt(op_id, worker_id=context.worker_id(),
                                    message_id=message.options.get("redis_message_id") if message else None)
     if row is None:
-        logger.info("Operation %s is unknown or already final; this delivery does nothing.", op_id)
+        logger.info("Operation %s is unknown or already final; this delivery only makes sure it ended.", op_id)
+        _repair_end(op_id, end)
         return
 
     cfg = context.cfg()
@@ -129,15 +168,26 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
     except InvalidSyncRequest as exc:
         outcome = _failure(row, "invalid_request", str(exc), transient=False)
 
-    if not operations.finish_attempt(op_id, outcome):
+    try:
+        finished = operations.finish_attempt(op_id, outcome)
+    except _REFUSED_RESULT as exc:
+        # Writing it again would fail again, and the row would stay running until the reconciler
+        # called it worker_lost: the operation fails now, with the reason.
+        # Its first line only: the lines after it quote the data (a holding, a provider's text).
+        reason = f"{type(exc).__name__}: {str(exc).partition(chr(10))[0]}"
+        logger.error("Operation %s attempt %d: PostgreSQL refused its result: %s", op_id, row["attempts"],
+                     _text(reason))
+        outcome = _failure(row, "result_not_stored", f"PostgreSQL refused the attempt's result ({reason})",
+                           transient=False)
+        finished = operations.finish_attempt(op_id, outcome)
+    if not finished:
         logger.info("Operation %s was finished by another delivery; this attempt's result is dropped.", op_id)
+        _repair_end(op_id, end)
         return
-    if outcome.status in ("succeeded", "partial", "failed"):
+    built = observe.attempt_finished(row, outcome, time.monotonic() - started)
+    if outcome.status in FINAL_STATUSES:
         # Only a full success starts the wallet's cooldown: after a partial one the user may ask again at once.
-        context.admissions().release(row["user_id"], row["wallet_address"], op_id,
-                                     succeeded=outcome.status == "succeeded", pipeline=end.pipeline)
-    end.add_events(observe.attempt_finished(row, outcome, time.monotonic() - started),
-                   namespace=cfg.sync.namespace, maxlen=cfg.events.maxlen)
+        end.end_operation({**row, "status": outcome.status}, built)
     logger.info("Operation %s attempt %d: %s (%s chains, %s holdings, $%s) in %.0f ms.", op_id, row["attempts"],
                 outcome.status, len(row["chain_ids"]), outcome.holdings_count, outcome.total_value_usd,
                 (time.monotonic() - started) * 1000)
@@ -152,10 +202,20 @@ def _run_attempt(op_id: str, end: _AttemptEnd) -> None:
 def fail_unrun(operation_id: str, error_code: str, error_message: str) -> None:
     """Fail an operation whose message will never run (malformed or expired) and free its wallet."""
     row = operations.fail_operation(operation_id, error_code=error_code,
-                                    error_message=context.cfg().redact(error_message)[:_MAX_ERROR_MESSAGE])
+                                    error_message=_text(error_message))
     if row is not None:
-        context.admissions().release(row["user_id"], row["wallet_address"], operation_id, succeeded=False)
-        observe.operation_failed(operation_id)
+        end_failed(operation_id)
+
+
+def end_failed(operation_id: str) -> None:
+    """End the operation ``operation_id``, failed without an attempt result: free its wallet and send
+    its completion events (once, see :class:`_AttemptEnd`)."""
+    operation = operations.get_operation(operation_id)
+    if operation is None or operation["status"] not in FINAL_STATUSES:
+        return
+    end = _AttemptEnd(context.leases().client)
+    end.end_operation(operation, observe.operation_failed(operation))
+    end.send()
 
 
 def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
@@ -196,8 +256,8 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     for chain_id, read in reads.items():
         results[str(chain_id)] = _chain_result(read, as_of)
     for chain_id, exc in errors.items():
-        results[str(chain_id)] = {"status": "error", "error_code": exc.code,
-                                  "error_message": cfg.redact(str(exc))[:_MAX_ERROR_MESSAGE],
+        results[str(chain_id)] = {"status": "error", "error_code": _text(exc.code, _MAX_ERROR_CODE),
+                                  "error_message": _text(str(exc)),
                                   "transient": exc.transient}
 
     ok = [r for r in results.values() if r["status"] == "ok"]
@@ -222,12 +282,19 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         unpriced_count=sum(r["unpriced"] for r in ok),
         as_of=as_of,
         provider=context.provider().name,
-        error_code=first_error.code if first_error else None,
-        error_message="; ".join(_chain_message(c, cfg.redact(str(e))) for c, e in sorted(errors.items()))[
-            :_MAX_ERROR_MESSAGE] if errors else None,
+        error_code=_text(first_error.code, _MAX_ERROR_CODE) if first_error else None,
+        error_message=_text("; ".join(_chain_message(c, str(e)) for c, e in sorted(errors.items())))
+        if errors else None,
         refund_attempt=refund,
         chain_blocks={chain_id: r.read.block_number for chain_id, r in reads.items()},
     )
+
+
+def _text(text: str, limit: int = _MAX_ERROR_MESSAGE) -> str:
+    """A provider's (or anyone's) ``text`` fit for a column and a log: secrets redacted, control and format
+    characters (NUL, which PostgreSQL refuses, and lone surrogates, which UTF-8 cannot carry) removed, at
+    most ``limit`` characters."""
+    return clean_text(context.cfg().redact(text), limit)
 
 
 def _chain_message(chain_id: int, message: str) -> str:
@@ -292,11 +359,11 @@ def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
         "requests": cost * (read.requests + found.requests), "truncated": read.truncated,
         "token_error_count": len(read.token_errors),
         "token_errors": [{"token_address": e.token_address, "code": e.code,
-                          "message": cfg.redact(e.message)[:_MAX_ERROR_MESSAGE]}
+                          "message": _text(e.message)}
                          for e in read.token_errors[:_MAX_TOKEN_ERRORS]],
         "discovery": {"requests": cost * found.requests, "tokens": found.discovered, "new": found.new,
                       "scanned_to_block": found.scanned_to_block,
-                      "error": None if found.error is None else cfg.redact(str(found.error))[:_MAX_ERROR_MESSAGE]},
+                      "error": None if found.error is None else _text(str(found.error))},
         "prices": "ok",
     }
     if outcome.price_error is not None:
@@ -311,5 +378,5 @@ def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptO
         status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
         holdings_count=None, total_value_usd=None, unpriced_count=None,
         as_of=dt.datetime.now(dt.timezone.utc), provider=context.provider().name,
-        error_code=code, error_message=cfg.redact(message)[:_MAX_ERROR_MESSAGE],
+        error_code=_text(code, _MAX_ERROR_CODE), error_message=_text(message),
     )

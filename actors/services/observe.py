@@ -4,8 +4,8 @@ The pipeline's modules call these functions at the moments that matter (one line
 
 - ``intake._submit``: :func:`admitted`, with the admission decision of each request;
 - ``lifecycle._run_attempt``: :func:`attempt_finished`, once an attempt's result is committed;
-- ``lifecycle.fail_unrun`` and ``reconciler._fail``: :func:`operation_failed`, when an operation
-  fails without an attempt result (malformed message, expired, lost with its worker);
+- ``lifecycle.end_failed`` (for ``lifecycle.fail_unrun`` and ``reconciler._fail``): :func:`operation_failed`,
+  when an operation fails without an attempt result (malformed message, expired, lost with its worker);
 - ``reconciler.reconcile``: :func:`reconciled`, with what a pass did;
 - ``storage.group_commit`` (hooked up in ``actors.worker``): :func:`audit_batch`, after each batch
   of attempts' audit writes.
@@ -22,8 +22,6 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from storage import operations
 
 from ..redis_backed import events
 from . import context, metrics
@@ -105,14 +103,14 @@ def events_sent(built: Sequence[Mapping[str, str]], error: Exception | None = No
                     result="dropped" if error is not None else "written")
 
 
-def operation_failed(operation_id: str) -> None:
-    """``operation_id`` was failed without an attempt result; its audit row says how."""
+def operation_failed(operation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``operation`` (its audit row) was failed without an attempt result: count it, and return its
+    completion events, for the caller to send with the operation's end."""
     try:
-        row = operations.get_operation(operation_id)
-        if row is not None and row["status"] in _FINAL:
-            _publish(_finished(row, finished_at=row.get("finished_at") or dt.datetime.now(dt.timezone.utc)))
+        return _finished(operation, finished_at=operation.get("finished_at") or dt.datetime.now(dt.timezone.utc))
     except Exception:
-        logger.exception("Could not record the failure of operation %s.", operation_id)
+        logger.exception("Could not record the failure of operation %s.", operation.get("id"))
+    return []
 
 
 def audit_batch(statement: str, size: int) -> None:
@@ -149,17 +147,3 @@ def _finished(operation: Mapping[str, Any], *, finished_at: dt.datetime) -> list
     if context.cfg().events.maxlen <= 0:
         return []
     return events.build(operation, finished_at=finished_at)
-
-
-def _publish(built: list[dict[str, str]]) -> None:
-    if not built:
-        return
-    cfg = context.cfg()
-    pipe = context.broker().client.pipeline(transaction=False)
-    events.append(pipe, cfg.sync.namespace, built, maxlen=cfg.events.maxlen)
-    try:
-        pipe.execute()
-    except Exception as exc:
-        events_sent(built, exc)
-        return
-    events_sent(built)

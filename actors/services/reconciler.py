@@ -31,7 +31,7 @@ import uuid
 from storage import operations
 
 from ..constants import QUEUES
-from . import context
+from . import context, lifecycle
 from . import observe  # metrics and completion events
 from .intake import sync_message
 
@@ -65,29 +65,30 @@ def reconcile(broker=None) -> collections.Counter:
     client.set(cursor_key, (rows[-1]["enqueued_at"] if len(rows) == BATCH else _EPOCH).isoformat())
 
     done: collections.Counter = collections.Counter()
+    suspects_key = f"{cfg.sync.namespace}:reconciler:stranded"
+    # Even a pass with nothing to look at prunes the messages that were run since the last one.
+    in_flight = _in_flight(broker) if rows or client.exists(suspects_key) else set()
+    suspects = _Suspects(client, suspects_key, in_flight, now=time.time())
     if not rows:
         return done
     leased = context.leases().live([r["id"] for r in rows])
     # A running operation's message is in its worker's in-flight set whether the worker lives or
     # not: for it, the lease alone tells.  For the others, where is the message?
-    states = _message_states(broker, [r for r in rows if r["id"] not in leased and r["status"] != "running"])
-    suspects_key = f"{cfg.sync.namespace}:reconciler:stranded"
-    now = time.time()
+    states = _message_states(broker, [r for r in rows if r["id"] not in leased and r["status"] != "running"],
+                             in_flight)
     for row in rows:
-        state = states.get(row["id"])
+        state, redis_id = states.get(row["id"], (None, None))
         if row["id"] in leased or state == "waiting":
             continue
         if state == "in_flight":
             # Held by a live worker without being run.  Normal for a moment (a prefetched message
             # waits for a free thread), but a message whose processing failed while Redis was
             # away stays in its worker's in-flight set for good, and Dramatiq only recovers those
-            # of dead workers.  Past a full attempt's time, it is sent again.
-            client.hsetnx(suspects_key, row["id"], now)
-            client.expire(suspects_key, 3600)
-            first_seen = float(client.hget(suspects_key, row["id"]) or now)
-            if now - first_seen < cfg.sync.time_limit_ms / 1000 + 30:
+            # of dead workers.  Past a full attempt's time, it is sent again.  The time counts from
+            # when this message was first seen there: a retry's message is a new one.
+            if suspects.seen_for(redis_id) < cfg.sync.time_limit_ms / 1000 + 30:
                 continue
-            client.hdel(suspects_key, row["id"])
+            suspects.forget(redis_id)
         if row["too_old"]:
             _fail(row, "expired", "its message was lost and it is older than SYNC_MAX_AGE_MS", done)
         elif row["status"] != "queued" and row["attempts"] >= cfg.sync.max_attempts:
@@ -99,13 +100,39 @@ def reconcile(broker=None) -> collections.Counter:
     return done
 
 
-def _message_states(broker, rows: list[dict]) -> dict[str, str]:
-    """Where each row's message is: ``waiting`` (in its queue or delay queue), ``in_flight`` (only in
-    a live worker's in-flight set) or, when absent from both, no entry: lost."""
-    if not rows:
-        return {}
+class _Suspects:
+    """When each message held unrun in a live worker's in-flight set was first seen there, by the
+    message's Redis id, in one Redis hash.  An entry goes as soon as its message leaves every in-flight
+    set (run and acked, or recovered), so the hash never holds more than the workers' prefetch."""
+
+    def __init__(self, client, key: str, in_flight: set[str], *, now: float):
+        self.client, self.key, self.now = client, key, now
+        self.first_seen = {k.decode(): float(v) for k, v in client.hgetall(key).items()}
+        gone = [m for m in self.first_seen if m not in in_flight]
+        if gone:
+            client.hdel(key, *gone)
+            for m in gone:
+                del self.first_seen[m]
+
+    def seen_for(self, redis_id: str) -> float:
+        """Seconds since the message ``redis_id`` was first seen held unrun (0 the first time)."""
+        if redis_id not in self.first_seen:
+            if not self.client.hsetnx(self.key, redis_id, self.now):  # another pass just wrote it
+                self.first_seen[redis_id] = float(self.client.hget(self.key, redis_id) or self.now)
+            else:
+                self.first_seen[redis_id] = self.now
+                self.client.expire(self.key, 3600)  # a safety net: the entries are pruned every pass
+        return self.now - self.first_seen[redis_id]
+
+    def forget(self, redis_id: str) -> None:
+        self.client.hdel(self.key, redis_id)
+        self.first_seen.pop(redis_id, None)
+
+
+def _in_flight(broker) -> set[str]:
+    """The Redis id of every message a live worker holds (prefetched or running): the in-flight sets
+    are small (a prefetch each)."""
     client, namespace = broker.client, broker.namespace
-    # Every message a live worker holds: the in-flight sets are small (a prefetch each).
     live = client.zrangebyscore(f"{namespace}:__heartbeats__", int(time.time() * 1000) - broker.heartbeat_timeout,
                                 "+inf")
     queues = [q for queue, _ in QUEUES.values() for q in (queue, f"{queue}.DQ")]
@@ -113,8 +140,16 @@ def _message_states(broker, rows: list[dict]) -> dict[str, str]:
     for worker in live:
         for queue in queues:
             pipe.smembers(f"{namespace}:__acks__.{worker.decode()}.{queue}")
-    in_flight = {m.decode() for members in pipe.execute() for m in members}
+    return {m.decode() for members in pipe.execute() for m in members}
 
+
+def _message_states(broker, rows: list[dict], in_flight: set[str]) -> dict[str, tuple[str, str]]:
+    """Where each row's message is, with its Redis id: ``waiting`` (in its queue or delay queue),
+    ``in_flight`` (only in a live worker's in-flight set, ``in_flight``) or, when absent from both, no
+    entry: lost."""
+    if not rows:
+        return {}
+    client, namespace = broker.client, broker.namespace
     retry_ids = client.mget([message_key(namespace, r["id"]) for r in rows])
     pipe = client.pipeline(transaction=False)
     checks = []
@@ -124,12 +159,12 @@ def _message_states(broker, rows: list[dict]) -> dict[str, str]:
             for table in (f"{namespace}:{queue}.msgs", f"{namespace}:{queue}.DQ.msgs"):
                 pipe.hexists(table, redis_id)
                 checks.append((row["id"], redis_id))
-    states: dict[str, str] = {}
+    states: dict[str, tuple[str, str]] = {}
     for (op_id, redis_id), exists in zip(checks, pipe.execute()):
         if exists:
             state = "in_flight" if redis_id in in_flight else "waiting"
-            if states.get(op_id) != "waiting":
-                states[op_id] = state
+            if states.get(op_id, ("",))[0] != "waiting":
+                states[op_id] = (state, redis_id)
     return states
 
 
@@ -144,8 +179,7 @@ def _requeue(broker, row: dict, done: collections.Counter) -> None:
 
 def _fail(row: dict, code: str, reason: str, done: collections.Counter) -> None:
     if operations.fail_stuck_operation(row, error_code=code, error_message=reason):
-        context.admissions().release(row["user_id"], row["wallet_address"], row["id"], succeeded=False)
-        observe.operation_failed(row["id"])
+        lifecycle.end_failed(row["id"])
         done[f"failed_{code}"] += 1
         logger.warning("Reconciler: operation %s failed as %s: %s.", row["id"], code, reason)
 

@@ -15,7 +15,7 @@ from actors.redis_backed import inspection
 from actors.services import context, deadletters
 
 from .. import figures, timerange
-from ..components import field, guarded, notice, page_count, panel, server_table
+from ..components import field, guarded, notice, page_count, page_window, panel, server_table
 
 dash.register_page(__name__, path="/dead-letters", name="Dead letters", title="Dead letters · portfolio-sync", order=4)
 
@@ -86,8 +86,7 @@ def update_list(range_key: str | None, _n: int | None, _version: int | None, que
                 text, page_current: int | None, page_size: int | None):
     broker = context.broker()
     flt = current_filter(range_key, queues, actor, user_id, error_code, text)
-    size = int(page_size or PAGE_SIZE)
-    page = max(0, int(page_current or 0))
+    size, page = page_window(page_current, page_size, PAGE_SIZE)
     letters, total = deadletters.list_dead_letters(flt, limit=size, offset=page * size, broker=broker)
     rows = []
     for letter in letters:

@@ -10,7 +10,7 @@ from dash import Input, Output, callback, dcc, html
 from storage import analytics
 
 from .. import figures, timerange
-from ..components import field, guarded, notice, page_count, panel, selected_row_id, server_table, table
+from ..components import field, guarded, notice, page_count, page_window, panel, selected_row_id, server_table, table
 
 dash.register_page(__name__, path="/operations", name="Operations", title="Operations · portfolio-sync", order=2)
 
@@ -73,8 +73,7 @@ def search(range_key: str | None, _n: int | None, operation_id: str | None, user
         wallet=(wallet or "").strip() or None,
         statuses=tuple(s for s in (statuses or []) if s in analytics.STATUSES),
         error_text=(error_text or "").strip() or None)
-    size = int(page_size or PAGE_SIZE)
-    page = max(0, int(page_current or 0))
+    size, page = page_window(page_current, page_size, PAGE_SIZE)
     frame, total = analytics.search_operations(timerange.window(range_key), query, limit=size, offset=page * size)
     rows = [{
         "id": r["operation_id"], "operation_id": r["operation_id"], "enqueued_at": figures.fmt_time(r["enqueued_at"]),

@@ -8,7 +8,8 @@ from dash import Input, Output, callback, dcc, html
 from storage import analytics
 
 from .. import figures, timerange
-from ..components import field, graph, guarded, notice, page_count, panel, selected_row_id, server_table, table
+from ..components import (field, graph, guarded, notice, page_count, page_window, panel, selected_row_id,
+                          server_table, table)
 
 dash.register_page(__name__, path="/users", name="Users", title="Users · portfolio-sync", order=1)
 
@@ -78,8 +79,7 @@ def update_users(range_key: str | None, _n: int | None, user_filter: str | None,
     if sort_by:
         sort = SORTS.get(sort_by[0].get("column_id"), "syncs")
         descending = sort_by[0].get("direction") != "asc"
-    size = int(page_size or PAGE_SIZE)
-    page = max(0, int(page_current or 0))
+    size, page = page_window(page_current, page_size, PAGE_SIZE)
     max_success_rate = None
     if max_rate is not None and str(max_rate) != "":
         max_success_rate = min(max(float(max_rate), 0.0), 100.0) / 100.0

@@ -4,8 +4,10 @@ one round trip, and an event Redis refuses is dropped without failing the sync."
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
+import redis
 
 import actors
 import actors.worker
@@ -62,3 +64,90 @@ def test_events_redis_refuses_are_dropped_and_the_sync_still_ends(user_id, walle
     assert redis_client.exists(keys["inflight"], keys["lease"]) == 0
     assert redis_client.get(keys["recent"]).decode() == op_id
     assert any(f"Completion events of operation {op_id} were dropped" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------ a lost end-of-attempt round trip (issue 14, item 1) --
+
+def _lose_the_end_round_trip(monkeypatch, op_id: str) -> None:
+    """Run one attempt of ``op_id`` whose last Redis round trip (sent after finish_attempt committed)
+    is lost, as on a Redis blip, or a kill -9 between the commit and the send."""
+    real_execute = lifecycle.redis_scripts.execute
+    lost = []
+
+    def execute(pipeline):
+        if not lost:
+            lost.append(True)
+            raise redis.ConnectionError("Connection reset by peer (injected)")
+        return real_execute(pipeline)
+
+    monkeypatch.setattr(lifecycle.redis_scripts, "execute", execute)
+    with pytest.raises(redis.ConnectionError):
+        lifecycle.sync_portfolio(op_id)
+    assert lost == [True]
+    monkeypatch.setattr(lifecycle.redis_scripts, "execute", real_execute)
+
+
+def test_a_redelivery_ends_an_operation_whose_end_was_lost_and_its_events_are_sent_once(
+        user_id, wallet, redis_client, monkeypatch):
+    op_id = actors.request_sync(user_id, wallet, [1])
+    keys = _keys(user_id, wallet, op_id)
+    _lose_the_end_round_trip(monkeypatch, op_id)
+    assert actors.get_sync(op_id)["status"] == "succeeded"
+    assert redis_client.get(keys["inflight"]).decode() == op_id  # the wallet is still held: the bug's state
+    assert _events_of(redis_client, op_id) == []
+
+    lifecycle.sync_portfolio(op_id)  # Retries brings the message back: it finds the row final
+
+    assert redis_client.exists(keys["inflight"]) == 0
+    assert redis_client.get(keys["recent"]).decode() == op_id
+    assert _events_of(redis_client, op_id) == ["sync.succeeded", "portfolio.updated"]
+    lifecycle.sync_portfolio(op_id)  # any later delivery: the end is not repeated
+    assert _events_of(redis_client, op_id) == ["sync.succeeded", "portfolio.updated"]
+
+
+def test_force_starts_a_new_operation_when_the_wallet_is_held_by_a_final_one(user_id, wallet, redis_client,
+                                                                              monkeypatch, db_conn):
+    op_id = actors.request_sync(user_id, wallet, [1])
+    keys = _keys(user_id, wallet, op_id)
+    _lose_the_end_round_trip(monkeypatch, op_id)
+    assert redis_client.get(keys["inflight"]).decode() == op_id
+
+    forced = actors.request_sync(user_id, wallet, [1], force=True)
+
+    assert forced != op_id
+    assert db_conn.execute("SELECT status FROM sync_operations WHERE id = %s", (forced,)).fetchone()["status"] \
+        == "queued"
+    assert redis_client.get(keys["inflight"]).decode() == forced
+    # The producer ended the old operation on its way: its events are sent, once.
+    assert _events_of(redis_client, op_id) == ["sync.succeeded", "portfolio.updated"]
+    lifecycle.sync_portfolio(op_id)
+    assert _events_of(redis_client, op_id) == ["sync.succeeded", "portfolio.updated"]
+    assert redis_client.get(keys["inflight"]).decode() == forced  # the old one's end never frees the new one
+
+
+def test_without_force_a_wallet_held_by_a_failed_operation_is_free_again(user_id, wallet, redis_client,
+                                                                          monkeypatch, db_conn):
+    op_id = actors.request_sync(user_id, wallet, [1])
+    keys = _keys(user_id, wallet, op_id)
+    db_conn.execute("UPDATE sync_operations SET status = 'failed', finished_at = now(), error_code = 'x' "
+                    "WHERE id = %s", (op_id,))  # finished, and its end never sent
+    assert redis_client.get(keys["inflight"]).decode() == op_id
+
+    again = actors.request_sync(user_id, wallet, [1])
+
+    assert again != op_id and redis_client.get(keys["inflight"]).decode() == again
+    assert redis_client.exists(keys["recent"]) == 0  # a failure starts no cooldown
+    assert _events_of(redis_client, op_id) == ["sync.failed"]
+
+
+def test_a_wallet_held_by_an_operation_not_recorded_is_refused_as_retryable(user_id, wallet, redis_client,
+                                                                             db_conn):
+    ghost = str(uuid.uuid4())  # another producer admitted it and has not written (or never wrote) its row
+    redis_client.set(_keys(user_id, wallet, ghost)["inflight"], ghost, px=60_000)
+    rows_before = db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"]
+
+    with pytest.raises(actors.SyncUnavailable):
+        actors.request_sync(user_id, wallet, [1], force=True)
+
+    assert db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"] == rows_before
+    assert redis_client.get(_keys(user_id, wallet, ghost)["inflight"]).decode() == ghost

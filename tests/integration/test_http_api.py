@@ -138,6 +138,55 @@ def test_cooldown_answers_200_with_the_last_success_or_409_with_retry_after(http
     assert forced.status_code == 202 and forced.json()["operation_id"] != op_id
 
 
+def _hold_wallet(redis_client, user_id: str, wallet: str, op_id: str) -> None:
+    """What admission leaves while another producer, between its steps, holds the wallet for ``op_id``."""
+    from actors.services import context
+
+    redis_client.set(context.admissions()._keys(user_id, wallet.lower())[0], op_id, px=60_000)
+
+
+def _counts(db_conn, redis_client) -> tuple[int, list]:
+    return (db_conn.execute("SELECT count(*) AS n FROM sync_operations").fetchone()["n"],
+            [(q.queue, q.waiting, q.in_flight, q.delayed, q.dead) for q in queue_states(actors.worker.broker)])
+
+
+def test_a_duplicate_of_an_operation_never_recorded_is_a_retryable_503_not_a_success(http, user_id, wallet,
+                                                                                     db_conn, redis_client):
+    ghost = str(uuid.uuid4())
+    _hold_wallet(redis_client, user_id, wallet, ghost)
+    before = _counts(db_conn, redis_client)
+
+    response = http.post("/api/v1/syncs", headers=AUTH, json={"user_id": user_id, "wallet_address": wallet})
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable" and response.headers["Retry-After"]
+    assert ghost not in response.text
+    assert _counts(db_conn, redis_client) == before
+
+
+def test_a_duplicate_whose_row_is_written_a_moment_later_answers_that_operation(http, user_id, wallet, db_conn,
+                                                                                redis_client):
+    from actors.services import intake
+    from storage import operations
+
+    ghost = str(uuid.uuid4())
+    _hold_wallet(redis_client, user_id, wallet, ghost)
+    late = threading.Timer(0.15, operations.insert_operations, args=([operations.NewOperation(
+        ghost, user_id, wallet.lower(), (1,), "normal", "api", intake.sync_message("normal", ghost).options[
+            "redis_message_id"])],), kwargs={"provider": "simulated"})
+    late.start()
+    try:
+        response = http.post("/api/v1/syncs", headers=AUTH,
+                             json={"user_id": user_id, "wallet_address": wallet, "chain_ids": [1]})
+    finally:
+        late.join()
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"operation_id": ghost, "status": "queued", "admission": "duplicate",
+                               "url": f"/api/v1/syncs/{ghost}"}
+    assert http.get(response.json()["url"], headers=AUTH).status_code == 200
+
+
 @pytest.mark.parametrize("body, message", [
     ({"wallet_address": "0x" + "1" * 40}, "user_id and wallet_address are required"),
     ({"user_id": "u", "wallet_address": "0x123"}, "wallet_address must be"),
@@ -305,6 +354,49 @@ def test_the_web_process_serves_the_dashboard_and_the_api_together(database, red
         assert page.status_code == 200 and "<title>portfolio-sync</title>" in page.text
     finally:
         served.close()
+
+
+def test_a_host_not_allowed_gets_400_from_the_dashboard_and_the_api_and_nothing_is_done(
+        database, redis_client, db_conn, clean_queues, user_id, wallet):
+    """DNS rebinding: a page of attacker.example resolving to 127.0.0.1 sends its own name as Host and as
+    Origin, which the dashboard's cross-site check (Origin against Host) cannot tell apart."""
+    served = Served(web.application)
+    attacker = {"Host": "attacker.example", "Origin": "http://attacker.example"}
+    before = _counts(db_conn, redis_client)
+    try:
+        callback = served.client.post("/_dash-update-component", headers=attacker, json={
+            "output": "page.children", "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/dead-letters"}], "changedPropIds": []})
+        assert callback.status_code == 400 and "WEB_ALLOWED_HOSTS" in callback.text
+        assert served.client.get("/users", headers=attacker).status_code == 400
+        refused = served.client.post("/api/v1/syncs", headers={**AUTH, **attacker},
+                                     json={"user_id": user_id, "wallet_address": wallet})
+        assert refused.status_code == 400 and refused.json()["error"] == "bad_request"
+        for host in ("127.0.0.1.attacker.example", "localhost:99999", "[::1", "local host", "localhost@evil"):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == 400, host
+        # The names of this machine's loopback, any case and port, are answered.
+        for host in ("localhost", "LOCALHOST:8050", "127.0.0.1", "[::1]:8050", "localhost."):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    finally:
+        served.close()
+    assert _counts(db_conn, redis_client) == before
+
+
+def test_the_allowed_hosts_are_configurable(database, redis_client):
+    cfg = api_settings(WEB_ALLOWED_HOSTS="sync.example.com, .internal.example")
+    served = Served(web.compose(flask.Flask("dashboard-under-test"), cfg))
+    try:
+        for host, status in (("sync.example.com", 200), ("SYNC.example.com:443", 200), ("a.internal.example", 200),
+                             ("internal.example", 200), ("localhost", 400), ("evilinternal.example", 400)):
+            assert served.client.get("/healthz", headers={"Host": host}).status_code == status, host
+    finally:
+        served.close()
+    alone = Served(api.create_app(cfg))
+    try:
+        assert alone.client.get("/healthz").status_code == 400  # 127.0.0.1 is not among them
+        assert alone.client.get("/healthz", headers={"Host": "sync.example.com"}).status_code == 200
+    finally:
+        alone.close()
 
 
 # ----------------------------------------------------------------------- schemathesis --

@@ -119,7 +119,7 @@ def test_secret_variables_are_exactly_those_left_out_of_repr():
 #: A value each kind of parser refuses (Text takes anything, so its variables have none).
 _REFUSED = {parsers.Integer: "twelve", parsers.OrNone: "twelve", parsers.Fraction: "often", parsers.Url: "nope://x",
             parsers.Choice: "neither", parsers.Boolean: "perhaps", parsers.Pattern: "has space!",
-            parsers.ChainIds: "eth", parsers.PerChain: "mainnet", parsers.Cron: "* * *", parsers.Tokens: "short",
+            parsers.ChainIds: "eth", parsers.PerChain: "mainnet", parsers.Cron: "* * *", parsers.Tokens: "short", parsers.HostNames: "evil host!",
             parsers.RateLimit: "fast", parsers.AbsolutePath: "relative/dir", parsers.BasicAuthUser: "a:b",
             parsers.Password: "short", parsers.ChainMetadata: "{not json", parsers.UrlList: "ftp://lists.example",
             parsers.PerSecond: "fast"}
@@ -180,3 +180,17 @@ def test_a_retired_variable_warns_rather_than_being_silently_ignored():
 def test_a_block_number_in_other_unicode_digits_is_a_config_error():
     with pytest.raises(settings.ConfigError, match="DISCOVERY_START_BLOCKS: the block of chain 1 must be a whole number"):
         settings.load({"DISCOVERY_START_BLOCKS": "1=²"})
+
+
+@pytest.mark.parametrize("name, text", [
+    ("RPC_URLS", "https://eth-mainnet.example/v2/Key0123456789abcdef"),  # the chain id forgotten
+    ("RPC_URLS", "1=https://a.example/rpc,https://eth.example/v2/Key0123456789abcdef?apikey=Key0123456789abcdef"),
+    ("ALCHEMY_URLS", "https://eth-mainnet.example/v2/Key0123456789abcdef"),
+    ("ALCHEMY_URLS", "eth-mainnet.example/v2/Key0123456789abcdef=1"),
+    ("TOKEN_LIST_URLS", "ftp://lists.example/Key0123456789abcdef/list.json"),
+])
+def test_a_malformed_provider_url_is_quoted_without_its_key(name, text):
+    with pytest.raises(settings.ConfigError) as caught:
+        settings.load({name: text})
+    assert name in str(caught.value) and "***" in str(caught.value)
+    assert "Key0123456789abcdef" not in str(caught.value)
