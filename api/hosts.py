@@ -4,6 +4,10 @@ A page of another site whose name resolves to this process's address (DNS rebind
 name as ``Host`` and as ``Origin``: the dashboard's cross-site check, which compares the two, cannot
 tell it apart.  Only the names this process is meant to be reached by are answered; any other
 ``Host`` gets 400 before any app runs, so nothing is read or written for it.
+
+The machine endpoints are answered whatever the ``Host``: probes and scrapers reach a process by its
+address, ``/healthz`` and ``/readyz`` change and reveal nothing, and ``/metrics`` needs its bearer token,
+which a page of another site does not have.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Callable, Iterable
 
 from settings.parsers import normalize_host
 
+#: Paths answered whatever the ``Host`` (see the module docstring).
+ANY_HOST_PATHS = ("/healthz", "/readyz", "/metrics")
 #: ``host[:port]``, the host a name, an IPv4 address or a bracketed IPv6 address.
 _HOST_HEADER = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\[\]:/\s@]+)(?::(?P<port>[0-9]{1,5}))?")
 
@@ -45,11 +51,11 @@ class HostAllowList:
 
     def __call__(self, environ, start_response):
         header = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
-        if allowed(host_of(header), self.allowed_hosts):
+        if allowed(host_of(header), self.allowed_hosts) or environ.get("PATH_INFO") in ANY_HOST_PATHS:
             return self.app(environ, start_response)
         message = "this server does not answer for that Host (see WEB_ALLOWED_HOSTS)"
         if (environ.get("PATH_INFO") or "").startswith("/api/"):
-            body, content_type = json.dumps({"error": "bad_request", "message": message}).encode(), "application/json"
+            body, content_type = json.dumps({"error": "invalid_request", "message": message}).encode(), "application/json"
         else:
             body, content_type = f"Bad Request: {message}.\n".encode(), "text/plain; charset=utf-8"
         start_response("400 Bad Request", [("Content-Type", content_type), ("Content-Length", str(len(body)))])

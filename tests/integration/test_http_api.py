@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "tok-" + "a1b2c3d4" * 4
 OTHER_TOKEN = "tok-" + "z9y8x7w6" * 4
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OPENAPI = "/api/v1/openapi.json"  # public, no token: what the Host allow-list alone decides
 BIN = Path(sys.executable).parent
 
 
@@ -371,12 +372,16 @@ def test_a_host_not_allowed_gets_400_from_the_dashboard_and_the_api_and_nothing_
         assert served.client.get("/users", headers=attacker).status_code == 400
         refused = served.client.post("/api/v1/syncs", headers={**AUTH, **attacker},
                                      json={"user_id": user_id, "wallet_address": wallet})
-        assert refused.status_code == 400 and refused.json()["error"] == "bad_request"
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
         for host in ("127.0.0.1.attacker.example", "localhost:99999", "[::1", "local host", "localhost@evil"):
-            assert served.client.get("/healthz", headers={"Host": host}).status_code == 400, host
+            assert served.client.get(OPENAPI, headers={"Host": host}).status_code == 400, host
         # The names of this machine's loopback, any case and port, are answered.
         for host in ("localhost", "LOCALHOST:8050", "127.0.0.1", "[::1]:8050", "localhost."):
+            assert served.client.get(OPENAPI, headers={"Host": host}).status_code == 200, host
+        # Probes reach a process by its address: health and readiness answer whatever the Host.
+        for host in ("10.1.2.3:8050", "attacker.example"):
             assert served.client.get("/healthz", headers={"Host": host}).status_code == 200, host
+            assert served.client.get("/readyz", headers={"Host": host}).status_code in (200, 503), host
     finally:
         served.close()
     assert _counts(db_conn, redis_client) == before
@@ -388,13 +393,13 @@ def test_the_allowed_hosts_are_configurable(database, redis_client):
     try:
         for host, status in (("sync.example.com", 200), ("SYNC.example.com:443", 200), ("a.internal.example", 200),
                              ("internal.example", 200), ("localhost", 400), ("evilinternal.example", 400)):
-            assert served.client.get("/healthz", headers={"Host": host}).status_code == status, host
+            assert served.client.get(OPENAPI, headers={"Host": host}).status_code == status, host
     finally:
         served.close()
     alone = Served(api.create_app(cfg))
     try:
-        assert alone.client.get("/healthz").status_code == 400  # 127.0.0.1 is not among them
-        assert alone.client.get("/healthz", headers={"Host": "sync.example.com"}).status_code == 200
+        assert alone.client.get(OPENAPI).status_code == 400  # 127.0.0.1 is not among them
+        assert alone.client.get(OPENAPI, headers={"Host": "sync.example.com"}).status_code == 200
     finally:
         alone.close()
 
