@@ -125,7 +125,7 @@ class Dashboard:
         doc="Dashboard: auto-refresh interval of its pages (seconds).")
     allowed_hosts: tuple[str, ...] = var(
         "WEB_ALLOWED_HOSTS", HostNames(), default="localhost,127.0.0.1,::1",
-        doc="Web process (dashboard and API): the names a request's `Host` header may carry (comma separated; `.example.com` allows its subdomains; `*` any); any other gets 400, so a page of another site resolving to this address (DNS rebinding) reaches nothing.")
+        doc="Web process (dashboard and API): the names a request's `Host` header may carry (comma separated; `.example.com` allows its subdomains; `*` any); any other gets 400, so a page of another site resolving to this address (DNS rebinding) reaches nothing (`/healthz`, `/readyz` and `/metrics` answer any Host, for probes by address).")
 
     def __post_init__(self) -> None:
         if bool(self.username) != bool(self.password):
