@@ -6,7 +6,7 @@
 --   queued -> running -> (retrying -> running)* -> succeeded | partial | failed
 -- (partial: some chains were stored, the others still failed after the last attempt)
 CREATE TABLE IF NOT EXISTS sync_operations (
-    id               uuid PRIMARY KEY,
+    id               uuid        NOT NULL,
     user_id          text        NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),
     wallet_address   text        NOT NULL CHECK (wallet_address ~ '^0x[0-9a-f]{40}$'),
     chain_ids        int[]       NOT NULL CHECK (cardinality(chain_ids) > 0),
@@ -29,8 +29,111 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     error_message    text,
     worker_id        text,
     message_id       text,                 -- Redis id of the message that carries (or last carried) it
-    requeues         int         NOT NULL DEFAULT 0  -- times the reconciler sent it again
-);
+    requeues         int         NOT NULL DEFAULT 0, -- times the reconciler sent it again
+    -- A partitioned table's unique keys include its partition key; the id alone is unique by
+    -- construction (uuid4 from intake), and a lookup by id probes each partition's index on it.
+    PRIMARY KEY (id, enqueued_at)
+) PARTITION BY RANGE (enqueued_at);
+
+-- Weekly partitions (Monday 00:00 UTC to the next Monday), named sync_operations_wYYYYMMDD after their
+-- first day; housekeeping creates them ahead and retention drops whole ones (docs/capacity.md says why
+-- weekly).  The bounds of each partition, read from the catalog.
+CREATE OR REPLACE FUNCTION sync_operations_partition_bounds()
+RETURNS TABLE (partition regclass, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE AS $f$
+    SELECT c.oid::regclass,
+           coalesce((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+                    '-infinity'),
+           coalesce((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+                    'infinity')
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'sync_operations'::regclass
+$f$;
+
+-- Create the missing weekly partitions covering [since, until); returns how many it created.  A week
+-- that overlaps an existing partition (the one a migrated table became) is left to it.
+CREATE OR REPLACE FUNCTION sync_operations_add_partitions(since timestamptz, until timestamptz)
+RETURNS int LANGUAGE plpgsql AS $f$
+DECLARE
+    week timestamptz := date_trunc('week', since, 'UTC');
+    created int := 0;
+BEGIN
+    WHILE week < until LOOP
+        IF NOT EXISTS (SELECT 1 FROM sync_operations_partition_bounds() b
+                       WHERE b.lower_bound < week + interval '7 days' AND b.upper_bound > week) THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF sync_operations FOR VALUES FROM (%L) TO (%L)',
+                           'sync_operations_w' || to_char(week AT TIME ZONE 'UTC', 'YYYYMMDD'),
+                           week, week + interval '7 days');
+            created := created + 1;
+        END IF;
+        week := week + interval '7 days';
+    END LOOP;
+    RETURN created;
+END
+$f$;
+
+-- Retention: detach and drop every partition whose whole range is older than `cutoff`; a partition
+-- still holding an unfinished operation is kept (the reconciler fails those long before) and named
+-- in `kept`.  No row is deleted one by one: no DELETE, no dead tuples, no vacuum debt.
+CREATE OR REPLACE FUNCTION sync_operations_drop_partitions(cutoff timestamptz)
+RETURNS TABLE (dropped text[], kept text[]) LANGUAGE plpgsql AS $f$
+DECLARE
+    part record;
+    busy boolean;
+BEGIN
+    dropped := '{}';
+    kept := '{}';
+    FOR part IN SELECT b.partition, b.upper_bound FROM sync_operations_partition_bounds() b
+                WHERE b.upper_bound <= cutoff ORDER BY b.upper_bound LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE status IN (''queued'', ''running'', ''retrying''))',
+                       part.partition) INTO busy;
+        IF busy THEN
+            kept := kept || part.partition::text;
+        ELSE
+            dropped := dropped || part.partition::text;
+            EXECUTE format('ALTER TABLE sync_operations DETACH PARTITION %s', part.partition);
+            EXECUTE format('DROP TABLE %s', part.partition);
+        END IF;
+    END LOOP;
+    RETURN NEXT;
+END
+$f$;
+
+-- Databases made before partitioning: the plain table becomes the first partition in place (renamed,
+-- then attached under the partitioned table for every time up to the end of this week), so no row is
+-- copied and none can be lost; it is dropped whole once its newest week is past the retention.  Its
+-- own indexes are dropped first (their names are the partitioned table's now) and rebuilt below as the
+-- partitions of those.
+DO $$
+DECLARE
+    bound timestamptz;
+BEGIN
+    IF to_regclass('sync_operations_legacy') IS NULL
+       AND (SELECT relkind FROM pg_class WHERE oid = to_regclass('sync_operations')) = 'r' THEN
+        ALTER TABLE sync_operations ADD COLUMN IF NOT EXISTS requeues int NOT NULL DEFAULT 0;
+        IF EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'sync_operations'::regclass AND conname = 'sync_operations_status_check'
+                     AND pg_get_constraintdef(oid) NOT LIKE '%partial%') THEN
+            ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check;
+            ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check
+                CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'partial', 'failed'));
+        END IF;
+        ALTER TABLE sync_operations RENAME TO sync_operations_legacy;
+        -- Its key on the id alone gives way to the partitioned table's (id, enqueued_at), built on attaching.
+        ALTER TABLE sync_operations_legacy DROP CONSTRAINT sync_operations_pkey;
+        DROP INDEX IF EXISTS sync_operations_enqueued_at_idx, sync_operations_user_cover_idx, sync_operations_user_idx,
+                             sync_operations_wallet_idx, sync_operations_status_idx, sync_operations_window_idx,
+                             sync_operations_active_idx;
+        CREATE TABLE sync_operations (LIKE sync_operations_legacy INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+                                      PRIMARY KEY (id, enqueued_at))
+            PARTITION BY RANGE (enqueued_at);
+        SELECT date_trunc('week', greatest(max(enqueued_at), now()), 'UTC') + interval '7 days'
+        INTO bound FROM sync_operations_legacy;
+        EXECUTE format('ALTER TABLE sync_operations ATTACH PARTITION sync_operations_legacy '
+                       'FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+    END IF;
+END $$;
 
 -- Databases made before the `partial` status: widen the status check in place (once; a no-op after).
 DO $$
@@ -63,6 +166,9 @@ CREATE INDEX IF NOT EXISTS sync_operations_window_idx ON sync_operations (enqueu
 -- Operations not yet final: small, and what a reconciler scans.
 CREATE INDEX IF NOT EXISTS sync_operations_active_idx ON sync_operations (enqueued_at)
     WHERE status IN ('queued', 'running', 'retrying');
+
+-- This week's and the next two weeks' partitions (housekeeping keeps creating them ahead).
+SELECT sync_operations_add_partitions(now(), now() + interval '21 days');
 
 -- Current holdings.  A chain's rows are replaced by one statement, so a reader
 -- never sees half a portfolio; `as_of` is when the provider was read.
