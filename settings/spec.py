@@ -395,7 +395,7 @@ class Housekeeping:
         doc="Cron of housekeeping: retention of the audit trail and tick records, cleanup of the project's Redis keys, a reconciler pass.")
     sync_retention_days: int = var(
         "SYNC_RETENTION_DAYS", Integer(1, 36500), default="30",
-        doc="Finished `sync_operations` rows older than this are deleted by housekeeping (never unfinished ones).")
+        doc="Weekly partitions of `sync_operations` wholly older than this are dropped by housekeeping (never one holding an unfinished operation).")
     tick_retention_days: int = var(
         "SCHEDULER_TICK_RETENTION_DAYS", Integer(1, 36500), default="7",
         doc="`scheduler_ticks` rows older than this are deleted by housekeeping.")
