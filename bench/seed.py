@@ -227,6 +227,7 @@ def seed_operations(conn: psycopg.Connection, *, rows: int, users: int, end: dt.
         total += share
         cumulative.append(total)
     transient = [code for code, _share, is_transient in ERROR_CODES if is_transient]
+    add_partitions(conn, end - dt.timedelta(days=days), end)
     with conn.cursor() as cur:
         cur.execute("SELECT setseed(%s)", (seed,))
         cur.execute(_SEED_OPERATIONS, {
@@ -258,12 +259,20 @@ _COLUMNS = ("id", "user_id", "wallet_address", "chain_ids", "priority", "trigger
 
 def insert_operations(conn: psycopg.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
     """COPY hand-made operation rows (missing columns get sensible values); returns how many."""
-    count = 0
+    rows = list(rows)
+    if rows:
+        times = [row["enqueued_at"] for row in rows]
+        add_partitions(conn, min(times), max(times))
     with conn.cursor() as cur, cur.copy(f"COPY sync_operations ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([_value(name, row) for name in _COLUMNS])
-            count += 1
-    return count
+    return len(rows)
+
+
+def add_partitions(conn: psycopg.Connection, first: dt.datetime, last: dt.datetime) -> None:
+    """The weekly partitions of ``sync_operations`` from ``first`` to ``last`` (housekeeping makes only
+    those ahead; seeded history lies in the past)."""
+    conn.execute("SELECT sync_operations_add_partitions(%s, %s::timestamptz + interval '1 second')", (first, last))
 
 
 def _value(name: str, row: Mapping[str, Any]) -> Any:
