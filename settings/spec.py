@@ -113,7 +113,7 @@ class Dashboard:
         doc="Dashboard: `true` if a proxy in front of it authenticates users, so it may listen on a public address without its own login.")
     database_url: str = var(
         "DASHBOARD_DATABASE_URL", Url(("postgresql", "postgres"), required=False), default="", secret=secret_url_password,
-        doc="Dashboard: PostgreSQL URL for its reads, e.g. of a read-only role (empty: DATABASE_URL; reads are read-only either way).")
+        doc="PostgreSQL URL of every dashboard and API read (a replica, a read-only role; empty: DATABASE_URL; reads are read-only either way). A sync not yet on a lagging replica is read from the primary.")
     db_pool_max: int = var(
         "DASHBOARD_DB_POOL_MAX", Integer(1, 100), default="4",
         doc="Dashboard: largest size of each web process's read-only PostgreSQL pool.")
