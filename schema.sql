@@ -320,11 +320,17 @@ $f$;
 -- The trigger: one call per statement with the operations it made final (a transition table), so a
 -- batch of finish_attempts costs one pass over the rollups, not one per operation.
 CREATE OR REPLACE FUNCTION sync_operations_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    ops sync_operations[];
 BEGIN
-    PERFORM sync_rollup_add(ARRAY(
+    ops := ARRAY(
         SELECT n::sync_operations FROM newly AS n JOIN previously AS p ON p.id = n.id AND p.enqueued_at = n.enqueued_at
         WHERE n.status IN ('succeeded', 'partial', 'failed')
-          AND p.status NOT IN ('succeeded', 'partial', 'failed')));
+          AND p.status NOT IN ('succeeded', 'partial', 'failed'));
+    -- Most updates make nothing final (an attempt starting, a retry, a re-send): no rollup touched.
+    IF cardinality(ops) > 0 THEN
+        PERFORM sync_rollup_add(ops);
+    END IF;
     RETURN NULL;
 END
 $f$;
