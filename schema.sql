@@ -267,6 +267,7 @@ CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void L
            sync_hist(sync_latency_bin(o.duration_ms)), sync_hist(sync_latency_bin(o.queue_wait_ms))
     FROM unnest(ops) AS o
     GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ORDER BY 1, 2, 3, 4, 5, 6, 7  -- every writer locks rollup rows in one order: no deadlock between two
     ON CONFLICT (bucket, status, trigger, priority, provider, error_code, slot) DO UPDATE
     SET syncs = r.syncs + excluded.syncs, attempts = r.attempts + excluded.attempts,
         requeues = r.requeues + excluded.requeues,
@@ -281,6 +282,7 @@ CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void L
     CROSS JOIN LATERAL jsonb_each(o.chain_results) AS cr
     WHERE cr.key ~ '^[0-9]+$'
     GROUP BY 1, 2, 3, 4, 5
+    ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (bucket, chain_id, status, error_code, slot) DO UPDATE
     SET reads = r.reads + excluded.reads, duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist);
 
@@ -292,6 +294,7 @@ CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void L
            max(o.enqueued_at)
     FROM unnest(ops) AS o
     GROUP BY 1, 2
+    ORDER BY 1, 2
     ON CONFLICT (user_id, day) DO UPDATE
     SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
         partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
