@@ -1,9 +1,10 @@
 """What a deployment keeping N wallets fresh every M minutes needs, from measured per-sync costs.
 
-    .venv/bin/python -m bench.capacity --wallets 3000000 --every-minutes 15 [--costs bench/results/capacity.json]
+    .venv/bin/python -m bench.capacity --wallets 3000000 --every-minutes 15 [--costs docs/capacity-costs.json]
                                        [--headroom 0.6] [--retention-days 30]
 
-The costs are what ``bench.capacity_measure`` wrote (per sync: Redis commands and bytes, PostgreSQL
+The costs are what ``bench.capacity_measure`` wrote (the committed measurement of docs/capacity.md by
+default; per sync: Redis commands and bytes, PostgreSQL
 transactions, rows and WAL bytes, CPU seconds of the worker, Redis and PostgreSQL).  A core is counted
 busy up to ``--headroom`` (bursts, retries and the dashboard need the rest).  Prints the rates and the
 cores, and where one Redis, one PostgreSQL and one worker core saturate.
@@ -44,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wallets", type=int, required=True)
     parser.add_argument("--every-minutes", type=float, required=True)
-    parser.add_argument("--costs", default=str(ROOT / "bench" / "results" / "capacity.json"))
+    parser.add_argument("--costs", default=str(ROOT / "docs" / "capacity-costs.json"))
     parser.add_argument("--headroom", type=float, default=0.6, help="fraction of a core counted usable")
     parser.add_argument("--retention-days", type=int, default=30)
     args = parser.parse_args()
