@@ -113,7 +113,7 @@ class Dashboard:
         doc="Dashboard: `true` if a proxy in front of it authenticates users, so it may listen on a public address without its own login.")
     database_url: str = var(
         "DASHBOARD_DATABASE_URL", Url(("postgresql", "postgres"), required=False), default="", secret=secret_url_password,
-        doc="Dashboard: PostgreSQL URL for its reads, e.g. of a read-only role (empty: DATABASE_URL; reads are read-only either way).")
+        doc="PostgreSQL URL of every dashboard and API read (a replica, a read-only role; empty: DATABASE_URL; reads are read-only either way). A sync not yet on a lagging replica is read from the primary.")
     db_pool_max: int = var(
         "DASHBOARD_DB_POOL_MAX", Integer(1, 100), default="4",
         doc="Dashboard: largest size of each web process's read-only PostgreSQL pool.")
@@ -398,7 +398,7 @@ class Housekeeping:
         doc="Cron of housekeeping: retention of the audit trail and tick records, cleanup of the project's Redis keys, a reconciler pass.")
     sync_retention_days: int = var(
         "SYNC_RETENTION_DAYS", Integer(1, 36500), default="30",
-        doc="Finished `sync_operations` rows older than this are deleted by housekeeping (never unfinished ones).")
+        doc="Weekly partitions of `sync_operations` wholly older than this are dropped by housekeeping (never one holding an unfinished operation).")
     tick_retention_days: int = var(
         "SCHEDULER_TICK_RETENTION_DAYS", Integer(1, 36500), default="7",
         doc="`scheduler_ticks` rows older than this are deleted by housekeeping.")

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .migrate import SCHEMA
-from .pool import get_pool
+from .pool import get_readonly_pool
 from .queries import QUERIES
 
 #: The tables schema.sql creates: a database missing any of them is not ready.
@@ -22,8 +22,9 @@ SCHEMA_TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (
 
 
 def wallet_syncs(wallet_address: str, *, user_id: str | None = None, limit: int = 20) -> list[dict]:
-    """The latest ``limit`` operations of ``wallet_address`` (lower case), of ``user_id`` if given."""
-    with get_pool().connection() as conn:
+    """The latest ``limit`` operations of ``wallet_address`` (lower case), of ``user_id`` if given, read on
+    the read endpoint (``DASHBOARD_DATABASE_URL``, the primary by default)."""
+    with get_readonly_pool().connection() as conn:
         return conn.execute(QUERIES["wallet_syncs"], {
             "wallet_address": wallet_address, "user_id": user_id, "limit": limit,
         }).fetchall()

@@ -18,7 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .group_commit import GroupCommit
-from .pool import get_pool
+from .pool import get_pool, get_readonly_pool
 from .queries import QUERIES
 
 
@@ -173,6 +173,7 @@ def fail_stuck_operation(candidate: dict, *, error_code: str, error_message: str
 
 
 def get_operation(operation_id: str) -> dict | None:
+    """The operation's row, read on the primary (what a worker that just wrote it needs)."""
     with get_pool().connection() as conn:
         return conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
 
@@ -184,6 +185,15 @@ def get_operations(operation_ids: Sequence[str]) -> dict[str, dict]:
     with get_pool().connection() as conn:
         rows = conn.execute(QUERIES["get_operations"], {"ids": list(operation_ids)}).fetchall()
     return {row["id"]: row for row in rows}
+
+
+def read_operation(operation_id: str) -> dict | None:
+    """The operation's row for a reader (API, CLI): from the read endpoint (``DASHBOARD_DATABASE_URL``,
+    the primary by default), and from the primary when the read endpoint does not have it yet (a replica
+    lags: a sync requested a moment ago is found all the same)."""
+    with get_readonly_pool().connection() as conn:
+        row = conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
+    return row if row is not None else get_operation(operation_id)
 
 
 def get_holdings(user_id: str, wallet_address: str) -> list[dict]:

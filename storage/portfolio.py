@@ -3,7 +3,8 @@
 Two statements in one round trip (psycopg's pipeline mode): the wallet's state (tracking, each chain's
 snapshot, the latest operation) and its holdings.  Holdings and snapshots are written by one statement
 (``finish_attempts``), so the pair is consistent unless a sync ends between the two reads; the caller's
-entity tag then changes at its next read.
+entity tag then changes at its next read.  Read on the read endpoint (``DASHBOARD_DATABASE_URL``, the
+primary by default), like every API read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from .pool import get_pool
+from .pool import get_readonly_pool
 from .queries import QUERIES
 
 
@@ -31,7 +32,7 @@ class WalletState:
 def read_wallet(user_id: str, wallet_address: str) -> WalletState | None:
     """``wallet_address``'s state and holdings for ``user_id``; ``None`` if the user never asked for it."""
     params = {"user_id": user_id, "wallet_address": wallet_address}
-    with get_pool().connection() as conn, conn.pipeline():
+    with get_readonly_pool().connection() as conn, conn.pipeline():
         state_cursor = conn.execute(QUERIES["wallet_state"], params)
         holdings_cursor = conn.execute(QUERIES["get_holdings"], params)
         state = state_cursor.fetchone()

@@ -1,7 +1,7 @@
 """The scheduler's storage: tracked wallets, what is stale, scheduler ticks and retention.
 
 SQL is in ``scheduling.sql`` (loaded into :data:`storage.queries.QUERIES`); every
-function here is one statement, except the retention ones, which run a bounded
+function here is one statement, except the retention of ticks, which runs a bounded
 number of batches, each its own transaction.
 """
 
@@ -145,14 +145,31 @@ class Deleted:
     more: bool  # the last batch was full: older rows may remain for the next run
 
 
-def delete_old_operations(*, days: int, batch: int, max_batches: int) -> Deleted:
-    """Delete finished ``sync_operations`` older than ``days``, ``batch`` rows per transaction, at most
-    ``max_batches`` transactions.  Unfinished operations are never deleted."""
-    return _delete_in_batches("delete_old_operations", days=days, batch=batch, max_batches=max_batches)
+@dataclasses.dataclass(frozen=True)
+class DroppedPartitions:
+    dropped: list[str]
+    kept: list[str]  # past the retention, but still holding an unfinished operation
+
+
+def add_operation_partitions(*, ahead_days: int) -> int:
+    """Create the missing weekly partitions of ``sync_operations`` up to ``ahead_days`` ahead; how many."""
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["add_operation_partitions"], {"ahead_days": ahead_days}).fetchone()["created"]
+
+
+def drop_old_operation_partitions(*, days: int) -> DroppedPartitions:
+    """Retention of ``sync_operations``: drop whole partitions older than ``days`` (no row-by-row DELETE).
+
+    A partition still holding an unfinished operation is kept whole (the reconciler fails those long
+    before any retention), so at most a week more than ``days`` of history is kept."""
+    with get_pool().connection() as conn:
+        row = conn.execute(QUERIES["drop_old_operation_partitions"], {"days": days}).fetchone()
+    return DroppedPartitions(list(row["dropped"]), list(row["kept"]))
 
 
 def delete_old_ticks(*, days: int, batch: int, max_batches: int) -> Deleted:
-    """Delete ``scheduler_ticks`` older than ``days``, in batches like :func:`delete_old_operations`."""
+    """Delete ``scheduler_ticks`` older than ``days``, ``batch`` rows per transaction, at most ``max_batches``
+    transactions."""
     return _delete_in_batches("delete_old_ticks", days=days, batch=batch, max_batches=max_batches)
 
 

@@ -181,20 +181,14 @@ WHERE %(schedule)s::text IS NULL OR schedule = %(schedule)s::text
 ORDER BY tick_at DESC, schedule
 LIMIT %(limit)s;
 
--- delete_old_operations --
--- One retention batch: finished operations older than the retention (never unfinished ones).
-WITH doomed AS (
-    SELECT id
-    FROM sync_operations
-    WHERE enqueued_at < now() - %(days)s * interval '1 day'
-      AND status IN ('succeeded', 'partial', 'failed')
-      AND coalesce(finished_at, enqueued_at) < now() - %(days)s * interval '1 day'
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM sync_operations AS s
-USING doomed
-WHERE s.id = doomed.id;
+-- add_operation_partitions --
+-- Create the weekly partitions of sync_operations still missing between now and %(ahead_days)s days ahead.
+SELECT sync_operations_add_partitions(now(), now() + %(ahead_days)s * interval '1 day') AS created;
+
+-- drop_old_operation_partitions --
+-- Retention: detach and drop the partitions of sync_operations wholly older than the retention (those still
+-- holding an unfinished operation are kept and named).
+SELECT dropped, kept FROM sync_operations_drop_partitions(now() - %(days)s * interval '1 day');
 
 -- delete_old_ticks --
 -- One retention batch of scheduler_ticks.

@@ -6,7 +6,7 @@
 --   queued -> running -> (retrying -> running)* -> succeeded | partial | failed
 -- (partial: some chains were stored, the others still failed after the last attempt)
 CREATE TABLE IF NOT EXISTS sync_operations (
-    id               uuid PRIMARY KEY,
+    id               uuid        NOT NULL,
     user_id          text        NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),
     wallet_address   text        NOT NULL CHECK (wallet_address ~ '^0x[0-9a-f]{40}$'),
     chain_ids        int[]       NOT NULL CHECK (cardinality(chain_ids) > 0),
@@ -29,8 +29,111 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     error_message    text,
     worker_id        text,
     message_id       text,                 -- Redis id of the message that carries (or last carried) it
-    requeues         int         NOT NULL DEFAULT 0  -- times the reconciler sent it again
-);
+    requeues         int         NOT NULL DEFAULT 0, -- times the reconciler sent it again
+    -- A partitioned table's unique keys include its partition key; the id alone is unique by
+    -- construction (uuid4 from intake), and a lookup by id probes each partition's index on it.
+    PRIMARY KEY (id, enqueued_at)
+) PARTITION BY RANGE (enqueued_at);
+
+-- Weekly partitions (Monday 00:00 UTC to the next Monday), named sync_operations_wYYYYMMDD after their
+-- first day; housekeeping creates them ahead and retention drops whole ones (docs/capacity.md says why
+-- weekly).  The bounds of each partition, read from the catalog.
+CREATE OR REPLACE FUNCTION sync_operations_partition_bounds()
+RETURNS TABLE (partition regclass, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE AS $f$
+    SELECT c.oid::regclass,
+           coalesce((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+                    '-infinity'),
+           coalesce((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+                    'infinity')
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'sync_operations'::regclass
+$f$;
+
+-- Create the missing weekly partitions covering [since, until); returns how many it created.  A week
+-- that overlaps an existing partition (the one a migrated table became) is left to it.
+CREATE OR REPLACE FUNCTION sync_operations_add_partitions(since timestamptz, until timestamptz)
+RETURNS int LANGUAGE plpgsql AS $f$
+DECLARE
+    week timestamptz := date_trunc('week', since, 'UTC');
+    created int := 0;
+BEGIN
+    WHILE week < until LOOP
+        IF NOT EXISTS (SELECT 1 FROM sync_operations_partition_bounds() b
+                       WHERE b.lower_bound < week + interval '7 days' AND b.upper_bound > week) THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF sync_operations FOR VALUES FROM (%L) TO (%L)',
+                           'sync_operations_w' || to_char(week AT TIME ZONE 'UTC', 'YYYYMMDD'),
+                           week, week + interval '7 days');
+            created := created + 1;
+        END IF;
+        week := week + interval '7 days';
+    END LOOP;
+    RETURN created;
+END
+$f$;
+
+-- Retention: detach and drop every partition whose whole range is older than `cutoff`; a partition
+-- still holding an unfinished operation is kept (the reconciler fails those long before) and named
+-- in `kept`.  No row is deleted one by one: no DELETE, no dead tuples, no vacuum debt.
+CREATE OR REPLACE FUNCTION sync_operations_drop_partitions(cutoff timestamptz)
+RETURNS TABLE (dropped text[], kept text[]) LANGUAGE plpgsql AS $f$
+DECLARE
+    part record;
+    busy boolean;
+BEGIN
+    dropped := '{}';
+    kept := '{}';
+    FOR part IN SELECT b.partition, b.upper_bound FROM sync_operations_partition_bounds() b
+                WHERE b.upper_bound <= cutoff ORDER BY b.upper_bound LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE status IN (''queued'', ''running'', ''retrying''))',
+                       part.partition) INTO busy;
+        IF busy THEN
+            kept := kept || part.partition::text;
+        ELSE
+            dropped := dropped || part.partition::text;
+            EXECUTE format('ALTER TABLE sync_operations DETACH PARTITION %s', part.partition);
+            EXECUTE format('DROP TABLE %s', part.partition);
+        END IF;
+    END LOOP;
+    RETURN NEXT;
+END
+$f$;
+
+-- Databases made before partitioning: the plain table becomes the first partition in place (renamed,
+-- then attached under the partitioned table for every time up to the end of this week), so no row is
+-- copied and none can be lost; it is dropped whole once its newest week is past the retention.  Its
+-- own indexes are dropped first (their names are the partitioned table's now) and rebuilt below as the
+-- partitions of those.
+DO $$
+DECLARE
+    bound timestamptz;
+BEGIN
+    IF to_regclass('sync_operations_legacy') IS NULL
+       AND (SELECT relkind FROM pg_class WHERE oid = to_regclass('sync_operations')) = 'r' THEN
+        ALTER TABLE sync_operations ADD COLUMN IF NOT EXISTS requeues int NOT NULL DEFAULT 0;
+        IF EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'sync_operations'::regclass AND conname = 'sync_operations_status_check'
+                     AND pg_get_constraintdef(oid) NOT LIKE '%partial%') THEN
+            ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check;
+            ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check
+                CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'partial', 'failed'));
+        END IF;
+        ALTER TABLE sync_operations RENAME TO sync_operations_legacy;
+        -- Its key on the id alone gives way to the partitioned table's (id, enqueued_at), built on attaching.
+        ALTER TABLE sync_operations_legacy DROP CONSTRAINT sync_operations_pkey;
+        DROP INDEX IF EXISTS sync_operations_enqueued_at_idx, sync_operations_user_cover_idx, sync_operations_user_idx,
+                             sync_operations_wallet_idx, sync_operations_status_idx, sync_operations_window_idx,
+                             sync_operations_active_idx;
+        CREATE TABLE sync_operations (LIKE sync_operations_legacy INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+                                      PRIMARY KEY (id, enqueued_at))
+            PARTITION BY RANGE (enqueued_at);
+        SELECT date_trunc('week', greatest(max(enqueued_at), now()), 'UTC') + interval '7 days'
+        INTO bound FROM sync_operations_legacy;
+        EXECUTE format('ALTER TABLE sync_operations ATTACH PARTITION sync_operations_legacy '
+                       'FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+    END IF;
+END $$;
 
 -- Databases made before the `partial` status: widen the status check in place (once; a no-op after).
 DO $$
@@ -63,6 +166,191 @@ CREATE INDEX IF NOT EXISTS sync_operations_window_idx ON sync_operations (enqueu
 -- Operations not yet final: small, and what a reconciler scans.
 CREATE INDEX IF NOT EXISTS sync_operations_active_idx ON sync_operations (enqueued_at)
     WHERE status IN ('queued', 'running', 'retrying');
+
+-- This week's and the next two weeks' partitions (housekeeping keeps creating them ahead).
+SELECT sync_operations_add_partitions(now(), now() + interval '21 days');
+
+-- Rollups of the audit trail: what every dashboard aggregate reads instead of raw rows, so its cost is
+-- the window's length in minutes, not in operations.  An operation is counted once, when it becomes
+-- final, by the trigger below, in the same transaction as its final status: every path to a final
+-- status (finish_attempts, fail_operation, the reconciler's fail_stuck_operation, any later one) is
+-- covered without repeating the bookkeeping in each, a redelivery or a second reconciler pass finds
+-- the row final already (each of those statements updates only rows not final) so counts nothing,
+-- and a worker killed mid-write rolls the count back with the status.  Rows are keyed by the minute of
+-- enqueued_at (the dashboard's windows are on enqueued_at) and a slot (the writing backend's pid mod 4)
+-- so concurrent workers finishing in one minute seldom wait on one rollup row; readers sum the slots.
+-- Latency histograms: bin 0 holds 0 ms, bin i (1..88) holds [2^((i-1)/4), 2^(i/4)) ms, bin 89 the rest:
+-- four bins a doubling, so a percentile read off them is within 19% (docs/capacity.md).
+CREATE OR REPLACE FUNCTION sync_latency_bin(ms int) RETURNS int LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+    SELECT CASE WHEN ms IS NULL THEN NULL WHEN ms < 1 THEN 0
+                ELSE least(89, 1 + floor(4 * ln(ms::float8) / ln(2::float8))::int) END
+$f$;
+-- The upper edge (ms) of a bin: what a percentile read off the histogram reports.
+CREATE OR REPLACE FUNCTION sync_latency_bin_upper(bin int) RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+    SELECT CASE WHEN bin = 0 THEN 1 ELSE power(2::float8, bin / 4.0) END
+$f$;
+
+CREATE TABLE IF NOT EXISTS sync_rollup_minute (
+    bucket          timestamptz NOT NULL,   -- minute of enqueued_at
+    status          text        NOT NULL,   -- final: succeeded, partial, failed
+    trigger         text        NOT NULL,
+    priority        text        NOT NULL,
+    provider        text        NOT NULL,
+    error_code      text        NOT NULL,   -- '' when none
+    slot            smallint    NOT NULL,
+    syncs           bigint      NOT NULL,
+    attempts        bigint      NOT NULL,
+    requeues        bigint      NOT NULL,
+    duration_hist   int[]       NOT NULL,   -- of duration_ms (the last attempt), 90 bins
+    queue_wait_hist int[]       NOT NULL,   -- of queue_wait_ms, 90 bins
+    PRIMARY KEY (bucket, status, trigger, priority, provider, error_code, slot)
+);
+-- Per chain read (chain_results of the final operation): status ok / error, its error code, latency.
+CREATE TABLE IF NOT EXISTS sync_rollup_chain_minute (
+    bucket          timestamptz NOT NULL,
+    chain_id        int         NOT NULL,
+    status          text        NOT NULL,
+    error_code      text        NOT NULL,
+    slot            smallint    NOT NULL,
+    reads           bigint      NOT NULL,
+    duration_hist   int[]       NOT NULL,
+    PRIMARY KEY (bucket, chain_id, status, error_code, slot)
+);
+-- Per user and day (UTC) of enqueued_at: the users page's statistics.
+CREATE TABLE IF NOT EXISTS sync_rollup_user_day (
+    user_id         text        NOT NULL,
+    day             timestamptz NOT NULL,
+    syncs           bigint      NOT NULL,
+    succeeded       bigint      NOT NULL,
+    partial         bigint      NOT NULL,
+    failed          bigint      NOT NULL,
+    duration_ms_sum bigint      NOT NULL,
+    duration_count  bigint      NOT NULL,
+    last_enqueued_at timestamptz NOT NULL,
+    PRIMARY KEY (user_id, day)
+);
+CREATE INDEX IF NOT EXISTS sync_rollup_user_day_day_idx ON sync_rollup_user_day (day);
+
+-- Histograms as int[90] (index = bin + 1): built by sync_hist(bin), added by sync_hist_add / sync_hist_sum.
+CREATE OR REPLACE FUNCTION sync_hist_step(state int[], bin int) RETURNS int[] LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN
+    IF state IS NULL THEN
+        state := array_fill(0, ARRAY[90]);
+    END IF;
+    IF bin IS NOT NULL THEN
+        state[bin + 1] := state[bin + 1] + 1;
+    END IF;
+    RETURN state;
+END
+$f$;
+CREATE OR REPLACE FUNCTION sync_hist_add(a int[], b int[]) RETURNS int[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+    SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a
+                ELSE (SELECT array_agg(x + y ORDER BY i) FROM unnest(a, b) WITH ORDINALITY AS u(x, y, i)) END
+$f$;
+CREATE OR REPLACE AGGREGATE sync_hist(int) (SFUNC = sync_hist_step, STYPE = int[],
+                                            INITCOND = '{0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}');
+CREATE OR REPLACE AGGREGATE sync_hist_sum(int[]) (SFUNC = sync_hist_add, STYPE = int[]);
+-- The value (ms, a bin's upper edge) at quantile q of a histogram; null when it is empty.
+CREATE OR REPLACE FUNCTION sync_hist_quantile(hist int[], q float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS $f$
+    SELECT sync_latency_bin_upper((min(i) - 1)::int)
+    FROM (SELECT i, sum(n) OVER (ORDER BY i) AS below, sum(n) OVER () AS total
+          FROM unnest(hist) WITH ORDINALITY AS u(n, i)) AS c
+    WHERE total > 0 AND below >= q * total
+$f$;
+
+-- Count a set of final operations (rows of sync_operations) into the rollups.
+CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void LANGUAGE sql AS $f$
+    INSERT INTO sync_rollup_minute AS r (bucket, status, trigger, priority, provider, error_code, slot, syncs,
+                                         attempts, requeues, duration_hist, queue_wait_hist)
+    SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
+           coalesce(o.error_code, ''), pg_backend_pid() % 4, count(*), sum(o.attempts), sum(o.requeues),
+           sync_hist(sync_latency_bin(o.duration_ms)), sync_hist(sync_latency_bin(o.queue_wait_ms))
+    FROM unnest(ops) AS o
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ORDER BY 1, 2, 3, 4, 5, 6, 7  -- every writer locks rollup rows in one order: no deadlock between two
+    ON CONFLICT (bucket, status, trigger, priority, provider, error_code, slot) DO UPDATE
+    SET syncs = r.syncs + excluded.syncs, attempts = r.attempts + excluded.attempts,
+        requeues = r.requeues + excluded.requeues,
+        duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist),
+        queue_wait_hist = sync_hist_add(r.queue_wait_hist, excluded.queue_wait_hist);
+
+    INSERT INTO sync_rollup_chain_minute AS r (bucket, chain_id, status, error_code, slot, reads, duration_hist)
+    SELECT date_trunc('minute', o.enqueued_at), cr.key::int, coalesce(cr.value ->> 'status', 'unknown'),
+           coalesce(cr.value ->> 'error_code', ''), pg_backend_pid() % 4, count(*),
+           sync_hist(sync_latency_bin((cr.value ->> 'duration_ms')::int))
+    FROM unnest(ops) AS o
+    CROSS JOIN LATERAL jsonb_each(o.chain_results) AS cr
+    WHERE cr.key ~ '^[0-9]+$'
+    GROUP BY 1, 2, 3, 4, 5
+    ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket, chain_id, status, error_code, slot) DO UPDATE
+    SET reads = r.reads + excluded.reads, duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist);
+
+    INSERT INTO sync_rollup_user_day AS r (user_id, day, syncs, succeeded, partial, failed, duration_ms_sum,
+                                           duration_count, last_enqueued_at)
+    SELECT o.user_id, date_trunc('day', o.enqueued_at, 'UTC'), count(*),
+           count(*) FILTER (WHERE o.status = 'succeeded'), count(*) FILTER (WHERE o.status = 'partial'),
+           count(*) FILTER (WHERE o.status = 'failed'), coalesce(sum(o.duration_ms), 0), count(o.duration_ms),
+           max(o.enqueued_at)
+    FROM unnest(ops) AS o
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (user_id, day) DO UPDATE
+    SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
+        partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
+        duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
+        duration_count = r.duration_count + excluded.duration_count,
+        last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
+$f$;
+
+-- Count the operations already final in [since, until) of enqueued_at, an hour at a time (a history
+-- made before the rollups, or written by bulk loads that bypass the final-status updates).
+CREATE OR REPLACE FUNCTION sync_rollup_backfill(since timestamptz, until timestamptz) RETURNS void
+LANGUAGE plpgsql AS $f$
+DECLARE
+    hour timestamptz := date_trunc('hour', since);
+BEGIN
+    WHILE hour < until LOOP
+        PERFORM sync_rollup_add(ARRAY(
+            SELECT o FROM sync_operations AS o
+            WHERE o.enqueued_at >= greatest(hour, since) AND o.enqueued_at < least(hour + interval '1 hour', until)
+              AND o.status IN ('succeeded', 'partial', 'failed')));
+        hour := hour + interval '1 hour';
+    END LOOP;
+END
+$f$;
+
+-- The trigger: one call per statement with the operations it made final (a transition table), so a
+-- batch of finish_attempts costs one pass over the rollups, not one per operation.
+CREATE OR REPLACE FUNCTION sync_operations_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    ops sync_operations[];
+BEGIN
+    ops := ARRAY(
+        SELECT n::sync_operations FROM newly AS n JOIN previously AS p ON p.id = n.id AND p.enqueued_at = n.enqueued_at
+        WHERE n.status IN ('succeeded', 'partial', 'failed')
+          AND p.status NOT IN ('succeeded', 'partial', 'failed'));
+    -- Most updates make nothing final (an attempt starting, a retry, a re-send): no rollup touched.
+    IF cardinality(ops) > 0 THEN
+        PERFORM sync_rollup_add(ops);
+    END IF;
+    RETURN NULL;
+END
+$f$;
+
+-- Databases made before the rollups: count the operations already final once, when the rollups
+-- are created (the trigger below does not exist yet, so nothing is counted twice).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'sync_operations_rollup'
+                   AND tgrelid = 'sync_operations'::regclass) THEN
+        PERFORM sync_rollup_backfill(min(enqueued_at), max(enqueued_at) + interval '1 second')
+        FROM sync_operations WHERE status IN ('succeeded', 'partial', 'failed') HAVING count(*) > 0;
+        CREATE TRIGGER sync_operations_rollup AFTER UPDATE ON sync_operations
+            REFERENCING OLD TABLE AS previously NEW TABLE AS newly
+            FOR EACH STATEMENT EXECUTE FUNCTION sync_operations_rollup_trigger();
+    END IF;
+END $$;
 
 -- Current holdings.  A chain's rows are replaced by one statement, so a reader
 -- never sees half a portfolio; `as_of` is when the provider was read.

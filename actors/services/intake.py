@@ -221,7 +221,7 @@ def get_sync(operation_id: str) -> dict | None:
     if op_id is None:
         raise InvalidSyncRequest(f"operation_id must be a UUID, got {operation_id!r:.60}")
     try:
-        return operations.get_operation(op_id)
+        return operations.read_operation(op_id)
     except psycopg.OperationalError as exc:
         raise SyncUnavailable(f"PostgreSQL did not answer: {context.cfg().redact(str(exc))}") from None
 

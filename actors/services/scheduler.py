@@ -7,8 +7,8 @@ Two periodic actors, on their own queue ``periodic``:
   ``storage/scheduling.sql``, ``select_stale_wallets``), through
   ``request_syncs`` like any other request (validation, dedup, cooldown).
 - ``housekeeping`` (``HOUSEKEEPING_CRON``, every 10 minutes): the tasks of
-  :data:`HOUSEKEEPING_TASKS`: retention of ``sync_operations`` and
-  ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
+  :data:`HOUSEKEEPING_TASKS`: partitions of ``sync_operations`` created ahead and
+  dropped whole past the retention, retention of ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
 
 **Exactly once per tick**, however many ``periodiq`` processes run: periodiq
 sends a tick with ``actor.send_with_options(scheduled_at=...)``;
@@ -61,9 +61,12 @@ RESYNC_SCHEDULE = "resync_stale_wallets"
 HOUSEKEEPING_SCHEDULE = "housekeeping"
 #: Lifetime of a tick's exactly-once key: far longer than schedulers can disagree on a tick.
 TICK_KEY_TTL_S = 3600
-#: Retention deletes this many rows per transaction, at most this many transactions per run.
+#: Retention of ticks deletes this many rows per transaction, at most this many transactions per run.
 RETENTION_BATCH_SIZE = 5000
 RETENTION_MAX_BATCHES = 20
+#: How far ahead housekeeping keeps partitions of ``sync_operations`` (three weeks: a stopped scheduler
+#: leaves two weeks before an insert finds no partition).
+PARTITIONS_AHEAD_DAYS = 21
 #: Producer/worker ids in Dramatiq's heartbeat set silent this long, with nothing in flight, are removed.
 HEARTBEAT_RETENTION_MS = 86_400_000
 #: SCAN calls (of ~1,000 keys each) per housekeeping run; the walk resumes where it stopped next run.
@@ -308,12 +311,17 @@ def housekeeping_task(name: str):
     return register
 
 
+@housekeeping_task("sync_operations_partitions")
+def add_sync_operation_partitions() -> dict[str, Any]:
+    """The weekly partitions of ``sync_operations`` for the next weeks, so an insert always has one."""
+    return {"created": scheduling.add_operation_partitions(ahead_days=PARTITIONS_AHEAD_DAYS)}
+
+
 @housekeeping_task("sync_operations_retention")
 def prune_sync_operations() -> dict[str, Any]:
-    """Finished operations older than ``SYNC_RETENTION_DAYS`` (bounded batches; never unfinished ones)."""
-    deleted = scheduling.delete_old_operations(days=context.cfg().housekeeping.sync_retention_days, batch=RETENTION_BATCH_SIZE,
-                                               max_batches=RETENTION_MAX_BATCHES)
-    return dataclasses.asdict(deleted)
+    """Partitions of ``sync_operations`` wholly older than ``SYNC_RETENTION_DAYS``, dropped whole."""
+    return dataclasses.asdict(scheduling.drop_old_operation_partitions(
+        days=context.cfg().housekeeping.sync_retention_days))
 
 
 @housekeeping_task("scheduler_ticks_retention")

@@ -302,6 +302,9 @@ def test_a_skipped_tick_is_recorded(db_conn):
 
 def insert_operation(db_conn, user: str, *, age_days: float, status: str) -> str:
     op_id = str(uuid.uuid4())
+    # Housekeeping creates partitions ahead only; a row back-dated into the past needs its week's.
+    db_conn.execute("SELECT sync_operations_add_partitions(now() - %(age)s * interval '1 day',"
+                    " now() - %(age)s * interval '1 day' + interval '1 second')", {"age": age_days})
     db_conn.execute("""
         INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger, provider, status,
                                      enqueued_at, finished_at)
@@ -312,23 +315,45 @@ def insert_operation(db_conn, user: str, *, age_days: float, status: str) -> str
     return op_id
 
 
-def test_retention_deletes_only_old_finished_operations_in_bounded_batches(db_conn, user_id):
+def partition_of(db_conn, op_id: str) -> str:
+    return db_conn.execute("SELECT tableoid::regclass::text AS p FROM sync_operations WHERE id = %s",
+                           (op_id,)).fetchone()["p"]
+
+
+def test_retention_drops_whole_old_partitions_without_a_delete(db_conn, user_id):
     old_done = [insert_operation(db_conn, user_id, age_days=40, status=s)
                 for s in ("succeeded", "failed", "succeeded", "failed", "succeeded")]
-    old_unfinished = [insert_operation(db_conn, user_id, age_days=40, status=s)
+    old_unfinished = [insert_operation(db_conn, user_id, age_days=54, status=s)
                       for s in ("queued", "running", "retrying")]
+    old_beside_unfinished = insert_operation(db_conn, user_id, age_days=54, status="succeeded")
     recent = [insert_operation(db_conn, user_id, age_days=29, status="succeeded"),
               insert_operation(db_conn, user_id, age_days=1, status="failed")]
+    doomed, busy = partition_of(db_conn, old_done[0]), partition_of(db_conn, old_unfinished[0])
+    # Every row removed from any partition, by whatever statement, would be counted here.
+    db_conn.execute("CREATE TABLE retention_deletes (n int)")
+    db_conn.execute("CREATE FUNCTION count_retention_delete() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN INSERT INTO retention_deletes VALUES (1); RETURN OLD; END $$")
+    db_conn.execute("CREATE TRIGGER retention_deletes AFTER DELETE ON sync_operations "
+                    "FOR EACH ROW EXECUTE FUNCTION count_retention_delete()")
+    try:
+        result = scheduling.drop_old_operation_partitions(days=30)
+        deletes = db_conn.execute("SELECT count(*) AS n FROM retention_deletes").fetchone()["n"]
+    finally:
+        db_conn.execute("DROP TRIGGER retention_deletes ON sync_operations")
+        db_conn.execute("DROP FUNCTION count_retention_delete()")
+        db_conn.execute("DROP TABLE retention_deletes")
 
-    first = scheduling.delete_old_operations(days=30, batch=2, max_batches=2)
-    assert (first.rows, first.batches, first.more) == (4, 2, True)
-    second = scheduling.delete_old_operations(days=30, batch=2, max_batches=2)
-    assert (second.rows, second.batches, second.more) == (1, 1, False)
-
+    assert doomed in result.dropped and busy in result.kept and deletes == 0
+    assert db_conn.execute("SELECT to_regclass(%s) AS r", (doomed,)).fetchone()["r"] is None
     left = {r["id"] for r in db_conn.execute("SELECT id::text FROM sync_operations WHERE user_id = %s",
                                              (user_id,)).fetchall()}
-    assert left == {*old_unfinished, *recent}
+    assert left == {*old_unfinished, old_beside_unfinished, *recent}
     assert not left & set(old_done)
+    # Weeks ahead exist, and asking again creates none twice.
+    scheduling.add_operation_partitions(ahead_days=21)
+    assert scheduling.add_operation_partitions(ahead_days=21) == 0
+    assert db_conn.execute("SELECT max(upper_bound) > now() + interval '21 days' AS ahead"
+                           " FROM sync_operations_partition_bounds()").fetchone()["ahead"]
 
 
 def test_housekeeping_runs_every_task_records_it_and_survives_a_failing_one(db_conn, user_id):
@@ -344,9 +369,10 @@ def test_housekeeping_runs_every_task_records_it_and_survives_a_failing_one(db_c
     results = scheduler.run_housekeeping(tick_at, tasks=tasks)
 
     assert [t.name for t in scheduler.HOUSEKEEPING_TASKS] == [
-        "sync_operations_retention", "scheduler_ticks_retention", "redis_cleanup", "reconcile"]
+        "sync_operations_partitions", "sync_operations_retention", "scheduler_ticks_retention", "redis_cleanup",
+        "reconcile"]
     assert "task exploded" in results["broken"]["error"]
-    assert results["sync_operations_retention"]["rows"] >= 1
+    assert results["sync_operations_retention"]["dropped"]
     assert results["scheduler_ticks_retention"]["rows"] == 1
     assert "error" not in results["redis_cleanup"] and "error" not in results["reconcile"]
     row = db_conn.execute("SELECT * FROM scheduler_ticks WHERE schedule = 'housekeeping'").fetchone()

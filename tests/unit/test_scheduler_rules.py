@@ -88,7 +88,8 @@ def test_the_scheduling_queries_load_with_the_others(tmp_path):
 
     assert {"select_stale_wallets", "tracked_wallet_health", "tracked_wallet_health_counts", "track_wallet",
             "set_tracked_wallet_status", "untrack_wallet", "claim_tick", "finish_tick", "recent_ticks",
-            "count_new_scheduled_operations", "delete_old_operations", "delete_old_ticks"} <= set(QUERIES)
+            "count_new_scheduled_operations", "add_operation_partitions", "drop_old_operation_partitions",
+            "delete_old_ticks"} <= set(QUERIES)
     assert {"insert_operations", "finish_attempts"} <= set(QUERIES)
     (tmp_path / "a.sql").write_text("-- one --\nSELECT 1;\n")
     (tmp_path / "b.sql").write_text("-- one --\nSELECT 2;\n")
