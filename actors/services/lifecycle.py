@@ -164,7 +164,9 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     validate_wallet(row["wallet_address"])
     previous = row["chain_results"] or {}
     pending = [c for c in row["chain_ids"] if previous.get(str(c), {}).get("status") != "ok"]
-    as_of = dt.datetime.now(dt.timezone.utc)
+    # The reads' time is the attempt's start on PostgreSQL's clock, never this host's: a worker whose
+    # clock runs fast would otherwise store future read times, and every later sync would look older.
+    as_of = row["started_at"]
 
     reads: dict[int, _ChainOutcome] = {}
     errors: dict[int, ProviderError] = {}
@@ -310,6 +312,6 @@ def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptO
     return AttemptOutcome(
         status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
         holdings_count=None, total_value_usd=None, unpriced_count=None,
-        as_of=dt.datetime.now(dt.timezone.utc), provider=context.provider().name,
+        as_of=row["started_at"], provider=context.provider().name,
         error_code=code, error_message=cfg.redact(message)[:_MAX_ERROR_MESSAGE],
     )
