@@ -72,11 +72,10 @@ class Admissions:
                 raise redis.TimeoutError(str(exc)) from None
 
     def _admit_many(self, candidates: Sequence[tuple[str, str, str, bool]]) -> list[Admission]:
-        deadline = self.clock.now_ms() + self.deadline_ms
         pipe = self.client.pipeline(transaction=False)
         pipe.time()  # run just before the scripts: keeps the clock's offset fresh at no extra round trip
         for start in range(0, len(candidates), _ADMIT_CHUNK):
-            keys, args = [], [self.inflight_ttl_ms, deadline]
+            keys, args = [], [self.inflight_ttl_ms, self.clock.now_ms() + self.deadline_ms]
             for user_id, wallet, operation_id, force in candidates[start:start + _ADMIT_CHUNK]:
                 keys += self._keys(user_id, wallet)
                 args += [operation_id, "1" if force else "0"]
