@@ -301,7 +301,7 @@ def run(args, redis_server: RedisServer, pg: PostgresServer, workers: Workers) -
 
 #: The environment of the combined run: the project's defaults, but for the provider's behaviour.
 COMBINED_ENV = {"SIMULATED_FAILURE_RATE": "0.2", "SIMULATED_LATENCY_MS": "300", "SYNC_COOLDOWN_SECONDS": "0",
-                "LOG_LEVEL": "INFO"}
+                "SYNC_READ_SHARE_WINDOW_MS": "5000", "LOG_LEVEL": "INFO"}
 
 
 def combined(*, syncs: int = 400, timeout: float = 300.0, threads: int = 8, processes: int = 2,
