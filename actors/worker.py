@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.middleware import AgeLimit, CurrentMessage, Middleware, Retries, ShutdownNotifications, TimeLimit
-from periodiq import PeriodiqMiddleware, cron
+import pendulum
+from periodiq import cron
 
 import settings as settings_module
 from storage import operations
@@ -27,6 +28,7 @@ from .middleware.endpoint_check import EndpointCheck
 from .middleware.job_log_context import JobLogContext
 from .middleware.message_guard import MessageGuard
 from .middleware.periodic_skips import PeriodicSkips
+from .middleware.periodic_ticks import PeriodicTicks
 from .middleware.process_guard import WorkerProcessGuard
 from .middleware.reconciler_thread import ReconcilerThread
 from .middleware.retries import make_retry_when
@@ -48,7 +50,7 @@ def build_middleware(cfg: settings_module.Settings) -> list[Middleware]:
                 max_backoff=cfg.sync.retry_max_backoff_ms,
                 retry_when=make_retry_when(cfg.sync.max_attempts, cfg.sync.infra_max_retries)),
         CurrentMessage(),
-        PeriodiqMiddleware(skip_delay=PERIODIC_SKIP_DELAY_S),
+        PeriodicTicks(skip_delay=PERIODIC_SKIP_DELAY_S),
         PeriodicSkips(),
         MessageGuard(),
         TrackRetries(),
@@ -84,6 +86,10 @@ def declare_periodic_actors(cfg: settings_module.Settings) -> dict[str, dramatiq
             periodic=cron(cfg.housekeeping.cron), time_limit=600_000, **common),
     }
 
+
+# periodiq evaluates crons with pendulum.now(), in the local time zone: schedulers in two zones would
+# tick at different hours, and at a DST fall-back an hour's cron would run twice.  Crons are UTC.
+pendulum.set_local_timezone(pendulum.UTC)
 
 cfg = settings_module.get()
 logs.install(cfg)

@@ -30,7 +30,8 @@ SET chain_ids = (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(t.chain_ids
 -- start_attempts --
 -- Mark operations running for a new attempt and return what the worker needs, for a batch of
 -- attempts at once (storage.group_commit); no row for an operation that is unknown or already final
--- (a duplicate delivery).
+-- (a duplicate delivery).  started_at, PostgreSQL's clock, is the time of the attempt's reads: the one
+-- clock every worker shares, so which read is newer never depends on a worker host's clock.
 UPDATE sync_operations AS s
 SET status = 'running',
     attempts = s.attempts + 1,
@@ -43,7 +44,7 @@ FROM unnest(%(ids)s::uuid[], %(worker_ids)s::text[], %(message_ids)s::text[]) AS
 WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
   AND s.id = ANY(%(ids)s::uuid[])  -- the planner reads the array's size; unnest's it guesses (100)
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
-          s.queue_wait_ms;
+          s.queue_wait_ms, s.started_at;
 
 -- finish_attempts --
 -- End a batch of attempts in one statement: each operation's new status and results, the holdings

@@ -20,13 +20,13 @@ new one) is one Lua script, so racing producers always agree on one operation.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 
 from . import scripts
+from .redis_clock import RedisClock, monotonic_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +43,17 @@ class Admissions:
       cooldown_s(int): cooldown after a success; 0 disables it.
       deadline_ms(int): how long after it is sent an admission may still be decided: the client's
         socket timeout, after which the caller has given up.  Default 5,000.
+      clock(RedisClock): Redis's clock, on which the deadline is set.  Default: one of its own.
+
+    The deadline is a budget, ``deadline_ms`` from the moment of sending, converted to Redis's clock
+    (:mod:`actors.redis_backed.redis_clock`) and compared there with Redis's own ``TIME``: a producer
+    whose clock is behind or ahead of Redis's is judged by the budget alone, never by the skew.
     """
 
     def __init__(self, client: redis.Redis, *, namespace: str, inflight_ttl_ms: int, cooldown_s: int,
-                 deadline_ms: int = 5000):
+                 deadline_ms: int = 5000, clock: RedisClock | None = None):
         self.client = client
+        self.clock = clock or RedisClock(client)
         self.namespace = namespace
         self.inflight_ttl_ms = inflight_ttl_ms
         self.cooldown_s = cooldown_s
@@ -62,14 +68,30 @@ class Admissions:
     def admit_many(self, candidates: Sequence[tuple[str, str, str, bool]]) -> list[Admission]:
         """Decide each ``(user_id, wallet, new_operation_id, force)`` in order, in one round trip
         (one script call per thousand requests)."""
+        try:
+            return self._admit_many(candidates)
+        except _ClockWasWrong:
+            # Redis answered in time but judged the deadline passed: the offset to its clock was stale
+            # (its clock was stepped).  Nothing was taken; decide again on a fresh reading.
+            self.clock.invalidate()
+            try:
+                return self._admit_many(candidates)
+            except _ClockWasWrong as exc:
+                raise redis.TimeoutError(str(exc)) from None
+
+    def _admit_many(self, candidates: Sequence[tuple[str, str, str, bool]]) -> list[Admission]:
         pipe = self.client.pipeline(transaction=False)
+        pipe.time()  # run just before the scripts: keeps the clock's offset fresh at no extra round trip
         for start in range(0, len(candidates), _ADMIT_CHUNK):
-            keys, args = [], [self.inflight_ttl_ms, int(time.time() * 1000) + self.deadline_ms]
+            keys, args = [], [self.inflight_ttl_ms, self.clock.now_ms() + self.deadline_ms]
             for user_id, wallet, operation_id, force in candidates[start:start + _ADMIT_CHUNK]:
                 keys += self._keys(user_id, wallet)
                 args += [operation_id, "1" if force else "0"]
             scripts.queue(pipe, self._admit, keys=keys, args=args)
-        chunks = scripts.raise_first_error(scripts.execute(pipe))
+        sent = monotonic_ms()
+        redis_time, *chunks = scripts.raise_first_error(scripts.execute(pipe))
+        received = monotonic_ms()
+        self.clock.observe(redis_time[0] * 1000 + redis_time[1] / 1000, sent_ms=sent, received_ms=received)
         if any(chunk == [b"expired"] for chunk in chunks):
             # The whole call is refused: give back what the chunks decided in time took.
             self.give_back([
@@ -77,8 +99,10 @@ class Admissions:
                 if chunk != [b"expired"]
                 for candidate, decision in zip(candidates[start:start + _ADMIT_CHUNK], chunk[::2])
                 if decision == b"accepted"])
+            if received - sent < self.deadline_ms:
+                raise _ClockWasWrong(f"Redis judged an admission late that it answered in {received - sent:.0f} ms")
             raise redis.TimeoutError(f"Redis decided the admission more than {self.deadline_ms} ms after it was sent "
-                                     "(it was stalled, or its clock is ahead of this host's)")
+                                     "(it was stalled)")
         flat = [item for chunk in chunks for item in chunk]
         return [Admission(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
 
@@ -135,6 +159,10 @@ def ended(result: Any) -> str | Exception | None:
     if isinstance(result[1], bytes) and result[1].startswith(b"dropped: "):
         return redis.ResponseError(result[1][len(b"dropped: "):].decode(errors="replace"))
     return None
+
+
+class _ClockWasWrong(Exception):
+    """Redis refused an admission as late although it answered within the budget."""
 
 
 #: Requests decided by one script call: a call blocks Redis while it runs.

@@ -22,6 +22,7 @@ import settings as settings_module
 from ..constants import DEFAULT_QUARANTINE_MAX, PERIODIC_QUEUE, QUEUES
 from . import scripts
 from .consumer import QuarantiningConsumer
+from .redis_clock import RedisClock
 from .wakeup import wake_channel
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class SyncBroker(RedisBroker):
     def __init__(self, *, quarantine_max: int = DEFAULT_QUARANTINE_MAX, **kwargs):
         super().__init__(**kwargs)
         self.quarantine_max = quarantine_max
+        self.clock = RedisClock(self.client)
         self._enqueue_many = self.client.register_script(scripts.source("enqueue_many"))
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
 
@@ -87,6 +89,22 @@ class SyncBroker(RedisBroker):
             except Exception:
                 self.logger.critical("Unexpected failure in after_%s of %r.", signal, getattr(hook, "__self__", hook),
                                      exc_info=True)
+
+    def _dispatch(self, command):
+        """Dramatiq's dispatch with Redis's clock as its timestamp: a worker's heartbeat, and its
+        maintenance's judgement of which workers are dead (heartbeat older than ``heartbeat_timeout``),
+        then compare times of one clock.  On each host's own clock, a worker whose clock ran
+        ``heartbeat_timeout`` behind was declared dead by the others, and one that ran ahead declared
+        every other worker dead, their in-flight messages requeued again and again."""
+        dispatch = self.scripts["dispatch"]
+        keys = [self.namespace]
+
+        def do_dispatch(queue_name, *args):
+            return dispatch(args=[command, self.clock.now_ms(), queue_name, self.broker_id, self.heartbeat_timeout,
+                                  self.dead_message_ttl, self._should_do_maintenance(command),
+                                  self._max_unpack_size(), *args], keys=keys)
+
+        return do_dispatch
 
     @staticmethod
     def prepare(message: Message) -> Message:

@@ -112,7 +112,7 @@ def broker_processes(broker, queues: Iterable[str] | None = None) -> list[Broker
             pipe.scard(f"{ns}:__acks__.{broker_id}.{dq_name(q)}")
     counts = pipe.execute()
     per = 2 * len(names)
-    now_ms = time.time() * 1000
+    now_ms = broker.clock.now_ms()  # heartbeats are Redis times (SyncBroker._dispatch)
     timeout_ms = broker.heartbeat_timeout
     return [BrokerProcess(broker_id=broker_id, last_seen_s=max(0.0, (now_ms - score) / 1000),
                           alive=now_ms - score < timeout_ms, in_flight=sum(counts[i * per:(i + 1) * per]))

@@ -8,13 +8,18 @@ a list the reader pushes to when done (``BLPOP``, no polling), then takes the st
 that finds nobody reading pays two round trips (claim, finish).  Each user's operation, audit row and holdings stay its own: only the
 provider's answer is shared, and the audit trail says which reads were.
 
-A reader that fails stores nothing and wakes the waiters, one of which reads in its turn; a reader
-that dies leaves a lock that lapses after ``lock_ms``.  A waiter never waits past its own deadline:
+A reader that fails stores nothing and wakes the waiters, one of which reads in its turn.  The lock
+is a lease: a live reader renews it every third of ``lock_ms`` (one thread per process renews all its
+locks), so a reader that dies (kill -9, a lost host) frees it within ``lock_ms``, however long a read
+may legitimately take.  (A lock that lived as long as an attempt may run made every sync of the dead
+reader's wallets wait out its whole attempt deadline.)  A waiter never waits past its own deadline:
 it then reads for itself.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,13 +28,16 @@ import redis
 
 from . import scripts
 
+logger = logging.getLogger(__name__)
+
 
 class SharedReads:
     """Parameters:
       client(redis.Redis): the Redis shared by every worker.
       namespace(str): key prefix.
       window_ms(int): how long a read is shared after it was made; 0 turns sharing off.
-      lock_ms(int): how long a reader may hold the lock; past it another sync reads instead.
+      lock_ms(int): lifetime of the lock between renewals: a reader that stops renewing it (it died)
+        loses it after this long, and another sync reads instead.
     """
 
     def __init__(self, client: redis.Redis, *, namespace: str, window_ms: int, lock_ms: int):
@@ -40,6 +48,10 @@ class SharedReads:
         self._claim = client.register_script(scripts.source("shared_read_claim"))
         self._finish = client.register_script(scripts.source("shared_read_finish"))
         self._wake_next = client.register_script(scripts.source("shared_read_wake"))
+        self._renew = client.register_script(scripts.source("renew_leases"))
+        self._held: dict[str, str] = {}  # lock key -> token, of the reads this process is making
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
         # BLPOP must return before the client's own socket timeout would cut it off.
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
         self._max_block_s = max(0.1, socket_timeout - 0.5)
@@ -71,10 +83,32 @@ class SharedReads:
 
     def _read_and_share(self, key: str, lock: str, token: str, read: Callable[[], bytes]) -> bytes:
         answer = None
+        self._hold(lock, token)
         try:
             answer = read()
             return answer
         finally:
+            with self._held_lock:
+                self._held.pop(lock, None)
             self._finish(keys=[key, lock, f"{lock}:{token}"],
                          args=[token, b"" if answer is None else answer, self.window_ms, self.lock_ms,
                                0 if answer is None else 1])
+
+    def _hold(self, lock: str, token: str) -> None:
+        with self._held_lock:
+            self._held[lock] = token
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew_forever, name="shared-read-renewer", daemon=True)
+                self._renewer.start()
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(self.lock_ms / 3000)
+            with self._held_lock:
+                held = list(self._held.items())
+            if not held:
+                continue
+            try:
+                self._renew(keys=[lock for lock, _ in held], args=[self.lock_ms, *[token for _, token in held]])
+            except redis.RedisError as exc:
+                logger.warning("Could not renew the shared-read locks: %s", exc)

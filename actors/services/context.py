@@ -106,9 +106,10 @@ def _save_cursor(wallet: str, chain_id: int, cursor: Cursor) -> None:
 @functools.cache
 def shared_reads() -> SharedReads:
     c = cfg()
-    # A reader holds the lock at most as long as an attempt may run; past that another sync reads.
+    # The lock is a lease renewed by its live reader, of the operations' lease time: a dead reader's
+    # wallets are read again by others as soon as its operations are taken over.
     return SharedReads(broker().client, namespace=c.sync.namespace, window_ms=c.sync.read_share_window_ms,
-                       lock_ms=c.sync.time_limit_ms)
+                       lock_ms=c.sync.lease_ms)
 
 
 @functools.cache

@@ -224,7 +224,9 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     validate_wallet(row["wallet_address"])
     previous = row["chain_results"] or {}
     pending = [c for c in row["chain_ids"] if previous.get(str(c), {}).get("status") != "ok"]
-    as_of = dt.datetime.now(dt.timezone.utc)
+    # The reads' time is the attempt's start on PostgreSQL's clock, never this host's: a worker whose
+    # clock runs fast would otherwise store future read times, and every later sync would look older.
+    as_of = row["started_at"]
 
     reads: dict[int, _ChainOutcome] = {}
     errors: dict[int, ProviderError] = {}
@@ -349,7 +351,7 @@ def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
 
 def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
     """The audit trail's record of a chain read (``chain_results``), secrets redacted."""
-    cfg, p, read, found = context.cfg(), outcome.portfolio, outcome.read, outcome.candidates
+    p, read, found = outcome.portfolio, outcome.read, outcome.candidates
     # A shared read's requests were paid by the sync that made it; this one's cost nothing.
     cost = 0 if outcome.shared else 1
     result = {
@@ -358,8 +360,7 @@ def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
         "block_number": read.block_number, "shared_read": outcome.shared,
         "requests": cost * (read.requests + found.requests), "truncated": read.truncated,
         "token_error_count": len(read.token_errors),
-        "token_errors": [{"token_address": e.token_address, "code": e.code,
-                          "message": _text(e.message)}
+        "token_errors": [{"token_address": e.token_address, "code": e.code, "message": _text(e.message)}
                          for e in read.token_errors[:_MAX_TOKEN_ERRORS]],
         "discovery": {"requests": cost * found.requests, "tokens": found.discovered, "new": found.new,
                       "scanned_to_block": found.scanned_to_block,
@@ -377,6 +378,6 @@ def _failure(row: dict, code: str, message: str, *, transient: bool) -> AttemptO
     return AttemptOutcome(
         status="retrying" if retry else "failed", holdings=[], synced_chains=[], chain_results={},
         holdings_count=None, total_value_usd=None, unpriced_count=None,
-        as_of=dt.datetime.now(dt.timezone.utc), provider=context.provider().name,
+        as_of=row["started_at"], provider=context.provider().name,
         error_code=_text(code, _MAX_ERROR_CODE), error_message=_text(message),
     )

@@ -133,7 +133,8 @@ def _in_flight(broker) -> set[str]:
     """The Redis id of every message a live worker holds (prefetched or running): the in-flight sets
     are small (a prefetch each)."""
     client, namespace = broker.client, broker.namespace
-    live = client.zrangebyscore(f"{namespace}:__heartbeats__", int(time.time() * 1000) - broker.heartbeat_timeout,
+    # Heartbeats are on Redis's clock (SyncBroker._dispatch), so "recent" is judged on it too.
+    live = client.zrangebyscore(f"{namespace}:__heartbeats__", broker.clock.now_ms() - broker.heartbeat_timeout,
                                 "+inf")
     queues = [q for queue, _ in QUEUES.values() for q in (queue, f"{queue}.DQ")]
     pipe = client.pipeline(transaction=False)

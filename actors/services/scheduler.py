@@ -83,6 +83,10 @@ def tick_minute(scheduled_at: str) -> dt.datetime:
     return when.astimezone(dt.timezone.utc).replace(second=0, microsecond=0)
 
 
+#: The option carrying when a tick was sent, in ms on Redis's clock (``actors.middleware.periodic_ticks``).
+SENT_AT_OPTION = "sent_at_redis_ms"
+
+
 def tick_key(namespace: str, actor_name: str, tick_at: dt.datetime) -> str:
     return f"{namespace}:tick:{actor_name}:{tick_at.strftime('%Y-%m-%dT%H:%MZ')}"
 
@@ -105,7 +109,8 @@ class PeriodicActor(dramatiq.Actor):
                             f"{tick_at:%H:%M}Z", self.actor_name, holder.decode() if holder else "?", me)
                 return None
             message = super().send_with_options(args=args, kwargs=kwargs, delay=delay, tick_at=tick_at.isoformat(),
-                                                scheduler_id=me, **options)
+                                                scheduler_id=me, **{SENT_AT_OPTION: self.broker.clock.now_ms()},
+                                                **options)
         except redis.RedisError as exc:
             # The scheduler keeps running; the next tick selects whatever is stale by then.
             logger.error("Tick %s of %s not sent: Redis did not answer (%s).", f"{tick_at:%H:%M}Z", self.actor_name,

@@ -196,12 +196,13 @@ def test_a_batch_refused_half_way_gives_back_the_wallets_its_first_part_took(use
     from actors.services import context
 
     admissions = context.admissions()
-    import time as real_time
-
-    now = real_time.time()
-    clock = iter([now, now - 60])  # the first call in time, the second's deadline a minute in the past
+    now = admissions.clock.now_ms()
+    clock = iter([now, now - 60_000])  # the first call in time, the second's deadline a minute in the past
     monkeypatch.setattr(admission, "_ADMIT_CHUNK", 1)
-    monkeypatch.setattr(admission, "time", type("Clock", (), {"time": staticmethod(lambda: next(clock))}))
+    monkeypatch.setattr(admissions.clock, "now_ms", lambda: next(clock))
+    # Redis answered only once the caller's budget was spent: it was stalled.
+    stalled = iter([0.0, admissions.deadline_ms + 1.0])
+    monkeypatch.setattr(admission, "monotonic_ms", lambda: next(stalled))
     given_back = []
     real_give_back = admissions.give_back
     monkeypatch.setattr(admissions, "give_back", lambda taken: given_back.append(list(taken)) or real_give_back(taken))

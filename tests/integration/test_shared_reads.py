@@ -91,3 +91,25 @@ def test_window_zero_turns_sharing_off(redis_client):
     assert reads.read(what, lambda: next(answers), deadline=time.monotonic() + 5) == (b"one", False)
     assert reads.read(what, lambda: next(answers), deadline=time.monotonic() + 5) == (b"two", False)
     assert not list(redis_client.scan_iter(match=f"{NAMESPACE}:shared-read:{what}*"))
+
+
+def test_a_live_reader_keeps_its_lock_past_its_lifetime_and_a_dead_ones_lapses(redis_client):
+    """The lock is a lease: renewed while its reader reads, so a short lifetime only bounds a dead reader."""
+    reads, what = _reads(redis_client, lock_ms=600), f"rpc:1:{uuid.uuid4().hex}"
+    lock = f"{NAMESPACE}:shared-read:{what}:lock"
+    seen = []
+
+    def slow_read() -> bytes:
+        for _ in range(3):
+            time.sleep(0.5)
+            seen.append(redis_client.get(lock) is not None)
+        return b"slow but alive"
+
+    assert reads.read(what, slow_read, deadline=time.monotonic() + 5) == (b"slow but alive", False)
+    assert seen == [True, True, True]  # held at 0.5, 1.0 and 1.5 s of a 0.6 s lifetime
+    dead = f"rpc:1:{uuid.uuid4().hex}"
+    redis_client.set(f"{NAMESPACE}:shared-read:{dead}:lock", "dead-reader", px=600)
+    started = time.monotonic()
+    assert reads.read(dead, lambda: b"read after the dead one", deadline=started + 5) == (b"read after the dead one",
+                                                                                          False)
+    assert time.monotonic() - started < 1.5

@@ -1,6 +1,7 @@
 -- Decide a batch of admissions in order.
 -- KEYS: (inflight, recent) pairs.  ARGV: the in-flight TTL (ms), the caller's deadline (ms since
--- the epoch), then (operation id, force) pairs.
+-- the epoch on Redis's own clock: the caller's budget added to its reading of this clock, never its
+-- host's wall time), then (operation id, force) pairs.
 -- Returns (decision, operation id) pairs, or {'expired'} if Redis runs it after the deadline: a
 -- Redis that was stalled runs the commands it had received when it resumes, and by then the caller
 -- has given up and told its own caller the request was refused, so the script must not take the
