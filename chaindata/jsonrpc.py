@@ -27,7 +27,6 @@ import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
@@ -36,12 +35,11 @@ from chaindata.base import PermanentProviderError, ProviderError, TransientProvi
 from chaindata.budget import ProviderBudget
 from chaindata.node_errors import BatchTooLarge, RateLimited
 from chaindata.retrying import RetryPolicy, call_with_retries, current_deadline
+from settings.redaction import secret_keys_in_urls
 
 _QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 #: Quoted server text is cut to this many characters, so a chatty server cannot flood the audit trail.
 _MAX_QUOTED = 200
-#: URL parts at least this long are scrubbed from quoted server text (shorter ones, like "v2", are no secret).
-_MIN_SECRET_LEN = 6
 
 
 def request_json(http: httpx.Client, method: str, url: str, *, timeout_s: float, where: str, peer: str,
@@ -124,7 +122,9 @@ class JsonRpcClient:
         self._units = units or (lambda method: 1)
         self._retry = retry
         self._lock = threading.Lock()  # guards _max_batch, lowered by any thread
-        self._secrets = _url_secrets(url)
+        # The same parts as the settings redact from logs; longest first, so a secret containing another
+        # is replaced whole.
+        self._secrets = tuple(sorted(secret_keys_in_urls(url), key=len, reverse=True))
 
     @property
     def max_batch(self) -> int:
@@ -238,14 +238,3 @@ class JsonRpcClient:
             text = text.replace(secret, "***")
         return text[:_MAX_QUOTED]
 
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The parts of ``url`` that may be secret (the whole, user info, path segments, query values), longest first."""
-    parts = urlsplit(url)
-    found = {url, parts.username or "", parts.password or ""}
-    for segment in parts.path.split("/"):
-        found.update((segment, unquote(segment)))
-    for _, value in parse_qsl(parts.query):
-        found.add(value)
-    # Longest first, so a secret containing another is replaced whole.
-    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 _PASSWORD_PARAMETERS = ("password", "pass", "pwd")
@@ -67,12 +67,13 @@ def secret_keys_in_urls(value: str | tuple[str, ...] | Mapping[int, str]) -> set
     """The password and every key-like part of provider URLs (one, a list, or one per chain).
 
     A provider's URL often carries its key in the path (``/v3/<key>``) or the query
-    (``?apikey=...``): every long path segment and query value counts as secret.
+    (``?apikey=...``): every long path segment (as written and percent-decoded, as a server may
+    quote either) and query value counts as secret.
     """
     found: set[str] = set()
     for url in _urls(value):
         parts = urlsplit(url)
         found.update(_url_passwords(url))
-        found.update(seg for seg in parts.path.split("/") if len(seg) >= _KEY_LIKE)
+        found.update(seg for raw in parts.path.split("/") for seg in (raw, unquote(raw)) if len(seg) >= _KEY_LIKE)
         found.update(v for _k, v in parse_qsl(parts.query) if len(v) >= _KEY_LIKE)
     return found
