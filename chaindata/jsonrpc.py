@@ -32,8 +32,8 @@ import httpx
 
 from chaindata import node_errors
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
-from chaindata.budget import ProviderBudget
-from chaindata.node_errors import BatchTooLarge, RateLimited
+from chaindata.budget import ProviderBudget, send_within_budget
+from chaindata.node_errors import BatchTooLarge
 from chaindata.retrying import RetryPolicy, call_with_retries, current_deadline
 from settings.redaction import secret_keys_in_urls
 
@@ -203,17 +203,10 @@ class JsonRpcClient:
         return [self._outcome(by_id[i], method) for i, (method, _) in enumerate(calls)]
 
     def _post(self, payload: Any, methods: Sequence[str]) -> Any:
-        if self._budget is not None:
-            deadline = current_deadline()
-            self._budget.spend(sum(self._units(m) for m in methods),
-                               deadline=None if deadline == float("inf") else deadline)
-        try:
-            return request_json(self._http, "POST", self._url, timeout_s=self._timeout_s, where=self._where,
-                                peer=self._peer, json=payload)
-        except RateLimited as exc:
-            if self._budget is not None and exc.retry_after_s:
-                self._budget.pause(exc.retry_after_s)  # every worker waits, not only this one
-            raise
+        return send_within_budget(
+            self._budget, lambda: request_json(self._http, "POST", self._url, timeout_s=self._timeout_s,
+                                               where=self._where, peer=self._peer, json=payload),
+            units=sum(self._units(m) for m in methods))
 
     def _outcome(self, answer: dict[str, Any], method: str) -> Any:
         """The result of one answer object, or the ``ProviderError`` its error object means."""
