@@ -40,13 +40,14 @@ from typing import Any
 
 import httpx
 
-from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError
+from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError, TokenInfo,
+                            check_wallet)
 from chaindata.budget import ProviderBudget
 from chaindata.chains import get_chain, native_balance
+from chaindata.evm.abi import MAX_NAME_LEN, MAX_SYMBOL_LEN, clean_text
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
 from chaindata.lru import DEFAULT_SIZE, LruCache
 from chaindata.retrying import RetryPolicy
-from chaindata.rpc import MAX_NAME_LEN, MAX_SYMBOL_LEN, TokenInfo, check_wallet, clean_text
 
 _log = logging.getLogger(__name__)
 

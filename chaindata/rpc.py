@@ -47,8 +47,8 @@ from typing import Any
 
 import httpx
 
-from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError,
-                            TransientProviderError)
+from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError, TokenInfo,
+                            TransientProviderError, check_wallet)
 from chaindata.budget import ProviderBudget
 from chaindata.chains import get_chain, native_balance
 from chaindata.evm import abi
@@ -59,8 +59,6 @@ from chaindata.retrying import RetryPolicy
 from settings.addresses import InvalidAddress, normalize_address
 from settings.chains import DEFAULT_CHAINS, Chain
 
-__all__ = ["MAX_NAME_LEN", "MAX_SYMBOL_LEN", "RpcProvider", "TokenInfo", "check_wallet", "clean_text"]
-
 #: Gas counted per call inside an ``aggregate3`` when cutting chunks: generous for a ``balanceOf`` or a short
 #: ``symbol()`` (a few thousand gas) plus Multicall3's own work, so a chunk of honest tokens never runs out.
 GAS_PER_CALL = 50_000
@@ -70,16 +68,6 @@ GAS_PER_CALL = 50_000
 INCOMPLETE_INFO_TTL_S = 3600
 #: Longest text kept of a node's error message quoted in a token's error.
 _MAX_ERROR_TEXT = 200
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenInfo:
-    """What a token says of itself.  ``problems`` are ``(code, message)`` of what it could not say."""
-
-    symbol: str
-    name: str
-    decimals: int | None
-    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,14 +347,6 @@ class _Read:
     def _bad(self, method: str) -> PermanentProviderError:
         return PermanentProviderError("provider_bad_response",
                                       f"chain {self.chain.chain_id}: bad answer from the rpc provider to {method}")
-
-
-def check_wallet(chain_id: int, wallet: str) -> str:
-    """``wallet`` in lower case; ``PermanentProviderError("invalid_wallet")`` if it is no address (EIP-55 checked)."""
-    try:
-        return normalize_address(wallet)
-    except InvalidAddress as exc:
-        raise PermanentProviderError("invalid_wallet", f"chain {chain_id}: {wallet[:64]!r} {exc}") from None
 
 
 def _token_info(symbol: bytes | _Failed, name: bytes | _Failed, decimals: bytes | _Failed) -> TokenInfo:
