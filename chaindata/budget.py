@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import TypeVar
 
 import redis
@@ -29,7 +29,8 @@ from chaindata.retrying import current_deadline
 
 T = TypeVar("T")
 
-_SCRIPT = (Path(__file__).with_name("budget.lua")).read_text()
+# Read as package data, as actors' scripts are (chaindata cannot use actors.redis_backed.scripts: it is above).
+_SCRIPT = resources.files(__package__).joinpath("budget.lua").read_text(encoding="utf-8")
 #: The shortest wait between two asks of an exhausted bucket, in seconds (a cheap round trip each).
 _MIN_POLL_S = 0.005
 
