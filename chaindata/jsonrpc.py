@@ -40,6 +40,8 @@ from settings.redaction import secret_keys_in_urls
 _QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 #: Quoted server text is cut to this many characters, so a chatty server cannot flood the audit trail.
 _MAX_QUOTED = 200
+#: An error's ``data`` is read, to class the error, up to this many characters.
+_MAX_DATA_READ = 2000
 
 
 def request_json(http: httpx.Client, method: str, url: str, *, timeout_s: float, where: str, peer: str,
@@ -220,6 +222,9 @@ class JsonRpcClient:
         if type(code) is not int or not isinstance(text, str):
             return self._bad_response(f"{method}: malformed JSON-RPC error object")
         message = f"{self._where}: {method} failed at {self._peer}: JSON-RPC error {code}: {self._quote(text)}"
+        data = error.get("data")
+        if data is not None:  # some providers (Tenderly) say what went wrong in data only
+            text += " " + (data if isinstance(data, str) else repr(data))[:_MAX_DATA_READ]
         return node_errors.error_for(code, text, message)
 
     def _bad_response(self, detail: str) -> PermanentProviderError:
