@@ -33,7 +33,8 @@ def build_provider(cfg: settings_module.Settings, client: redis.Redis) -> Balanc
         from .simulated import SimulatedProvider
 
         return SimulatedProvider(latency_ms=cfg.simulated.latency_ms, failure_rate=cfg.simulated.failure_rate,
-                                 tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed)
+                                 tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed,
+                                 retry=retry_policy(cfg))
     budget = _provider_budget(cfg, client)
     if cfg.sync.provider == "rpc":
         from .rpc import RpcProvider
