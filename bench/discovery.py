@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import emit
+from chaindata.jsonrpc import JsonRpcClient
 from chaindata.tokens.discovery import TransferLogScanner
 from harness.anvil import Anvil, running_anvil, token_args
 from harness.fake_http import FakeHttpServer, Reply, Request
@@ -118,7 +119,8 @@ def mine(node: Anvil, blocks: int) -> None:
 
 def measure(url: str, wallet: str, max_range: int, previous=None):
     with httpx.Client() as http:
-        scanner = TransferLogScanner(http, url, chain_id=CHAIN, timeout_s=60, max_range=max_range)
+        client = JsonRpcClient(http, url, timeout_s=60, where=f"chain {CHAIN}", peer="the node")
+        scanner = TransferLogScanner(client, chain_id=CHAIN, max_range=max_range)
         started = time.perf_counter()
         scan = scanner.scan(wallet, start_block=0, previous=previous)
         return scan, (time.perf_counter() - started) * 1000

@@ -11,10 +11,14 @@ import redis
 
 import settings as settings_module
 
+import httpx
+
 from .base import BalanceProvider, PriceSource
 from .budget import BudgetLimits, ProviderBudget
+from .jsonrpc import JsonRpcClient
 from .prices import CachedPriceSource, StaticPriceTable
 from .retrying import RetryPolicy
+from .tokens.discovery import TransferLogScanner
 
 
 def retry_policy(cfg: settings_module.Settings) -> RetryPolicy:
@@ -29,9 +33,9 @@ def build_provider(cfg: settings_module.Settings, client: redis.Redis) -> Balanc
         from .simulated import SimulatedProvider
 
         return SimulatedProvider(latency_ms=cfg.simulated.latency_ms, failure_rate=cfg.simulated.failure_rate,
-                                 tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed)
-    budget = ProviderBudget(client, namespace=cfg.sync.namespace, provider=cfg.sync.provider,
-                            limits=BudgetLimits(cfg.http.provider_requests_per_s, cfg.http.provider_units_per_s))
+                                 tokens_per_chain=cfg.simulated.tokens_per_chain, seed=cfg.simulated.seed,
+                                 retry=retry_policy(cfg))
+    budget = _provider_budget(cfg, client)
     if cfg.sync.provider == "rpc":
         from .rpc import RpcProvider
 
@@ -42,6 +46,25 @@ def build_provider(cfg: settings_module.Settings, client: redis.Redis) -> Balanc
 
     return AlchemyProvider(cfg.alchemy.urls, cfg.alchemy.api_key, timeout_s=cfg.http.timeout_s, budget=budget,
                            retry=retry_policy(cfg))
+
+
+def _provider_budget(cfg: settings_module.Settings, client: redis.Redis) -> ProviderBudget:
+    return ProviderBudget(client, namespace=cfg.sync.namespace, provider=cfg.sync.provider,
+                          limits=BudgetLimits(cfg.http.provider_requests_per_s, cfg.http.provider_units_per_s))
+
+
+def build_discovery_scanners(cfg: settings_module.Settings, client: redis.Redis) -> dict[int, TransferLogScanner]:
+    """The Transfer-log scanner of each chain of ``RPC_URLS``, its requests spending the ``rpc`` provider's
+    rate budget and retried as the provider's are.  The scanners share one HTTP client, never closed: they
+    live as long as the process."""
+    http = httpx.Client(timeout=cfg.http.timeout_s)
+    budget = _provider_budget(cfg, client)
+    return {chain_id: TransferLogScanner(
+                JsonRpcClient(http, url, timeout_s=cfg.http.timeout_s, where=f"chain {chain_id}",
+                              peer="the rpc node", budget=budget, retry=retry_policy(cfg)),
+                chain_id=chain_id, max_range=cfg.tokens.discovery_max_block_range,
+                reorg_blocks=cfg.tokens.discovery_reorg_blocks)
+            for chain_id, url in cfg.rpc.urls.items()}
 
 
 def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> PriceSource:

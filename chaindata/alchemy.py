@@ -21,7 +21,8 @@ Choices worth knowing:
   and it is never valued (a guessed 0 could value it 10^decimals too high).  Such
   incomplete metadata, or a metadata call that failed for good, is not
   cached, so a later sync can learn better; complete metadata is cached for
-  the life of the provider, as it never changes.
+  the life of the provider, as it never changes, in a bounded LRU
+  (:data:`chaindata.lru.DEFAULT_SIZE` tokens).
 * Past ``MAX_PAGES`` pages (airdrop spam can make lists huge) the remaining
   tokens are left out and the read says ``truncated``, which the chain's
   result records, rather than failing the wallet forever.
@@ -39,12 +40,14 @@ from typing import Any
 
 import httpx
 
-from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError
+from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError, TokenInfo,
+                            check_wallet)
 from chaindata.budget import ProviderBudget
 from chaindata.chains import get_chain, native_balance
+from chaindata.evm.abi import MAX_NAME_LEN, MAX_SYMBOL_LEN, clean_text
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from chaindata.lru import DEFAULT_SIZE, LruCache
 from chaindata.retrying import RetryPolicy
-from chaindata.rpc import MAX_NAME_LEN, MAX_SYMBOL_LEN, TokenInfo, check_wallet, clean_text
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class AlchemyProvider:
     :param timeout_s: timeout, in seconds, of every HTTP request.
     :param budget: the provider's rate budget shared by all workers, in requests and compute units (None: none).
     :param retry: how requests are retried within an attempt (see :mod:`chaindata.retrying`).
+    :param metadata_cache_size: most tokens whose metadata is kept (default :data:`chaindata.lru.DEFAULT_SIZE`).
 
     Safe to share between threads.  Call :meth:`close` to release its connections.
     """
@@ -78,7 +82,8 @@ class AlchemyProvider:
     name = "alchemy"
 
     def __init__(self, urls: Mapping[int, str], api_key: str, timeout_s: float, *,
-                 budget: ProviderBudget | None = None, retry: RetryPolicy = RetryPolicy()):
+                 budget: ProviderBudget | None = None, retry: RetryPolicy = RetryPolicy(),
+                 metadata_cache_size: int = DEFAULT_SIZE):
         self._http = httpx.Client(timeout=timeout_s)
         self._clients = {
             chain_id: JsonRpcClient(self._http, url.rstrip("/") + "/" + api_key, timeout_s=timeout_s,
@@ -86,8 +91,8 @@ class AlchemyProvider:
                                     units=lambda method: COMPUTE_UNITS.get(method, 26), retry=retry)
             for chain_id, url in urls.items()
         }
-        self._lock = threading.Lock()  # guards the two caches below
-        self._info: dict[tuple[int, str], TokenInfo] = {}
+        self._info: LruCache[tuple[int, str], TokenInfo] = LruCache(metadata_cache_size)
+        self._lock = threading.Lock()  # guards _verified_chains
         self._verified_chains: set[int] = set()
 
     def close(self) -> None:
@@ -159,8 +164,7 @@ class AlchemyProvider:
                      tokens: list[str]) -> tuple[dict[str, TokenInfo], int]:
         """The metadata of each of ``tokens`` (cached, or read one request per token and cached when
         complete), and the number of requests made."""
-        with self._lock:
-            infos = {t: self._info[(chain_id, t)] for t in tokens if (chain_id, t) in self._info}
+        infos = {t: info for (_, t), info in self._info.get_many((chain_id, t) for t in tokens).items()}
         unseen = [t for t in tokens if t not in infos]
         if not unseen:
             return infos, 0
@@ -183,8 +187,7 @@ class AlchemyProvider:
             infos[token] = info
             if is_complete:
                 complete[(chain_id, token)] = info
-        with self._lock:
-            self._info.update(complete)
+        self._info.put_many(complete)
         return infos, len(unseen)
 
 

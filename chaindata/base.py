@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
+from settings.addresses import InvalidAddress, normalize_address
+
 #: The pseudo-address used for a chain's native coin (ETH, POL, ...), as most indexers do.
 NATIVE_TOKEN = "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 
@@ -42,6 +44,16 @@ class TokenError:
     token_address: str
     code: str  # short and stable, e.g. "reverted", "bad_answer", "no_decimals"
     message: str  # already sanitised: no control characters, bounded length, no secrets
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    """What a token says of itself.  ``problems`` are ``(code, message)`` of what it could not say."""
+
+    symbol: str
+    name: str
+    decimals: int | None
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +99,14 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     transient = False
+
+
+def check_wallet(chain_id: int, wallet: str) -> str:
+    """``wallet`` in lower case; ``PermanentProviderError("invalid_wallet")`` if it is no address (EIP-55 checked)."""
+    try:
+        return normalize_address(wallet)
+    except InvalidAddress as exc:
+        raise PermanentProviderError("invalid_wallet", f"chain {chain_id}: {wallet[:64]!r} {exc}") from None
 
 
 class BalanceProvider(Protocol):

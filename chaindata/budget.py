@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
+from collections.abc import Callable
+from importlib import resources
+from typing import TypeVar
 
 import redis
 
 from chaindata.base import TransientProviderError
+from chaindata.node_errors import RateLimited
+from chaindata.retrying import current_deadline
 
-_SCRIPT = (Path(__file__).with_name("budget.lua")).read_text()
+T = TypeVar("T")
+
+# Read as package data, as actors' scripts are (chaindata cannot use actors.redis_backed.scripts: it is above).
+_SCRIPT = resources.files(__package__).joinpath("budget.lua").read_text(encoding="utf-8")
 #: The shortest wait between two asks of an exhausted bucket, in seconds (a cheap round trip each).
 _MIN_POLL_S = 0.005
 
@@ -61,7 +68,7 @@ class ProviderBudget:
         base = f"{namespace}:budget:{provider}"
         self._keys = [f"{base}:buckets", f"{base}:paused"]
 
-    def spend(self, units: int = 1, *, deadline: float | None = None) -> float:
+    def spend(self, units: int = 1, *, deadline: float = float("inf")) -> float:
         """Wait until one request costing ``units`` compute units may go; return the seconds waited.
 
         :param deadline: a ``time.monotonic()`` past which waiting is pointless; raises
@@ -76,7 +83,7 @@ class ProviderBudget:
             if wait_ms <= 0:
                 return time.monotonic() - started
             wait_s = max(wait_ms / 1000, _MIN_POLL_S)
-            if deadline is not None and time.monotonic() + wait_s > deadline:
+            if time.monotonic() + wait_s > deadline:
                 raise TransientProviderError(
                     "budget_exhausted",
                     f"the {self.provider} provider's rate budget allows no request before the attempt's deadline")
@@ -90,3 +97,21 @@ class ProviderBudget:
     def paused_for_s(self) -> float:
         """Seconds the provider stays paused (0 if it is not)."""
         return max(0, self._client.pttl(self._keys[1])) / 1000
+
+
+def send_within_budget(budget: ProviderBudget | None, send: Callable[[], T], units: int = 1) -> T:
+    """``send()`` (one HTTP request) once ``budget`` allows it before the attempt's deadline
+    (:func:`~chaindata.retrying.current_deadline`); a ``Retry-After`` it is answered with pauses the
+    whole provider, for every worker, not only this one.  ``budget`` None: just ``send()``.
+
+    Raises ``budget_exhausted`` (transient) without sending when the budget allows nothing in time.
+    """
+    if budget is None:
+        return send()
+    budget.spend(units, deadline=current_deadline())
+    try:
+        return send()
+    except RateLimited as exc:
+        if exc.retry_after_s:
+            budget.pause(exc.retry_after_s)
+        raise

@@ -31,9 +31,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from chaindata.base import NATIVE_TOKEN, PermanentProviderError, Price
-from chaindata.budget import ProviderBudget
+from chaindata.budget import ProviderBudget, send_within_budget
 from chaindata.jsonrpc import request_json
-from chaindata.node_errors import RateLimited
 from chaindata.retrying import RetryPolicy, call_with_retries, current_deadline
 
 #: The API's asset platform of each chain id, for token prices.
@@ -145,16 +144,10 @@ class HttpPriceSource:
                                  deadline=current_deadline())
 
     def _get_once(self, chain_id: int, path: str, params: dict[str, str]) -> dict[str, Any]:
-        if self._budget is not None:
-            deadline = current_deadline()
-            self._budget.spend(deadline=None if deadline == float("inf") else deadline)
-        try:
-            answer = request_json(self._http, "GET", self._base + path, params=params, timeout_s=self._timeout_s,
-                                  where=f"chain {chain_id}", peer="the price API")
-        except RateLimited as exc:
-            if self._budget is not None and exc.retry_after_s:
-                self._budget.pause(exc.retry_after_s)
-            raise
+        answer = send_within_budget(
+            self._budget, lambda: request_json(self._http, "GET", self._base + path, params=params,
+                                               timeout_s=self._timeout_s, where=f"chain {chain_id}",
+                                               peer="the price API"))
         if not isinstance(answer, dict):
             raise PermanentProviderError("provider_bad_response",
                                          f"chain {chain_id}: bad answer from the price API: not a JSON object")

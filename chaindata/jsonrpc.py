@@ -27,21 +27,21 @@ import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
 from chaindata import node_errors
 from chaindata.base import PermanentProviderError, ProviderError, TransientProviderError
-from chaindata.budget import ProviderBudget
-from chaindata.node_errors import BatchTooLarge, RateLimited
+from chaindata.budget import ProviderBudget, send_within_budget
+from chaindata.node_errors import BatchTooLarge
 from chaindata.retrying import RetryPolicy, call_with_retries, current_deadline
+from settings.redaction import secret_keys_in_urls
 
 _QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 #: Quoted server text is cut to this many characters, so a chatty server cannot flood the audit trail.
 _MAX_QUOTED = 200
-#: URL parts at least this long are scrubbed from quoted server text (shorter ones, like "v2", are no secret).
-_MIN_SECRET_LEN = 6
+#: An error's ``data`` is read, to class the error, up to this many characters.
+_MAX_DATA_READ = 2000
 
 
 def request_json(http: httpx.Client, method: str, url: str, *, timeout_s: float, where: str, peer: str,
@@ -124,7 +124,9 @@ class JsonRpcClient:
         self._units = units or (lambda method: 1)
         self._retry = retry
         self._lock = threading.Lock()  # guards _max_batch, lowered by any thread
-        self._secrets = _url_secrets(url)
+        # The same parts as the settings redact from logs; longest first, so a secret containing another
+        # is replaced whole.
+        self._secrets = tuple(sorted(secret_keys_in_urls(url), key=len, reverse=True))
 
     @property
     def max_batch(self) -> int:
@@ -203,17 +205,10 @@ class JsonRpcClient:
         return [self._outcome(by_id[i], method) for i, (method, _) in enumerate(calls)]
 
     def _post(self, payload: Any, methods: Sequence[str]) -> Any:
-        if self._budget is not None:
-            deadline = current_deadline()
-            self._budget.spend(sum(self._units(m) for m in methods),
-                               deadline=None if deadline == float("inf") else deadline)
-        try:
-            return request_json(self._http, "POST", self._url, timeout_s=self._timeout_s, where=self._where,
-                                peer=self._peer, json=payload)
-        except RateLimited as exc:
-            if self._budget is not None and exc.retry_after_s:
-                self._budget.pause(exc.retry_after_s)  # every worker waits, not only this one
-            raise
+        return send_within_budget(
+            self._budget, lambda: request_json(self._http, "POST", self._url, timeout_s=self._timeout_s,
+                                               where=self._where, peer=self._peer, json=payload),
+            units=sum(self._units(m) for m in methods))
 
     def _outcome(self, answer: dict[str, Any], method: str) -> Any:
         """The result of one answer object, or the ``ProviderError`` its error object means."""
@@ -227,6 +222,9 @@ class JsonRpcClient:
         if type(code) is not int or not isinstance(text, str):
             return self._bad_response(f"{method}: malformed JSON-RPC error object")
         message = f"{self._where}: {method} failed at {self._peer}: JSON-RPC error {code}: {self._quote(text)}"
+        data = error.get("data")
+        if data is not None:  # some providers (Tenderly) say what went wrong in data only
+            text += " " + (data if isinstance(data, str) else repr(data))[:_MAX_DATA_READ]
         return node_errors.error_for(code, text, message)
 
     def _bad_response(self, detail: str) -> PermanentProviderError:
@@ -238,14 +236,3 @@ class JsonRpcClient:
             text = text.replace(secret, "***")
         return text[:_MAX_QUOTED]
 
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The parts of ``url`` that may be secret (the whole, user info, path segments, query values), longest first."""
-    parts = urlsplit(url)
-    found = {url, parts.username or "", parts.password or ""}
-    for segment in parts.path.split("/"):
-        found.update((segment, unquote(segment)))
-    for _, value in parse_qsl(parts.query):
-        found.add(value)
-    # Longest first, so a secret containing another is replaced whole.
-    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True))

@@ -10,6 +10,11 @@ help.  An error no row matches is permanent (a revert, bad params).
 
 HTTP statuses are classed by :func:`http_status`; a ``Retry-After`` header
 (seconds, or an HTTP date) is read by :func:`retry_after_s`.
+
+An ``eth_getLogs`` over a range the node finds too large or too full is a
+:class:`LogRangeTooLarge`, with the block where the node said to stop when it
+names one (:func:`suggested_range_end`): the scanner of
+:mod:`chaindata.tokens.discovery` splits the range and asks again.
 """
 
 from __future__ import annotations
@@ -43,8 +48,28 @@ def _rule(codes: tuple[int, ...], pattern: str | None, code: str, transient: boo
     return ErrorRule(frozenset(codes), re.compile(pattern, re.IGNORECASE) if pattern else None, code, transient, why)
 
 
-#: The table, first match wins.  Order matters: specific texts before the catch-alls of their codes.
+# What nodes answer when an eth_getLogs range holds too much (all seen in the wild):
+#   geth, erigon, Infura (-32005)   "query returned more than 10000 results"
+#   Alchemy (-32602)                "Log response size exceeded. ... this block range should work: [0x0, 0x87fe9]"
+#   Infura (-32602)                 "range 1000000 exceeds limit of 10000"
+#   QuickNode (-32614)              "eth_getLogs is limited to a 10,000 range"
+#   Tenderly (-32602, in data)      "range 9009594 is bigger than range limit 2000"
+#   reth                            "query exceeds max results 20000, retry with the range 25766988-25775072"
+#   zkSync (-32602)                 "Query returned more than 10000 results. Try with this block range [0x0, 0x30f]."
+#   erigon, others                  "block range too large", "Response is too big"
+_LOG_RANGE_TOO_LARGE = (
+    r"returned more than \d+ results|log response size exceeded|exceeds? (?:the )?limit of \d+"
+    r"|limited to a [\d,]+ (?:block )?range|bigger than range limit|exceeds max results"
+    r"|block range (?:is )?too (?:large|wide|big)|range too large|response is too big|too many (?:results|logs)")
+_SUGGESTED_HEX = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+_SUGGESTED_DEC = re.compile(r"range (\d+)\s*-\s*(\d+)")
+
+#: The table, first match wins.  Order matters: specific texts before the catch-alls of their codes (a range
+#: too full comes first, as Infura says it under -32005, its rate-limit code).
 JSONRPC_ERRORS: tuple[ErrorRule, ...] = (
+    _rule((), _LOG_RANGE_TOO_LARGE, "logs_range_too_large", False,
+          "eth_getLogs over too many blocks or logs: the same range fails again, so discovery splits it "
+          "(where the node suggests, if it does)"),
     _rule((), r"batch (?:too large|size)|too many (?:requests in|calls in|items in) (?:the )?batch|"
               r"batch limit", "provider_batch_too_large", True,
           "the node caps batch size: the client halves its batches and sends again"),
@@ -90,12 +115,33 @@ class BatchTooLarge(TransientProviderError):
     """The server refused a JSON-RPC batch for its size (HTTP 413, or an error saying so)."""
 
 
+class LogRangeTooLarge(PermanentProviderError):
+    """``eth_getLogs`` over a range the node finds too large or too full; ``suggested_to`` is the block where
+    the node said to stop (None: it did not say).  Permanent: that range fails again, a smaller one may not."""
+
+    def __init__(self, code: str, message: str, suggested_to: int | None = None):
+        super().__init__(code, message)
+        self.suggested_to = suggested_to
+
+
+def suggested_range_end(text: str) -> int | None:
+    """The last block of the range a node's error text suggests (``[0x0, 0x30f]``, ``range 10-20``), or None."""
+    match = _SUGGESTED_HEX.search(text)
+    if match:
+        return int(match.group(2), 16)
+    match = _SUGGESTED_DEC.search(text)
+    return int(match.group(2)) if match else None
+
+
 def error_for(code: int, text: str, message: str) -> ProviderError:
     """The ``ProviderError`` a JSON-RPC error object of ``code`` and ``text`` means, saying ``message``
-    (``text`` made safe to quote)."""
+    (``text`` made safe to quote).  ``text`` is the error's message, and its ``data`` as text if it has
+    one (some providers put the useful words there)."""
     rule = classify(code, text)
     if rule is None:
         return PermanentProviderError("provider_rejected", message)
+    if rule.code == "logs_range_too_large":
+        return LogRangeTooLarge(rule.code, message, suggested_range_end(text))
     if rule.code == "provider_rate_limited":
         return RateLimited(rule.code, message)
     if rule.code == "provider_batch_too_large":

@@ -32,7 +32,8 @@ Choices worth knowing:
   or ``name()`` gets ``""`` / its symbol, as both are optional in ERC-20; text
   that is not a well-formed string or ``bytes32`` of UTF-8 is a
   ``bad_metadata`` error.  Complete metadata never changes, so it is cached for
-  the life of the provider; incomplete metadata for ``INCOMPLETE_INFO_TTL_S``.
+  the life of the provider; incomplete metadata for ``INCOMPLETE_INFO_TTL_S``;
+  either way in a bounded LRU (:data:`chaindata.lru.DEFAULT_SIZE` tokens).
 * Transient failures of any call (timeouts, rate limits, 5xx) fail the read,
   which is retried whole: a half-read chain is never stored.
 """
@@ -41,24 +42,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError,
-                            TransientProviderError)
+from chaindata.base import (ChainRead, PermanentProviderError, ProviderError, TokenBalance, TokenError, TokenInfo,
+                            TransientProviderError, check_wallet)
 from chaindata.budget import ProviderBudget
 from chaindata.chains import get_chain, native_balance
 from chaindata.evm import abi
 from chaindata.evm.abi import MAX_NAME_LEN, MAX_SYMBOL_LEN, BadAnswer, clean_text
 from chaindata.jsonrpc import JsonRpcClient, parse_quantity
+from chaindata.lru import DEFAULT_SIZE, LruCache
 from chaindata.retrying import RetryPolicy
 from settings.addresses import InvalidAddress, normalize_address
 from settings.chains import DEFAULT_CHAINS, Chain
-
-__all__ = ["MAX_NAME_LEN", "MAX_SYMBOL_LEN", "RpcProvider", "TokenInfo", "check_wallet", "clean_text"]
 
 #: Gas counted per call inside an ``aggregate3`` when cutting chunks: generous for a ``balanceOf`` or a short
 #: ``symbol()`` (a few thousand gas) plus Multicall3's own work, so a chunk of honest tokens never runs out.
@@ -69,16 +68,6 @@ GAS_PER_CALL = 50_000
 INCOMPLETE_INFO_TTL_S = 3600
 #: Longest text kept of a node's error message quoted in a token's error.
 _MAX_ERROR_TEXT = 200
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenInfo:
-    """What a token says of itself.  ``problems`` are ``(code, message)`` of what it could not say."""
-
-    symbol: str
-    name: str
-    decimals: int | None
-    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +92,7 @@ class RpcProvider:
     :param max_batch: most JSON-RPC items in one HTTP request.
     :param budget: the provider's rate budget shared by all workers (None: none).
     :param retry: how requests are retried within an attempt (see :mod:`chaindata.retrying`).
+    :param metadata_cache_size: most tokens whose metadata is kept (default :data:`chaindata.lru.DEFAULT_SIZE`).
 
     Safe to share between threads.  Call :meth:`close` to release its connections.
     """
@@ -112,7 +102,7 @@ class RpcProvider:
     def __init__(self, urls: Mapping[int, str], tokens: Mapping[int, Sequence[str]], timeout_s: float, *,
                  chains: Mapping[int, Chain] = DEFAULT_CHAINS, multicall_batch: int = 300,
                  multicall_gas: int = 20_000_000, max_batch: int = 100, budget: ProviderBudget | None = None,
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy(), metadata_cache_size: int = DEFAULT_SIZE):
         if multicall_batch < 1 or multicall_gas < GAS_PER_CALL:
             raise ValueError(f"multicall_batch must be at least 1 and multicall_gas at least {GAS_PER_CALL}")
         self._http = httpx.Client(timeout=timeout_s)
@@ -132,8 +122,8 @@ class RpcProvider:
         self._chains = chains
         self._chunk = min(multicall_batch, multicall_gas // GAS_PER_CALL)
         self._gas = multicall_gas
-        self._lock = threading.Lock()  # guards the three caches below
-        self._info: dict[tuple[int, str], tuple[TokenInfo, float]] = {}  # with the monotonic time it expires
+        self._info: LruCache[tuple[int, str], TokenInfo] = LruCache(metadata_cache_size)
+        self._lock = threading.Lock()  # guards the two caches below
         self._verified_chains: set[int] = set()
         self._has_multicall: dict[int, bool] = {}
 
@@ -270,16 +260,13 @@ class _Read:
     def token_infos(self, tokens: list[str]) -> dict[str, TokenInfo]:
         """The metadata of ``tokens``: cached, or read in one round (and cached when complete)."""
         p, chain_id = self.provider, self.chain.chain_id
-        now = time.monotonic()
-        with p._lock:
-            cached = {t: p._info.get((chain_id, t)) for t in tokens}
-        infos = {t: entry[0] for t, entry in cached.items() if entry is not None and entry[1] > now}
+        infos = {t: info for (_, t), info in p._info.get_many((chain_id, t) for t in tokens).items()}
         unseen = [t for t in tokens if t not in infos]
         outcomes = self.calls([(t, selector) for t in unseen for selector in (abi.SYMBOL, abi.NAME, abi.DECIMALS)])
         learned = {t: _token_info(*outcomes[3 * i:3 * i + 3]) for i, t in enumerate(unseen)}
-        with p._lock:
-            p._info.update({(chain_id, t): (info, now + INCOMPLETE_INFO_TTL_S if info.problems else float("inf"))
-                            for t, info in learned.items()})
+        p._info.put_many({(chain_id, t): info for t, info in learned.items()},
+                         ttl_s={(chain_id, t): INCOMPLETE_INFO_TTL_S if info.problems else float("inf")
+                                for t, info in learned.items()})
         return infos | learned
 
     def _multicall(self, calls: list[tuple[str, Any]]) -> list[bytes | _Failed]:
@@ -360,14 +347,6 @@ class _Read:
     def _bad(self, method: str) -> PermanentProviderError:
         return PermanentProviderError("provider_bad_response",
                                       f"chain {self.chain.chain_id}: bad answer from the rpc provider to {method}")
-
-
-def check_wallet(chain_id: int, wallet: str) -> str:
-    """``wallet`` in lower case; ``PermanentProviderError("invalid_wallet")`` if it is no address (EIP-55 checked)."""
-    try:
-        return normalize_address(wallet)
-    except InvalidAddress as exc:
-        raise PermanentProviderError("invalid_wallet", f"chain {chain_id}: {wallet[:64]!r} {exc}") from None
 
 
 def _token_info(symbol: bytes | _Failed, name: bytes | _Failed, decimals: bytes | _Failed) -> TokenInfo:

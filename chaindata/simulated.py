@@ -5,7 +5,10 @@ the same tokens), drawn from realistic token lists per chain.  Token addresses
 are derived from the chain and symbol, so they are clearly not real contracts,
 and everything this provider returns is labelled ``simulated`` in storage and
 on the dashboard.  Latency and a fraction of transient failures are
-configurable, for demos, tests and benchmarks.
+configurable, for demos, tests and benchmarks.  A read stands for one HTTP
+request, retried within the attempt as a real provider's transport retries
+its requests (``retry``), so the simulation fails no more often than a real
+provider would.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from decimal import Decimal
 
 from .base import NATIVE_TOKEN, ChainRead, TokenBalance, TransientProviderError
 from .chains import get_chain
+from .retrying import RetryPolicy, call_with_retries, current_deadline
 
 #: USD per whole token, by symbol: round, plausible figures for the simulation.
 SIMULATED_PRICES: dict[str, Decimal] = {k: Decimal(v) for k, v in {
@@ -73,24 +77,23 @@ class SimulatedProvider:
       failure_rate(float): fraction of calls that raise ``TransientProviderError``. Default 0.
       tokens_per_chain(int): at most this many ERC-20 tokens held per chain. Default 12.
       seed(int | None): seed of the failure draws, for a reproducible sequence. Default None (random).
+      retry(RetryPolicy): how a failed call is tried again within the attempt. Default: not at all.
     """
 
     name = "simulated"
 
     def __init__(self, *, latency_ms: int = 100, failure_rate: float = 0.0, tokens_per_chain: int = 12,
-                 seed: int | None = None):
+                 seed: int | None = None, retry: RetryPolicy = RetryPolicy(tries=1)):
         self.latency_s = latency_ms / 1000
         self.failure_rate = failure_rate
         self.tokens_per_chain = tokens_per_chain
         # Failures are random per call (unlike balances), so a retry can succeed.
         self._chaos = random.Random(seed)
+        self._retry = retry
 
     def read_chain(self, chain_id: int, wallet: str, tokens: Sequence[str] = ()) -> ChainRead:
         """The wallet's simulated holdings (``tokens`` are ignored: the simulation holds what it holds)."""
-        if self.latency_s:
-            time.sleep(self.latency_s)
-        if self.failure_rate and self._chaos.random() < self.failure_rate:
-            raise TransientProviderError("provider_unavailable", f"chain {chain_id}: simulated transient failure")
+        call_with_retries(lambda: self._request(chain_id), policy=self._retry, deadline=current_deadline())
 
         seed = hashlib.sha256(f"{wallet.lower()}:{chain_id}".encode()).digest()
         rng = random.Random(seed)
@@ -105,6 +108,13 @@ class SimulatedProvider:
             balances.append(TokenBalance(chain_id, token_address(chain_id, symbol), symbol, name, decimals,
                                          _amount(rng, symbol, decimals)))
         return ChainRead(chain_id=chain_id, balances=balances, block_number=None)
+
+    def _request(self, chain_id: int) -> None:
+        """The simulated request: its latency, and sometimes a transient failure."""
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if self.failure_rate and self._chaos.random() < self.failure_rate:
+            raise TransientProviderError("provider_unavailable", f"chain {chain_id}: simulated transient failure")
 
 
 def _amount(rng: random.Random, symbol: str, decimals: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 # The scheme starts where no scheme character precedes it: otherwise every position of a long run of
 # letters would be tried as a start, each scanning to the run's end (seconds on a 100 kB error body).
@@ -80,12 +80,13 @@ def secret_keys_in_urls(value: str | tuple[str, ...] | Mapping[int, str]) -> set
     """The password and every key-like part of provider URLs (one, a list, or one per chain).
 
     A provider's URL often carries its key in the path (``/v3/<key>``) or the query
-    (``?apikey=...``): every long path segment and query value counts as secret.
+    (``?apikey=...``): every long path segment (as written and percent-decoded, as a server may
+    quote either) and query value counts as secret.
     """
     found: set[str] = set()
     for url in _urls(value):
         parts = urlsplit(url)
         found.update(_url_passwords(url))
-        found.update(seg for seg in parts.path.split("/") if len(seg) >= _KEY_LIKE)
+        found.update(seg for raw in parts.path.split("/") for seg in (raw, unquote(raw)) if len(seg) >= _KEY_LIKE)
         found.update(v for _k, v in parse_qsl(parts.query) if len(v) >= _KEY_LIKE)
     return found

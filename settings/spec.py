@@ -174,7 +174,7 @@ class Sync:
         doc="Lease of a running operation in Redis, renewed every third of it; a crashed worker's operations are taken over once it lapses.")
     read_tries: int = var(
         "SYNC_READ_TRIES", Integer(1, 20), default="4",
-        doc="Tries in all of one idempotent read (a chain, an HTTP request) inside an attempt, while its deadline allows; 1: no retry inside the attempt.")
+        doc="Tries in all of one HTTP request to a provider inside an attempt, while its deadline allows; 1: no retry inside the attempt.")
     read_backoff_ms: int = var(
         "SYNC_READ_BACKOFF_MS", Integer(1, 60_000), default="50",
         doc="Base of the jittered exponential wait between those tries.")

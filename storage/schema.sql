@@ -448,9 +448,6 @@ CREATE TABLE IF NOT EXISTS token_discovery_cursors (
 
 -- Spam and unknown tokens (chaindata/portfolio.py): `listed` says a token list names the token (the
 -- native coin counts as listed); `possible_spam` marks a token neither listed nor priced, kept but never
--- counted in a total.  A token whose decimals() could not be read has null decimals and balance, and
--- is never valued.
+-- counted in a total.
 ALTER TABLE holdings ADD COLUMN IF NOT EXISTS listed boolean NOT NULL DEFAULT false;
 ALTER TABLE holdings ADD COLUMN IF NOT EXISTS possible_spam boolean NOT NULL DEFAULT false;
-ALTER TABLE holdings ALTER COLUMN decimals DROP NOT NULL;
-ALTER TABLE holdings ALTER COLUMN balance DROP NOT NULL;

@@ -9,13 +9,21 @@ reads of that chain fail at once with ``circuit_open``, and an attempt that
 could read no chain at all is retried when the circuit is due to let a call
 through, without using up one of its attempts.  Then the circuit is
 *half-open*: exactly one caller, across all workers, gets the trial (a
-Redis ``SET NX`` lease); the others are turned away as if it were open.  The
-trial's success closes the circuit with a clean window, its failure reopens
-it.  A trial whose worker died frees its lease after ``CIRCUIT_RESET_S``.
-Permanent errors (an HTTP 400, say) say nothing of the provider's health and
-are not counted.
+Redis ``SET NX`` lease holding the caller's token); the others are turned
+away as if it were open.  A trial the provider answered closes the circuit
+with a clean window (a permanent error, an HTTP 400 say, is an answer too),
+a transient failure reopens it.  A trial whose worker died frees its lease
+after ``CIRCUIT_RESET_S``; only the holder's token frees it sooner, so a late
+caller whose lease expired never frees or judges another caller's trial.
 
-The state is one Lua script (``circuits.lua``) on Redis's clock.  Why not
+Only the provider's own failures count.  Permanent errors say nothing of its
+health, and errors decided on our side before any request
+(:data:`chaindata.retrying.NOT_RETRIED_HERE`: ``budget_exhausted``,
+``circuit_open``, ``time_limit_exceeded``) say nothing at all: a busy rate
+budget must not open a healthy provider's circuit.  Such a call, if it held
+the trial, frees it unjudged for the next caller.
+
+The state is one Lua script (``lua/circuit.lua``) on Redis's clock.  Why not
 pybreaker: its ``CircuitBreaker.call`` holds a lock for the whole call, so the
 concurrent reads of one chain in a worker process run one after another.
 """
@@ -23,16 +31,18 @@ concurrent reads of one chain in a worker process run one after another.
 from __future__ import annotations
 
 from collections.abc import Callable
+import uuid
 from typing import TypeVar
 
 import redis
 
 from chaindata.base import ProviderError, TransientProviderError
+from chaindata.retrying import NOT_RETRIED_HERE
 
 from . import scripts
 
 T = TypeVar("T")
-_CLOSED, _TRIAL = -1, -2
+_TRIAL = -2
 
 
 class ChainCircuits:
@@ -66,25 +76,27 @@ class ChainCircuits:
     def call(self, chain_id: int, fn: Callable[..., T], *args) -> T:
         """``fn(*args)`` unless the chain's circuit turns the call away (then ``circuit_open``, transient)."""
         keys = self._keys(chain_id)
-        state = int(self._script(keys=keys, args=["enter", self.reset_ms]))
+        token = uuid.uuid4().hex
+        state = int(self._script(keys=keys, args=["enter", self.reset_ms, token]))
         if state >= 0:
             raise TransientProviderError(
                 "circuit_open",
                 f"chain {chain_id}: the {self.provider} provider failed too often "
                 f"(>= {self.failure_rate:.0%} of >= {self.min_calls} calls in {self.window_s} s); "
                 f"not called again for {state / 1000:.0f} s")
-        trial = "1" if state == _TRIAL else "0"
+        trial = token if state == _TRIAL else ""
         try:
             result = fn(*args)
         except ProviderError as exc:
-            if exc.transient:
+            if exc.code in NOT_RETRIED_HERE:  # decided on our side, the provider was not asked
+                self._release(keys, trial)
+            elif exc.transient:
                 self._record(keys, "fail", trial)
-            elif trial == "1":  # the provider answered: the trial is over, and it is healthy enough
+            elif trial:  # the provider answered: the trial is over, and it is healthy enough
                 self._record(keys, "ok", trial)
             raise
         except BaseException:
-            if trial == "1":  # not the provider's fault; free the trial for the next caller
-                self.client.delete(keys[3])
+            self._release(keys, trial)  # not the provider's fault; free the trial for the next caller
             raise
         self._record(keys, "ok", trial)
         return result
@@ -92,6 +104,10 @@ class ChainCircuits:
     def _record(self, keys: list[str], outcome: str, trial: str) -> None:
         self._script(keys=keys, args=["record", outcome, trial, self.window_s, self.min_calls,
                                       self.failure_rate, self.reset_ms])
+
+    def _release(self, keys: list[str], trial: str) -> None:
+        if trial:
+            self._script(keys=keys, args=["release", trial])
 
     def seconds_until_trial(self, chain_id: int) -> float:
         """Seconds until the circuit of ``chain_id`` may let a call through (0 if it is closed)."""

@@ -9,12 +9,11 @@ import threading
 
 import dramatiq
 import dramatiq.broker
-import httpx
 
 import chaindata
 import settings as settings_module
 from chaindata.tokens.candidates import CandidateTokens
-from chaindata.tokens.discovery import Cursor, TransferLogScanner
+from chaindata.tokens.discovery import Cursor
 from chaindata.tokens.lists import TokenLists
 from storage import discovery as discovery_store
 
@@ -80,13 +79,7 @@ def candidate_tokens() -> CandidateTokens:
     """The candidate tokens of each read; Transfer-log discovery runs with the ``rpc`` provider only
     (``alchemy`` lists a wallet's tokens itself, ``simulated`` has no chain)."""
     c = cfg()
-    scanners = {}
-    if c.sync.provider == "rpc":
-        http = httpx.Client(timeout=c.http.timeout_s)
-        scanners = {chain_id: TransferLogScanner(http, url, chain_id=chain_id, timeout_s=c.http.timeout_s,
-                                                 max_range=c.tokens.discovery_max_block_range,
-                                                 reorg_blocks=c.tokens.discovery_reorg_blocks)
-                    for chain_id, url in c.rpc.urls.items()}
+    scanners = chaindata.build_discovery_scanners(c, broker().client) if c.sync.provider == "rpc" else {}
     return CandidateTokens(configured=c.rpc.tokens, lists=token_lists(), scanners=scanners,
                            start_blocks=c.tokens.discovery_start_blocks, load=_load_cursor, save=_save_cursor)
 

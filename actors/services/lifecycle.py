@@ -8,9 +8,9 @@ operation are not read again: a retry only repeats what failed.  In Redis, an
 attempt takes its lease, and at its end sends everything else it has to say
 (admission release, completion events, lease release) in one round trip.
 
-Each chain read is retried within the attempt (``SYNC_READ_TRIES``, jittered
-backoff, never past the attempt's deadline) before the attempt counts it as
-failed.  A price API that fails does not fail the chain: its balances are
+Each HTTP request of a chain read is retried within the attempt by the
+provider's transport (``SYNC_READ_TRIES``, jittered backoff, never past the
+attempt's deadline) before the attempt counts the chain as failed.  A price API that fails does not fail the chain: its balances are
 stored unpriced, and its result says ``prices: "unavailable"``.
 
 The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
@@ -37,12 +37,11 @@ import psycopg
 import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
-import chaindata
 from chaindata import wire
 from chaindata.base import ChainRead, PermanentProviderError, ProviderError, TransientProviderError
 from chaindata.evm.abi import clean_text
 from chaindata.portfolio import ChainPortfolio, exact_sum, price_chain
-from chaindata.retrying import call_with_retries, deadline_scope
+from chaindata.retrying import deadline_scope
 from chaindata.tokens.candidates import Candidates
 from chaindata.tokens.lists import complete_from_list
 from storage import operations
@@ -324,9 +323,8 @@ def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
 
     def read_from_provider() -> bytes:
         candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
-        read = call_with_retries(
-            lambda: circuits.call(chain_id, provider.read_chain, chain_id, wallet, candidates.addresses),
-            policy=chaindata.retry_policy(context.cfg()), deadline=deadline)
+        # Not retried here: the provider's transport retries each HTTP request (SYNC_READ_TRIES).
+        read = circuits.call(chain_id, provider.read_chain, chain_id, wallet, candidates.addresses)
         return wire.dump_read(read, candidates)
 
     with deadline_scope(deadline):

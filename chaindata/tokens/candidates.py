@@ -9,7 +9,8 @@ holds reads as zero and is not stored.
 Discovery keeps a cursor per wallet and chain (where the scan stopped, and the
 tokens found), so a later sync asks the node only for the new blocks.  The
 cursor lives wherever the ``load``/``save`` callables put it (PostgreSQL in
-the worker, see :mod:`storage.discovery`).
+the worker, see :mod:`storage.discovery`).  A scan the attempt's deadline
+cut short saves how far it got.
 
 A discovery that fails (node down, rate limited) does not fail the chain: the
 read goes on with the tokens found by earlier scans, and :class:`Candidates`
@@ -81,7 +82,10 @@ class CandidateTokens:
             known = sorted(previous.tokens) if previous else []
             return Candidates(addresses=_union(configured, listed, known), discovered=len(known),
                               scanned_to_block=previous.to_block if previous else None, error=exc)
-        self._save(wallet, chain_id, scan.cursor)
+        self._save(wallet, chain_id, scan.cursor)  # an incomplete scan's too: the next one goes on from it
+        if not scan.complete:
+            _log.info("chain %d: token discovery stopped at the attempt's deadline, at block %d; the next "
+                      "sync goes on from there.", chain_id, scan.cursor.to_block)
         return Candidates(addresses=_union(configured, listed, sorted(scan.cursor.tokens)),
                           discovered=len(scan.cursor.tokens), new=len(scan.new_tokens),
                           scanned_to_block=scan.cursor.to_block, requests=scan.requests)

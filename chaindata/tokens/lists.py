@@ -172,34 +172,50 @@ class TokenLists:
         self._good: dict[str, list[ListedToken]] = {}  # the last good copy of each URL's list
         self._index = TokenIndex([self._shipped])
         self._next_refresh = 0.0
-        self._lock = threading.Lock()
+        self._refreshing = False  # a thread is fetching: the others go on with the current index
+        self._lock = threading.Lock()  # guards the four fields above, never held while fetching
 
     def start(self) -> None:
         """Load every configured list; ``ConfigError`` naming ``TOKEN_LIST_URLS`` if one is no valid token list."""
-        with self._lock:
-            self._refresh(strict=True)
+        self._refresh_if_due(strict=True)
 
     def index(self) -> TokenIndex:
-        """The current index, refreshed first if the TTL has passed (a failed refresh keeps the last good lists)."""
-        with self._lock:
-            if self._clock() >= self._next_refresh:
-                self._refresh(strict=False)
-            return self._index
+        """The current index, refreshed first if the TTL has passed (a failed refresh keeps the last good lists).
 
-    def _refresh(self, *, strict: bool) -> None:
+        One thread refreshes, outside the lock; every other thread meanwhile gets the index as it is, so
+        the chain reads of the process never wait for a list server.
+        """
+        self._refresh_if_due(strict=False)
+        return self._index
+
+    def _refresh_if_due(self, *, strict: bool) -> None:
+        with self._lock:
+            if self._refreshing or (not strict and self._clock() < self._next_refresh):
+                return
+            self._refreshing = True
+            good = dict(self._good)
+        try:
+            self._fetch_all(good, strict=strict)
+            index = TokenIndex([self._shipped, *(good[u] for u in self._urls if u in good)])
+            with self._lock:
+                self._good, self._index = good, index  # swapped in whole: a reader sees old or new
+        finally:
+            with self._lock:
+                self._next_refresh = self._clock() + self._ttl_s
+                self._refreshing = False
+
+    def _fetch_all(self, good: dict[str, list[ListedToken]], *, strict: bool) -> None:
         for position, url in enumerate(self._urls, start=1):
             label = f"{_VARIABLE} list {position} ({_display(url)})"
             try:
-                self._good[url] = self._load(url, label)
+                good[url] = self._load(url, label)
             except TokenListError as exc:
                 if strict:
                     raise ConfigError(str(exc)) from None
                 _log.warning("%s; keeping the last good copy (%s tokens).", exc,
-                             len(self._good[url]) if url in self._good else "no")
+                             len(good[url]) if url in good else "no")
             except (httpx.HTTPError, OSError, redis.RedisError) as exc:
                 _log.warning("%s could not be fetched (%s); keeping the last good copy.", label, type(exc).__name__)
-        self._index = TokenIndex([self._shipped, *(self._good[u] for u in self._urls if u in self._good)])
-        self._next_refresh = self._clock() + self._ttl_s
 
     def _load(self, url: str, label: str) -> list[ListedToken]:
         key = f"{self._namespace}:token-list:{hashlib.sha256(url.encode()).hexdigest()[:32]}"

@@ -222,6 +222,20 @@ def test_complete_metadata_is_cached(server: FakeAlchemy, provider: AlchemyProvi
     assert bodies[3]["params"] == [NO_DECIMALS]
 
 
+def test_the_metadata_cache_is_bounded(server: FakeAlchemy) -> None:
+    provider = AlchemyProvider({CHAIN: server.base_url}, KEY, timeout_s=5, retry=ONCE, metadata_cache_size=1)
+    try:
+        provider.read_chain(CHAIN, WALLET)
+        server.requests.clear()
+        assert provider.read_chain(CHAIN, WALLET).balances == EXPECTED
+    finally:
+        provider.close()
+    asked = [request.json()["params"][0] for request in server.requests
+             if not isinstance(request.json(), list) and request.json()["method"] == "alchemy_getTokenMetadata"]
+    # Of the two complete tokens only one was kept; the other and the one of unknown decimals are asked again.
+    assert len(asked) == 2 and NO_DECIMALS in asked
+
+
 def test_extra_candidate_tokens_are_read_by_address(server: FakeAlchemy, provider: AlchemyProvider,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     extra = "0xabababababababababababababababababababab"

@@ -9,7 +9,9 @@ import uuid
 import pytest
 
 from chaindata.base import TransientProviderError
-from chaindata.budget import BudgetLimits, ProviderBudget
+from chaindata.budget import BudgetLimits, ProviderBudget, send_within_budget
+from chaindata.node_errors import RateLimited
+from chaindata.retrying import deadline_scope
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +86,22 @@ def test_no_wait_past_the_deadline(redis_client, namespace):
     with pytest.raises(TransientProviderError) as caught:
         b.spend(deadline=time.monotonic() + 0.5)
     assert caught.value.code == "budget_exhausted" and time.monotonic() - started < 0.5
+
+
+def test_send_within_budget_spends_before_sending_and_a_retry_after_pauses_everyone(redis_client, namespace):
+    shared = budget(redis_client, namespace, requests_per_s=1000, units_per_s=10)
+    sent: list[str] = []
+
+    def rate_limited():
+        sent.append("429")
+        raise RateLimited("provider_rate_limited", "HTTP 429", retry_after_s=0.5)
+
+    with pytest.raises(RateLimited):
+        send_within_budget(shared, rate_limited, units=10)  # the whole second's units spent, then sent
+    assert sent == ["429"] and shared.paused_for_s() > 0.3
+    other_worker = budget(redis_client, namespace, requests_per_s=1000, units_per_s=10)
+    with deadline_scope(time.monotonic() + 0.2):  # the pause outlasts this attempt: nothing is sent
+        with pytest.raises(TransientProviderError) as excinfo:
+            send_within_budget(other_worker, lambda: sent.append("not sent"))
+    assert excinfo.value.code == "budget_exhausted" and sent == ["429"]
+    assert send_within_budget(None, lambda: "no budget, sent at once") == "no budget, sent at once"

@@ -154,3 +154,57 @@ def test_concurrent_calls_run_concurrently(circuits):
     for t in threads:
         t.join()
     assert time.monotonic() - started < 1.5  # four 0.5 s calls did not queue behind each other
+
+
+@pytest.mark.parametrize("code", ["budget_exhausted", "circuit_open", "time_limit_exceeded"])
+def test_errors_decided_on_our_side_do_not_count(circuits, code):
+    # A busy rate budget, say: no request was made, so the provider's health is not in question.
+    for _ in range(40):
+        with pytest.raises(TransientProviderError):
+            circuits.call(1, fail(TransientProviderError(code, "not sent")))
+    assert circuits.seconds_until_trial(1) == 0
+    assert circuits.call(1, lambda: "closed") == "closed"
+
+
+def test_a_trial_that_sent_nothing_frees_it_unjudged(circuits):
+    trip(circuits)
+    time.sleep(1.1)  # half-open: the next caller holds the trial
+    with pytest.raises(TransientProviderError) as excinfo:
+        circuits.call(1, fail(TransientProviderError("budget_exhausted", "not sent")))
+    assert excinfo.value.code == "budget_exhausted"
+    # Not reopened, and the trial is free: the very next caller gets it, and its success closes the circuit.
+    assert circuits.seconds_until_trial(1) == 0
+    assert circuits.call(1, lambda: "trial") == "trial"
+    assert outcome(circuits, 1, ok=False)  # closed with a clean window
+
+
+def test_a_late_caller_whose_lease_expired_does_not_free_the_new_holders_trial(circuits):
+    trip(circuits)
+    time.sleep(1.1)
+    first_may_end, second_in, second_may_end = threading.Event(), threading.Event(), threading.Event()
+
+    def first_trial():
+        first_may_end.wait(5)
+        raise RuntimeError("a bug of ours, after the lease expired")
+
+    def second_trial():
+        second_in.set()
+        second_may_end.wait(5)
+        return "back"
+
+    first = threading.Thread(target=lambda: pytest.raises(RuntimeError, circuits.call, 1, first_trial))
+    first.start()
+    time.sleep(1.2)  # the first trial's lease (reset_s = 1) has expired: a second caller gets the trial
+    second = threading.Thread(target=circuits.call, args=(1, second_trial))
+    second.start()
+    assert second_in.wait(5)
+    first_may_end.set()
+    first.join()
+    try:
+        with pytest.raises(TransientProviderError) as excinfo:  # the second caller still holds the trial
+            circuits.call(1, lambda: "a second trial at once")
+        assert excinfo.value.code == "circuit_open"
+    finally:
+        second_may_end.set()
+        second.join()
+    assert circuits.call(1, lambda: "closed") == "closed"  # the holder's success closed it

@@ -8,6 +8,9 @@ import pytest
 import actors
 from actors.services import context, lifecycle
 from chaindata.base import PermanentProviderError, TransientProviderError
+from chaindata.retrying import RetryPolicy
+from chaindata.rpc import RpcProvider
+from harness.fake_http import FakeHttpServer
 from storage.pool import get_pool
 
 pytestmark = pytest.mark.integration
@@ -73,3 +76,22 @@ def test_every_chain_failing_for_good_is_failed_not_partial(user_id, wallet, mon
         lifecycle.sync_portfolio(op_id)
     assert caught.value.retry is False and actors.get_sync(op_id)["status"] == "failed"
 
+
+
+def test_one_attempt_sends_each_request_at_most_sync_read_tries_times(user_id, wallet, monkeypatch):
+    # Retries live in one layer, the transport: a node down for good gets SYNC_READ_TRIES sends of the
+    # chain read's first request per attempt, not SYNC_READ_TRIES of them per try of the whole read.
+    tries = context.cfg().sync.read_tries
+    assert tries > 1
+    with FakeHttpServer(lambda request: (503, "{}")) as node:
+        provider = RpcProvider({1: node.url}, {}, timeout_s=2,
+                               retry=RetryPolicy(tries=tries, base_s=0.001, cap_s=0.005))
+        try:
+            monkeypatch.setattr(context, "provider", lambda: provider)
+            op_id = actors.request_sync(user_id, wallet, [1])
+            with pytest.raises(actors.SyncAttemptFailed):
+                lifecycle.sync_portfolio(op_id)
+        finally:
+            provider.close()
+    assert len(node.requests) == tries
+    assert actors.get_sync(op_id)["chain_results"]["1"]["error_code"] == "provider_unavailable"

@@ -12,6 +12,7 @@ import contextlib
 import os
 import json
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +24,9 @@ import actors
 import settings
 from actors.services import context, lifecycle
 from chaindata.base import NATIVE_TOKEN, TransientProviderError
+from chaindata.budget import BudgetLimits, ProviderBudget
+from chaindata.jsonrpc import JsonRpcClient
+from chaindata.retrying import RetryPolicy, deadline_scope
 from chaindata.rpc import RpcProvider
 from chaindata.tokens.candidates import CandidateTokens
 from chaindata.tokens.discovery import TRANSFER_TOPIC, Cursor, TransferLogScanner
@@ -71,8 +75,12 @@ def get_logs_ranges(server: FakeHttpServer) -> list[tuple[int, int]]:
             for c in calls if c["method"] == "eth_getLogs"]
 
 
-def scanner(url: str, http: httpx.Client, **kwargs: Any) -> TransferLogScanner:
-    return TransferLogScanner(http, url, chain_id=CHAIN, timeout_s=5, **kwargs)
+FAST = RetryPolicy(tries=3, base_s=0.001, cap_s=0.01)
+
+
+def scanner(url: str, http: httpx.Client, *, budget: ProviderBudget | None = None, **kwargs: Any) -> TransferLogScanner:
+    client = JsonRpcClient(http, url, timeout_s=5, where=f"chain {CHAIN}", peer="the node", budget=budget, retry=FAST)
+    return TransferLogScanner(client, chain_id=CHAIN, **kwargs)
 
 
 def transfer(anvil: Anvil, token: str, to: str, amount: int) -> None:
@@ -207,8 +215,9 @@ def test_a_node_error_that_is_no_range_error_is_raised_not_split(anvil: Anvil) -
     with httpx.Client() as http, relay(anvil.url, flaky) as server:
         with pytest.raises(TransientProviderError) as caught:
             scanner(server.url, http).scan(fresh_wallet(), start_block=0, previous=None)
-    assert caught.value.code == "provider_unavailable"
-    assert len(get_logs_ranges(server)) == 1
+    assert caught.value.code == "provider_lagging"  # node_errors' table, as for every request
+    # Retried by the transport as every request is (FAST: three tries), never split.
+    assert get_logs_ranges(server) == [(0, get_logs_ranges(server)[0][1])] * FAST.tries
 
 
 def test_discovered_tokens_are_read_with_rpc_tokens_empty_and_cursors_persist(anvil: Anvil, database: str,
@@ -314,3 +323,78 @@ def test_a_floor_above_the_head_scans_nothing_yet_and_its_cursor_is_storable(anv
     discovery_store.save_cursor(wallet, CHAIN, scanned_from=head + 100, scanned_to=head + 99, tokens=())
     assert discovery_store.load_cursor(wallet, CHAIN) == {"scanned_from": head + 100, "scanned_to": head + 99,
                                                           "tokens": []}
+
+
+def test_a_scan_stops_at_the_attempts_deadline_and_the_next_goes_on_from_its_cursor(anvil: Anvil) -> None:
+    wallet = fresh_wallet()
+    tokens, first, head = many_transfers(anvil, wallet, 6)
+
+    def slow_logs(call: dict) -> dict | None:
+        if call["method"] == "eth_getLogs":
+            time.sleep(0.25)
+        return None
+
+    with httpx.Client() as http, relay(anvil.url, slow_logs) as server:
+        with deadline_scope(time.monotonic() + 0.6):  # room for a few ranges of 2 blocks, not for all
+            cut = scanner(server.url, http, max_range=2).scan(wallet, start_block=first, previous=None)
+        done = get_logs_ranges(server)
+        assert not cut.complete and 0 < len(done) < math.ceil((head - first + 1) / 2)
+        # The cursor covers exactly the ranges answered, and the tokens found in them.
+        assert cut.cursor.from_block == first and cut.cursor.to_block == done[-1][1] < head
+        assert cut.cursor.tokens and cut.cursor.tokens < set(tokens)
+
+        server.requests.clear()
+        rest = scanner(server.url, http, max_range=2).scan(wallet, start_block=first, previous=cut.cursor)
+    assert rest.complete and rest.cursor == Cursor(first, head, frozenset(tokens))
+    assert get_logs_ranges(server)[0][0] == cut.cursor.to_block + 1  # not one block asked again
+
+
+def test_discovery_saves_an_incomplete_scan_whose_budget_ran_out_before_the_deadline(anvil: Anvil,
+                                                                                     redis_client: Any) -> None:
+    from tests.conftest import NAMESPACE
+
+    wallet = fresh_wallet()
+    tokens, first, head = many_transfers(anvil, wallet, 4)
+    budget = ProviderBudget(redis_client, namespace=f"{NAMESPACE}:{uuid.uuid4().hex[:6]}", provider="rpc",
+                            limits=BudgetLimits(requests_per_s=4))
+    saved: dict[tuple[str, int], Cursor] = {}
+    lists = TokenLists([], client=redis_client, namespace=f"test-{uuid.uuid4().hex}", ttl_s=60, timeout_s=5)
+    with httpx.Client() as http, relay(anvil.url) as server:
+        candidates = CandidateTokens(
+            configured={}, lists=lists, start_blocks={CHAIN: first}, load=lambda w, c: saved.get((w, c)),
+            save=lambda w, c, cursor: saved.__setitem__((w, c), cursor),
+            scanners={CHAIN: scanner(server.url, http, budget=budget, max_range=1)})
+        started = time.monotonic()
+        with deadline_scope(started + 1.2):  # 4 requests a second: the budget lets a few ranges through
+            found = candidates.for_read(CHAIN, wallet)
+        assert time.monotonic() - started < 1.5  # no wait past the deadline for the budget
+    ranges = get_logs_ranges(server)
+    assert found.error is None and 0 < len(ranges) < head - first + 1
+    assert saved[(wallet, CHAIN)].to_block == ranges[-1][1] == found.scanned_to_block < head
+    assert set(found.addresses) == saved[(wallet, CHAIN)].tokens and found.new == len(found.addresses) > 0
+    assert len(server.requests) == 1 + len(ranges)  # eth_blockNumber, then one eth_getLogs per block
+
+
+def test_a_retry_after_pauses_the_providers_budget_and_the_range_is_asked_again_after_it(anvil: Anvil,
+                                                                                        redis_client: Any) -> None:
+    from tests.conftest import NAMESPACE
+
+    wallet = fresh_wallet()
+    tokens, first, head = many_transfers(anvil, wallet, 2)
+    budget = ProviderBudget(redis_client, namespace=f"{NAMESPACE}:{uuid.uuid4().hex[:6]}", provider="rpc",
+                            limits=BudgetLimits())
+    sent: list[float] = []
+
+    with httpx.Client(timeout=10) as upstream:
+        def respond(request: Request) -> Reply:
+            if request.json()["method"] == "eth_getLogs":
+                sent.append(time.monotonic())
+                if len(sent) == 1:
+                    return 429, "{}", {"Retry-After": "1"}
+            forwarded = upstream.post(anvil.url, content=request.body, headers={"content-type": "application/json"})
+            return forwarded.status_code, forwarded.content
+
+        with httpx.Client() as http, FakeHttpServer(respond) as server:
+            scan = scanner(server.url, http, budget=budget).scan(wallet, start_block=first, previous=None)
+    assert scan.complete and scan.cursor.tokens == set(tokens)
+    assert len(sent) == 2 and sent[1] - sent[0] >= 0.9  # the pause, not the transport's short backoff

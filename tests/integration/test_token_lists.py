@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,42 @@ def test_the_published_uniswap_default_list_loads_through_token_list_urls(redis_
         assert index.is_listed(token.chain_id, token.address)
     usdc = index.get(1, USDC_MAINNET)
     assert (usdc.symbol, usdc.decimals) == ("USDC", 6)
+
+
+def test_a_refresh_holds_up_no_other_read_and_only_one_thread_fetches(redis_client: Any) -> None:
+    other_token = "0x2222222222222222222222222222222222222222"
+    served = {"body": json.dumps(a_list(a_token()))}
+    fetching, may_answer = threading.Event(), threading.Event()
+
+    def slow_once_due(request):
+        if clock.now > 0:  # the refresh, not the start
+            fetching.set()
+            may_answer.wait(10)
+        return 200, served["body"]
+
+    clock = Clock()
+    with FakeHttpServer(slow_once_due) as server:
+        lists = lists_for([server.url], redis_client, clock, ttl_s=60)
+        lists.start()
+        redis_client.delete(*redis_client.keys(f"{lists._namespace}:token-list:*"))
+        served["body"] = json.dumps(a_list(a_token(address=other_token)))
+        clock.now = 61
+        refreshed: list[Any] = []
+        refresher = threading.Thread(target=lambda: refreshed.append(lists.index()))
+        refresher.start()
+        try:
+            assert fetching.wait(5)
+            # While the one refresh waits for the server, other reads get the current index at once.
+            readers = [threading.Thread(target=lists.index) for _ in range(4)]
+            started = time.monotonic()
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join(2)
+            assert time.monotonic() - started < 1.5 and not any(r.is_alive() for r in readers)
+            assert lists.index().is_listed(1, TOKEN) and not lists.index().is_listed(1, other_token)
+        finally:
+            may_answer.set()
+            refresher.join(5)
+    assert len(server.requests) == 2  # the start's fetch and one refresh, however many threads read
+    assert refreshed[0].is_listed(1, other_token) and lists.index().is_listed(1, other_token)

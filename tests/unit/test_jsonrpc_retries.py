@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
-from chaindata.base import PermanentProviderError
+from chaindata.base import PermanentProviderError, ProviderError
 from chaindata.jsonrpc import JsonRpcClient
 from chaindata.retrying import RetryPolicy, deadline_scope
 from harness.fake_http import FakeHttpServer, Reply, Request
+from settings.redaction import secret_keys_in_urls
 
 FAST = RetryPolicy(tries=4, base_s=0.001, cap_s=0.01)
 
@@ -91,3 +93,20 @@ def test_a_batch_too_large_is_split_and_later_batches_stay_small(http, too_large
     sizes = [len(r.json()) for r in node.requests]
     assert sizes[:sent_before] == [10, 5, 2, 2, 2, 2, 2]  # refused at 10 and 5, then pieces of 2
     assert sizes[sent_before:] == [2, 2, 2]  # remembered: no more refusals
+
+
+def test_quoted_server_text_is_scrubbed_of_what_the_settings_redact_and_nothing_else():
+    # One rule for what in a provider URL is secret: the quoted text and the logs agree.
+    key = "k3y%2Fwith-slash-0123456789"
+    echo = FakeHttpServer(lambda request: (200, json.dumps({
+        "jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": f"{request.target} {unquote(key)} v3"}})))
+    with echo, httpx.Client() as http:
+        url = f"{echo.url}/v3/{key}"
+        rpc = JsonRpcClient(http, url, timeout_s=5, where="chain 1", peer="the node",
+                            retry=RetryPolicy(tries=1))
+        with pytest.raises(ProviderError) as caught:
+            rpc.call("eth_blockNumber", [])
+    message = str(caught.value)
+    assert key not in message and unquote(key) not in message
+    assert secret_keys_in_urls(url) >= {key, unquote(key)}
+    assert message.endswith("/v3/*** *** v3")  # short parts, like "v3", are no secret

@@ -2,6 +2,7 @@ import pytest
 
 from chaindata.base import NATIVE_TOKEN, TransientProviderError
 from chaindata.prices import StaticPriceTable
+from chaindata.retrying import RetryPolicy
 from chaindata.simulated import SimulatedProvider
 
 
@@ -53,3 +54,17 @@ def test_static_prices_know_the_simulated_tokens_but_not_the_airdrop():
 def test_a_simulated_read_has_no_block_and_makes_no_request():
     read = SimulatedProvider(latency_ms=0).read_chain(1, "0x" + "ab" * 20)
     assert (read.chain_id, read.block_number, read.requests, tuple(read.token_errors)) == (1, None, 0, ())
+
+
+def test_a_failed_call_is_retried_within_the_attempt_as_its_policy_says():
+    retried = SimulatedProvider(latency_ms=0, failure_rate=0.5, seed=7,
+                                retry=RetryPolicy(tries=10, base_s=0.0001, cap_s=0.0001))
+    assert all(retried.read_chain(1, "0x" + f"{i:040x}").balances for i in range(20))  # 0.5**10 each: none fail
+    once = SimulatedProvider(latency_ms=0, failure_rate=0.5, seed=7)
+    failures = 0
+    for i in range(20):
+        try:
+            once.read_chain(1, "0x" + f"{i:040x}")
+        except TransientProviderError:
+            failures += 1
+    assert failures > 0  # the same draws, without retries
