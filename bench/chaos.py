@@ -77,6 +77,20 @@ class Workers:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+#: Wallets whose holdings disagree with their last successful operation (its count and total).
+INCONSISTENT_WALLETS = """
+    WITH last_ok AS (
+        SELECT DISTINCT ON (user_id, wallet_address) user_id, wallet_address, holdings_count, total_value_usd
+        FROM sync_operations WHERE status = 'succeeded'
+        ORDER BY user_id, wallet_address, finished_at DESC
+    ), now_held AS (
+        SELECT user_id, wallet_address, count(*) AS n, coalesce(sum(value_usd), 0) AS total
+        FROM holdings GROUP BY user_id, wallet_address
+    )
+    SELECT count(*) AS n FROM last_ok l LEFT JOIN now_held h USING (user_id, wallet_address)
+    WHERE coalesce(h.n, 0) <> l.holdings_count OR coalesce(h.total, 0) <> l.total_value_usd"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--syncs", type=int, default=2000)
@@ -240,17 +254,7 @@ def run(args, redis_server: RedisServer, pg: PostgresServer, workers: Workers) -
         rows = conn.execute("SELECT id::text, status, error_code, attempts, requeues FROM sync_operations "
                             "WHERE id = ANY(%s::uuid[])", (list(accepted),)).fetchall()
         # Each wallet's last successful operation and what its holdings add up to now.
-        mismatches = conn.execute("""
-            WITH last_ok AS (
-                SELECT DISTINCT ON (user_id, wallet_address) user_id, wallet_address, holdings_count, total_value_usd
-                FROM sync_operations WHERE status = 'succeeded'
-                ORDER BY user_id, wallet_address, finished_at DESC
-            ), now_held AS (
-                SELECT user_id, wallet_address, count(*) AS n, coalesce(sum(value_usd), 0) AS total
-                FROM holdings GROUP BY user_id, wallet_address
-            )
-            SELECT count(*) AS n FROM last_ok l LEFT JOIN now_held h USING (user_id, wallet_address)
-            WHERE coalesce(h.n, 0) <> l.holdings_count OR coalesce(h.total, 0) <> l.total_value_usd""").fetchone()["n"]
+        mismatches = conn.execute(INCONSISTENT_WALLETS).fetchone()["n"]
         wallets_checked = conn.execute("SELECT count(DISTINCT (user_id, wallet_address)) AS n FROM sync_operations "
                                        "WHERE status = 'succeeded'").fetchone()["n"]
         stuck = conn.execute("SELECT status, attempts, requeues, error_code, count(*) AS n FROM sync_operations "
@@ -400,17 +404,7 @@ def run_combined(syncs: int, timeout: float, redis_server, pg, workers: Workers)
         time.sleep(0.5)
     rows = _query("SELECT id::text, status, error_code, attempts, requeues, finished_at FROM sync_operations "
                   "WHERE id = ANY(%s::uuid[])", (accepted,))
-    inconsistent = _query("""
-        WITH last_ok AS (
-            SELECT DISTINCT ON (user_id, wallet_address) user_id, wallet_address, holdings_count, total_value_usd
-            FROM sync_operations WHERE status = 'succeeded'
-            ORDER BY user_id, wallet_address, finished_at DESC
-        ), now_held AS (
-            SELECT user_id, wallet_address, count(*) AS n, coalesce(sum(value_usd), 0) AS total
-            FROM holdings GROUP BY user_id, wallet_address
-        )
-        SELECT count(*) AS n FROM last_ok l LEFT JOIN now_held h USING (user_id, wallet_address)
-        WHERE coalesce(h.n, 0) <> l.holdings_count OR coalesce(h.total, 0) <> l.total_value_usd""")[0]["n"]
+    inconsistent = _query(INCONSISTENT_WALLETS)[0]["n"]
     by_id = {r["id"]: r for r in rows}
     final = [r for r in rows if r["status"] in ("succeeded", "partial", "failed")]
     recovery = [(by_id[op]["finished_at"] - killed_at).total_seconds() for op in at_kill

@@ -82,6 +82,20 @@ def database() -> str:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DATABASE)))
 
 
+@pytest.fixture
+def empty_database(database) -> str:
+    """Another database on the run's server, empty, for a test to build as it needs (an older schema, a
+    replica); dropped after the test."""
+    name = f"{TEST_DATABASE}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(_maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(database)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(_maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     """A client of the test Redis; every key of the run's namespace is deleted at the end."""

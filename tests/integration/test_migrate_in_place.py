@@ -6,14 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +37,10 @@ INSERT INTO wallet_chain_snapshots VALUES ('u', '0x' || repeat('a', 40), 1, now(
 
 
 @pytest.fixture()
-def previous_database() -> Iterator[str]:
-    name = f"portfolio_sync_migrate_{uuid.uuid4().hex[:10]}"
-    maintenance = make_conninfo(os.environ["DATABASE_URL"], dbname="postgres", connect_timeout=5)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + name))
-    try:
-        with psycopg.connect(url) as conn:
-            conn.execute(PREVIOUS_TABLES)
-        yield url
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def previous_database(empty_database: str) -> str:
+    with psycopg.connect(empty_database) as conn:
+        conn.execute(PREVIOUS_TABLES)
+    return empty_database
 
 
 def test_migrate_adds_block_numbers_and_unknown_decimals_in_place_twice(previous_database: str) -> None:

@@ -7,14 +7,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from storage import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -55,19 +51,10 @@ FROM generate_series(0, 5999) AS n;  -- four weeks of history, some of it unfini
 
 
 @pytest.fixture
-def previous_database(database: str) -> Iterator[str]:
-    name = f"{urlsplit(database).path.lstrip('/')}_part_{uuid.uuid4().hex[:6]}"
-    url = urlunsplit(urlsplit(database)._replace(path="/" + name))
-    maintenance = urlunsplit(urlsplit(database)._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(url) as conn:
-            conn.execute(PREVIOUS_TABLE)
-        yield url
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def previous_database(empty_database: str) -> str:
+    with psycopg.connect(empty_database) as conn:
+        conn.execute(PREVIOUS_TABLE)
+    return empty_database
 
 
 def run_release(url: str) -> None:

@@ -6,12 +6,9 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from storage import migrate
 
@@ -21,25 +18,17 @@ OLD_CHECK = "CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'fa
 
 
 @pytest.fixture
-def old_database(database: str) -> Iterator[str]:
+def old_database(empty_database: str) -> str:
     """A database of its own, made as before the ``partial`` status: the old check, and one finished row."""
-    name = f"{urlsplit(database).path.lstrip('/')}_mig_{uuid.uuid4().hex[:6]}"
-    url = urlunsplit(urlsplit(database)._replace(path="/" + name))
-    maintenance = urlunsplit(urlsplit(database)._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        migrate.apply_schema(url, connect_timeout=5)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check")
-            conn.execute(f"ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check {OLD_CHECK}")
-            conn.execute("INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger,"
-                         " provider, status) VALUES (%s, 'u', %s, '{1}', 'normal', 'api', 'simulated', 'succeeded')",
-                         (uuid.uuid4(), "0x" + "ab" * 20))
-        yield url
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    url = empty_database
+    migrate.apply_schema(url, connect_timeout=5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check")
+        conn.execute(f"ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check {OLD_CHECK}")
+        conn.execute("INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger,"
+                     " provider, status) VALUES (%s, 'u', %s, '{1}', 'normal', 'api', 'simulated', 'succeeded')",
+                     (uuid.uuid4(), "0x" + "ab" * 20))
+    return url
 
 
 def run_migrate(url: str) -> None:

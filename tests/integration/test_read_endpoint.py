@@ -8,12 +8,9 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from storage import migrate
 
@@ -36,19 +33,10 @@ INSERT = ("INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, 
 
 
 @pytest.fixture
-def replica(database: str) -> Iterator[str]:
+def replica(empty_database: str) -> str:
     """A second database standing for a replica: the same schema, rows of its own."""
-    name = f"{urlsplit(database).path.lstrip('/')}_replica_{uuid.uuid4().hex[:6]}"
-    url = urlunsplit(urlsplit(database)._replace(path="/" + name))
-    maintenance = urlunsplit(urlsplit(database)._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        migrate.apply_schema(url, connect_timeout=5)
-        yield url
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    migrate.apply_schema(empty_database, connect_timeout=5)
+    return empty_database
 
 
 def test_reads_use_the_read_endpoint_and_fall_back_to_the_primary_for_a_missing_sync(database, replica, db_conn):
