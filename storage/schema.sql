@@ -135,19 +135,6 @@ BEGIN
     END IF;
 END $$;
 
--- Databases made before the `partial` status: widen the status check in place (once; a no-op after).
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_constraint
-               WHERE conrelid = 'sync_operations'::regclass AND conname = 'sync_operations_status_check'
-                 AND pg_get_constraintdef(oid) NOT LIKE '%partial%') THEN
-        ALTER TABLE sync_operations DROP CONSTRAINT sync_operations_status_check;
-        ALTER TABLE sync_operations ADD CONSTRAINT sync_operations_status_check
-            CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'partial', 'failed'));
-    END IF;
-END $$;
--- Added after the first release: applied to databases created before it.
-ALTER TABLE sync_operations ADD COLUMN IF NOT EXISTS requeues int NOT NULL DEFAULT 0;
 
 -- The dashboard reads by time range, per user, per wallet and per status.
 CREATE INDEX IF NOT EXISTS sync_operations_enqueued_at_idx ON sync_operations USING brin (enqueued_at);
