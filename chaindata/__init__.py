@@ -67,7 +67,7 @@ def build_discovery_scanners(cfg: settings_module.Settings, client: redis.Redis)
             for chain_id, url in cfg.rpc.urls.items()}
 
 
-def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> PriceSource:
+def build_price_source(cfg: settings_module.Settings, client: redis.Redis) -> CachedPriceSource:
     """The price source for ``SYNC_PROVIDER``, behind a Redis cache of ``PRICE_CACHE_TTL_S`` seconds."""
     inner: PriceSource
     if cfg.sync.provider == "simulated":

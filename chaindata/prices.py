@@ -56,13 +56,22 @@ class CachedPriceSource:
     def _key(self, chain_id: int, address: str) -> str:
         return f"{self.namespace}:price:{self.source}:{chain_id}:{address}"
 
+    def cache_keys(self, chain_id: int, token_addresses: list[str]) -> list[str]:
+        """The cache's keys of ``token_addresses``' prices, for a caller that reads them in a round trip it makes
+        anyway (a chain read's end) and hands their values to :meth:`from_cached`."""
+        return [self._key(chain_id, a) for a in token_addresses]
+
     def get_prices(self, chain_id: int, token_addresses: list[str]) -> dict[str, Price]:
         if not token_addresses:
             return {}
-        cached = self.client.mget([self._key(chain_id, a) for a in token_addresses])
+        return self.from_cached(chain_id, token_addresses, self.client.mget(self.cache_keys(chain_id, token_addresses)))
+
+    def from_cached(self, chain_id: int, token_addresses: list[str], cached: list[bytes | None]) -> dict[str, Price]:
+        """The prices of ``token_addresses``, given their keys' ``cached`` values (in order): the cached ones, and
+        the missing ones asked of ``inner`` and cached."""
         prices: dict[str, Price] = {}
         missing: list[str] = []
-        for address, raw in zip(token_addresses, cached):
+        for address, raw in zip(token_addresses, cached, strict=True):
             if raw is None:
                 missing.append(address)
             elif raw != b"":  # b"" caches "no price known", so unknown tokens are not asked for each time

@@ -23,7 +23,9 @@ health, and errors decided on our side before any request
 budget must not open a healthy provider's circuit.  Such a call, if it held
 the trial, frees it unjudged for the next caller.
 
-The state is one Lua script (``lua/circuit.lua``) on Redis's clock.  Why not
+The state is Lua (``lua/circuit_lib.lua``) on Redis's clock; a sync's chain read enters and records its
+circuit in the same scripts as its shared read (:mod:`.chain_reads`), :meth:`ChainCircuits.call` with
+``lua/circuit.lua``.  Why not
 pybreaker: its ``CircuitBreaker.call`` holds a lock for the whole call, so the
 concurrent reads of one chain in a worker process run one after another.
 """
@@ -67,51 +69,63 @@ class ChainCircuits:
         self.min_calls = min_calls
         self.window_s = window_s
         self.reset_ms = reset_s * 1000
-        self._script = client.register_script(scripts.source("circuit"))
+        self._script = client.register_script(scripts.source("circuit_lib", "circuit"))
 
-    def _keys(self, chain_id: int) -> list[str]:
+    def keys(self, chain_id: int) -> list[str]:
+        """The Redis keys of ``chain_id``'s circuit, in the order ``lua/circuit_lib.lua`` takes them."""
         base = f"{self.namespace}:circuit:{self.provider}:{chain_id}"
         return [f"{base}:stats", f"{base}:open", f"{base}:tripped", f"{base}:trial"]
 
     def call(self, chain_id: int, fn: Callable[..., T], *args) -> T:
         """``fn(*args)`` unless the chain's circuit turns the call away (then ``circuit_open``, transient)."""
-        keys = self._keys(chain_id)
+        keys = self.keys(chain_id)
         token = uuid.uuid4().hex
         state = int(self._script(keys=keys, args=["enter", self.reset_ms, token]))
         if state >= 0:
-            raise TransientProviderError(
-                "circuit_open",
-                f"chain {chain_id}: the {self.provider} provider failed too often "
-                f"(>= {self.failure_rate:.0%} of >= {self.min_calls} calls in {self.window_s} s); "
-                f"not called again for {state / 1000:.0f} s")
+            raise self.refusal(chain_id, state)
         trial = token if state == _TRIAL else ""
+        outcome = "release"  # not the provider's fault; free the trial for the next caller
         try:
             result = fn(*args)
+            outcome = "ok"
+            return result
         except ProviderError as exc:
-            if exc.code in NOT_RETRIED_HERE:  # decided on our side, the provider was not asked
-                self._release(keys, trial)
-            elif exc.transient:
-                self._record(keys, "fail", trial)
-            elif trial:  # the provider answered: the trial is over, and it is healthy enough
-                self._record(keys, "ok", trial)
+            outcome = self.outcome_of(exc, trial)
             raise
-        except BaseException:
-            self._release(keys, trial)  # not the provider's fault; free the trial for the next caller
-            raise
-        self._record(keys, "ok", trial)
-        return result
+        finally:
+            if outcome == "release":
+                if trial:
+                    self._script(keys=keys, args=["release", trial])
+            elif outcome != "none":
+                self._script(keys=keys, args=["record", outcome, trial, *self.judging_args()])
 
-    def _record(self, keys: list[str], outcome: str, trial: str) -> None:
-        self._script(keys=keys, args=["record", outcome, trial, self.window_s, self.min_calls,
-                                      self.failure_rate, self.reset_ms])
+    def refusal(self, chain_id: int, ms_until_trial: int) -> TransientProviderError:
+        """The error of a call the circuit of ``chain_id`` turned away, ``ms_until_trial`` before it lets one through."""
+        return TransientProviderError(
+            "circuit_open",
+            f"chain {chain_id}: the {self.provider} provider failed too often "
+            f"(>= {self.failure_rate:.0%} of >= {self.min_calls} calls in {self.window_s} s); "
+            f"not called again for {ms_until_trial / 1000:.0f} s")
 
-    def _release(self, keys: list[str], trial: str) -> None:
-        if trial:
-            self._script(keys=keys, args=["release", trial])
+    @staticmethod
+    def outcome_of(exc: ProviderError, trial: str) -> str:
+        """How a call that raised ``exc`` counts: ``"fail"``, ``"ok"`` (it was the trial and the provider
+        answered), ``"release"`` (the provider was not asked: the trial, if it was one, is freed unjudged) or
+        ``"none"`` (a permanent error of an ordinary call, which says nothing of the provider's health)."""
+        if exc.code in NOT_RETRIED_HERE:  # decided on our side, the provider was not asked
+            return "release"
+        if exc.transient:
+            return "fail"
+        return "ok" if trial else "none"  # the provider answered: the trial is over, and it is healthy enough
+
+    def judging_args(self) -> list:
+        """What ``circuit_record`` in ``lua/circuit_lib.lua`` judges a circuit by: window s, least calls in it,
+        failure rate that opens, open ms."""
+        return [self.window_s, self.min_calls, self.failure_rate, self.reset_ms]
 
     def seconds_until_trial(self, chain_id: int) -> float:
         """Seconds until the circuit of ``chain_id`` may let a call through (0 if it is closed)."""
-        _, open_key, _, trial_key = self._keys(chain_id)
+        _, open_key, _, trial_key = self.keys(chain_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.pttl(open_key)
         pipe.pttl(trial_key)

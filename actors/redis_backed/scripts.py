@@ -1,7 +1,10 @@
 """The project's Lua scripts: their source, and how they run on a pipeline in one round trip.
 
 Each script is a file of ``lua/`` (as Dramatiq keeps its own next to its Redis broker), read
-once per process by :func:`source`; its header says what its KEYS and ARGV are.
+once per process by :func:`source`; its header says what its KEYS and ARGV are.  Logic that several
+scripts run (a circuit's enter and record, a shared read's claim and finish) lives once, as Lua
+functions in a ``*_lib.lua`` file, sent in front of each script that calls it: a script sent with
+EVALSHA cannot load another.
 
 redis-py's ``Script``, called on a pipeline, makes that pipeline send ``SCRIPT
 EXISTS`` for its scripts before every ``execute``: a second round trip each time
@@ -25,9 +28,10 @@ from redis.exceptions import NoScriptError
 
 
 @functools.cache
-def source(name: str) -> str:
-    """The text of the script ``lua/<name>.lua``."""
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+def source(*names: str) -> str:
+    """The text of the script made of ``lua/<name>.lua`` for each of ``names``, in order (libraries first)."""
+    folder = resources.files(__package__).joinpath("lua")
+    return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 
 #: Every script queued so far, by SHA1: what to load when Redis answers NOSCRIPT.

@@ -45,8 +45,8 @@ class SharedReads:
         self.namespace = namespace
         self.window_ms = window_ms
         self.lock_ms = lock_ms
-        self._claim = client.register_script(scripts.source("shared_read_claim"))
-        self._finish = client.register_script(scripts.source("shared_read_finish"))
+        self._claim = client.register_script(scripts.source("shared_read_lib", "shared_read_claim"))
+        self._finish = client.register_script(scripts.source("shared_read_lib", "shared_read_finish"))
         self._wake_next = client.register_script(scripts.source("shared_read_wake"))
         self._renew = client.register_script(scripts.source("renew_leases"))
         self._held: dict[str, str] = {}  # lock key -> token, of the reads this process is making
@@ -62,8 +62,7 @@ class SharedReads:
         ``time.monotonic()`` past which this call stops waiting for another sync's read."""
         if self.window_ms <= 0:
             return read(), False
-        key = f"{self.namespace}:shared-read:{what}"
-        lock = key + ":lock"
+        key, lock = self.keys(what)
         while True:
             token = uuid.uuid4().hex
             claim = self._claim(keys=[key, lock], args=[token, self.lock_ms])
@@ -71,35 +70,51 @@ class SharedReads:
                 return claim[1], True
             if claim[0] == b"mine":
                 return self._read_and_share(key, lock, token, read), False
-            holder = claim[1]
-            if not holder:
-                continue  # released since: look again
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self.wait(lock, claim[1], deadline):
                 return read(), False
-            done = f"{lock}:{holder.decode()}"
-            if self.client.blpop([done], timeout=min(remaining, self._max_block_s, self.lock_ms / 1000)):
-                self._wake_next(keys=[done], args=[self.lock_ms])
+
+    def keys(self, what: str) -> tuple[str, str]:
+        """The keys of the read named ``what``: its stored answer, its lock (``lua/shared_read_lib.lua``)."""
+        key = f"{self.namespace}:shared-read:{what}"
+        return key, key + ":lock"
+
+    def wait(self, lock: str, holder: bytes | None, deadline: float) -> bool:
+        """Wait (at most until ``deadline``) for the read that ``holder`` makes under ``lock`` to end; False if the
+        deadline has passed and the caller should read for itself, True if it should look again."""
+        if not holder:
+            return True  # released since: look again
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        done = f"{lock}:{holder.decode()}"
+        if self.client.blpop([done], timeout=min(remaining, self._max_block_s, self.lock_ms / 1000)):
+            self._wake_next(keys=[done], args=[self.lock_ms])
+        return True
 
     def _read_and_share(self, key: str, lock: str, token: str, read: Callable[[], bytes]) -> bytes:
         answer = None
-        self._hold(lock, token)
+        self.hold(lock, token)
         try:
             answer = read()
             return answer
         finally:
-            with self._held_lock:
-                self._held.pop(lock, None)
+            self.let_go(lock)
             self._finish(keys=[key, lock, f"{lock}:{token}"],
                          args=[token, b"" if answer is None else answer, self.window_ms, self.lock_ms,
                                0 if answer is None else 1])
 
-    def _hold(self, lock: str, token: str) -> None:
+    def hold(self, lock: str, token: str) -> None:
+        """Renew ``lock``, held by ``token``, until :meth:`let_go`: the read under it is being made."""
         with self._held_lock:
             self._held[lock] = token
             if self._renewer is None or not self._renewer.is_alive():
                 self._renewer = threading.Thread(target=self._renew_forever, name="shared-read-renewer", daemon=True)
                 self._renewer.start()
+
+    def let_go(self, lock: str) -> None:
+        """Stop renewing ``lock``: its read is over (the caller releases it in Redis)."""
+        with self._held_lock:
+            self._held.pop(lock, None)
 
     def _renew_forever(self) -> None:
         while True:

@@ -19,6 +19,7 @@ from storage import discovery as discovery_store
 
 from ..redis_backed import broker as broker_module
 from ..redis_backed.admission import Admissions
+from ..redis_backed.chain_reads import ChainReads
 from ..redis_backed.circuits import ChainCircuits
 from ..redis_backed.lease import Leases
 from ..redis_backed.shared_reads import SharedReads
@@ -60,7 +61,7 @@ def provider() -> chaindata.BalanceProvider:
 
 
 @functools.cache
-def price_source() -> chaindata.PriceSource:
+def price_source() -> chaindata.CachedPriceSource:
     return chaindata.build_price_source(cfg(), broker().client)
 
 
@@ -117,6 +118,11 @@ def circuits() -> ChainCircuits:
     return ChainCircuits(broker().client, namespace=c.sync.namespace, provider=provider().name,
                          failure_rate=c.circuit.failure_rate, min_calls=c.circuit.min_calls,
                          window_s=c.circuit.window_s, reset_s=c.circuit.reset_s)
+
+
+@functools.cache
+def chain_reads() -> ChainReads:
+    return ChainReads(broker().client, shared=shared_reads(), circuits=circuits())
 
 
 def worker_id() -> str:

@@ -319,31 +319,36 @@ class _ChainOutcome:
 
 def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
     started = time.monotonic()
-    circuits, provider = context.circuits(), context.provider()
+    provider, price_source = context.provider(), context.price_source()
+    index = context.token_lists().index()
+    loaded: dict[str, Any] = {}  # the answer, parsed once (to name its prices' keys) and used after
 
     def read_from_provider() -> bytes:
         candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
         # Not retried here: the provider's transport retries each HTTP request (SYNC_READ_TRIES).
-        read = circuits.call(chain_id, provider.read_chain, chain_id, wallet, candidates.addresses)
-        return wire.dump_read(read, candidates)
+        return wire.dump_read(provider.read_chain(chain_id, wallet, candidates.addresses), candidates)
+
+    def price_keys(answer: bytes) -> list[str]:
+        loaded["read"], loaded["candidates"] = wire.load_read(answer)
+        loaded["balances"] = complete_from_list(loaded["read"].balances, index)
+        # A token of unknown decimals is never valued, so its price is not asked for.
+        loaded["priced"] = [b.token_address for b in loaded["balances"] if b.decimals is not None]
+        return price_source.cache_keys(chain_id, loaded["priced"])
 
     with deadline_scope(deadline):
-        # Another user's sync of this wallet and chain within the window may have read it already.
-        answer, shared = context.shared_reads().read(f"{provider.name}:{chain_id}:{wallet}", read_from_provider,
-                                                     deadline=deadline)
-        read, candidates = wire.load_read(answer)
-        index = context.token_lists().index()
-        balances = complete_from_list(read.balances, index)
+        # Another user's sync of this wallet and chain within the window may have read it already; the read's
+        # end brings the cached prices of its tokens back with it.
+        answer = context.chain_reads().read(chain_id, f"{provider.name}:{chain_id}:{wallet}", read_from_provider,
+                                            deadline=deadline, cache_keys=price_keys)
         try:
-            # A token of unknown decimals is never valued, so its price is not asked for.
-            prices = context.price_source().get_prices(
-                chain_id, [b.token_address for b in balances if b.decimals is not None])
+            prices = price_source.from_cached(chain_id, loaded["priced"], answer.cached)
             price_error = None
         except ProviderError as exc:  # balances read fine are worth storing without prices
             logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
                            context.cfg().redact(str(exc)))
             prices, price_error = {}, exc
-    return _ChainOutcome(read, candidates, shared, price_chain(chain_id, balances, prices, index.is_listed),
+    return _ChainOutcome(loaded["read"], loaded["candidates"], answer.shared,
+                         price_chain(chain_id, loaded["balances"], prices, index.is_listed),
                          price_error, int((time.monotonic() - started) * 1000))
 
 
