@@ -133,6 +133,8 @@ def top_level_imports(folder: str) -> set[tuple[str, str]]:
     """(file, imported top-level name) for every absolute import in the Python files under ``folder``."""
     found = set()
     for path in (ROOT / folder).rglob("*.py"):
+        if "results" in path.relative_to(ROOT / folder).parts:  # a benchmark's output (gitignored), e.g. an old tree
+            continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
                 found.update((str(path.relative_to(ROOT)), a.name.split(".")[0]) for a in node.names)
