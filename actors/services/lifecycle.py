@@ -10,8 +10,9 @@ attempt takes its lease, and at its end sends everything else it has to say
 
 Each HTTP request of a chain read is retried within the attempt by the
 provider's transport (``SYNC_READ_TRIES``, jittered backoff, never past the
-attempt's deadline) before the attempt counts the chain as failed.  A price API that fails does not fail the chain: its balances are
-stored unpriced, and its result says ``prices: "unavailable"``.
+attempt's deadline) before the attempt counts the chain as failed.  A price API
+that fails does not fail the chain: its balances are stored unpriced, and its
+result says ``prices: "unavailable"``.
 
 The attempt's status decides what Dramatiq does next: ``succeeded`` returns,
 ``retrying`` raises a retryable :class:`SyncAttemptFailed` (the Retries
