@@ -184,11 +184,11 @@ def main() -> None:
         print(f"seeded {args.rows:,} operations of {args.users:,} users over {args.days:g} days "
               f"({size[0]} with indexes), {size[1]:,} holdings, in {time.perf_counter() - started:.0f} s")
 
+        from actors.services import context
         from dashboard import app as dashboard_app
 
-        import dramatiq
-
-        seed_dead_letters(dramatiq.get_broker(), args.dead_letters)
+        # The dashboard's own broker: dramatiq.get_broker() would make a default one, without the project's clock.
+        seed_dead_letters(context.broker(), args.dead_letters)
         _define()
         client = dashboard_app.server.test_client()
 
