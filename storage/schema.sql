@@ -303,6 +303,51 @@ CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void L
         last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
 $f$;
 
+-- The final operations of a window [lo, hi) of enqueued_at in the shape of sync_rollup_minute (slot
+-- -1 marks rows summed from raw operations): the rollup rows of the whole minutes inside the window,
+-- and the raw operations of the part minutes at its two edges (at most two minutes, so an exact answer
+-- for any window at a cost flat in history).  Every dashboard aggregate over a window reads this.
+CREATE OR REPLACE FUNCTION sync_rollup_window(lo timestamptz, hi timestamptz) RETURNS SETOF sync_rollup_minute
+LANGUAGE sql STABLE AS $f$
+    SELECT r.*
+    FROM sync_rollup_minute AS r
+    WHERE r.bucket >= date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute'
+      AND r.bucket < date_trunc('minute', hi)
+    UNION ALL
+    SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
+           coalesce(o.error_code, ''), -1::smallint, count(*), sum(o.attempts), sum(o.requeues),
+           sync_hist(sync_latency_bin(o.duration_ms)), sync_hist(sync_latency_bin(o.queue_wait_ms))
+    FROM sync_operations AS o
+    WHERE o.status IN ('succeeded', 'partial', 'failed')
+      AND ((o.enqueued_at >= lo
+            AND o.enqueued_at < least(date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute', hi))
+           OR (o.enqueued_at >= greatest(date_trunc('minute', hi),
+                                         date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute', lo)
+               AND o.enqueued_at < hi))
+    GROUP BY 1, 2, 3, 4, 5, 6
+$f$;
+-- The same for chain reads (sync_rollup_chain_minute's shape).
+CREATE OR REPLACE FUNCTION sync_rollup_chain_window(lo timestamptz, hi timestamptz)
+RETURNS SETOF sync_rollup_chain_minute LANGUAGE sql STABLE AS $f$
+    SELECT r.*
+    FROM sync_rollup_chain_minute AS r
+    WHERE r.bucket >= date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute'
+      AND r.bucket < date_trunc('minute', hi)
+    UNION ALL
+    SELECT date_trunc('minute', o.enqueued_at), cr.key::int, coalesce(cr.value ->> 'status', 'unknown'),
+           coalesce(cr.value ->> 'error_code', ''), -1::smallint, count(*),
+           sync_hist(sync_latency_bin((cr.value ->> 'duration_ms')::int))
+    FROM sync_operations AS o
+    CROSS JOIN LATERAL jsonb_each(o.chain_results) AS cr
+    WHERE o.status IN ('succeeded', 'partial', 'failed') AND cr.key ~ '^[0-9]+$'
+      AND ((o.enqueued_at >= lo
+            AND o.enqueued_at < least(date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute', hi))
+           OR (o.enqueued_at >= greatest(date_trunc('minute', hi),
+                                         date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute', lo)
+               AND o.enqueued_at < hi))
+    GROUP BY 1, 2, 3, 4
+$f$;
+
 -- Count the operations already final in [since, until) of enqueued_at, an hour at a time (a history
 -- made before the rollups, or written by bulk loads that bypass the final-status updates).
 CREATE OR REPLACE FUNCTION sync_rollup_backfill(since timestamptz, until timestamptz) RETURNS void
