@@ -151,7 +151,7 @@ ORDER BY 1, 2;
 
 -- dash_chains --
 -- Per chain: reads of the window's final operations, successes, errors, latency of the successful
--- reads (percentiles off the rollups' histograms, within 19%%), the commonest error.
+-- reads (percentiles off the rollups' histograms, within 19%%), the commonest error code.
 WITH reads AS (
     SELECT chain_id, status, error_code, sum(reads) AS reads, sync_hist_sum(duration_hist) AS duration_hist
     FROM sync_rollup_chain_window(%(start)s, %(end)s)
@@ -166,8 +166,8 @@ WITH reads AS (
 )
 SELECT c.chain_id, c.reads::bigint AS reads, c.ok::bigint AS ok, c.errors::bigint AS errors,
        sync_hist_quantile(c.ok_hist, 0.5) AS latency_p50_ms, sync_hist_quantile(c.ok_hist, 0.95) AS latency_p95_ms,
-       (SELECT nullif(r.error_code, '') FROM reads AS r
-        WHERE r.chain_id = c.chain_id AND r.status = 'error'
+       (SELECT r.error_code FROM reads AS r
+        WHERE r.chain_id = c.chain_id AND r.status = 'error' AND r.error_code <> ''
         ORDER BY r.reads DESC, r.error_code LIMIT 1) AS top_error
 FROM chains AS c
 ORDER BY c.chain_id;
