@@ -171,6 +171,7 @@ def main() -> None:
         import psycopg
 
         from harness import seed
+        from storage import scheduling
 
         started = time.perf_counter()
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
@@ -178,11 +179,15 @@ def main() -> None:
                                  days=args.days)
             seed.seed_tracked_wallets(conn)
             seed.seed_holdings(conn)
+        # As housekeeping would have: minute rollups older than two days rolled into hours.
+        compacted = scheduling.compact_rollups(keep_minutes_h=48, max_hours=100_000)
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
             size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('sync_operations')) AS s, "
                                 "(SELECT count(*) FROM holdings) AS h").fetchone()
         print(f"seeded {args.rows:,} operations of {args.users:,} users over {args.days:g} days "
-              f"({size[0]} with indexes), {size[1]:,} holdings, in {time.perf_counter() - started:.0f} s")
+              f"({size[0]} with indexes), {size[1]:,} holdings, {compacted.hours:,} hours of minute rollups "
+              f"compacted, in {time.perf_counter() - started:.0f} s")
 
         from dashboard import app as dashboard_app
 

@@ -106,8 +106,8 @@ GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- dash_failures_by_error --
--- Failed operations of a window by error code: how many (rollups), the minute of the latest
--- (rollups), and for how many users: a distinct count the rollups cannot hold, read from the failed
+-- Failed operations of a window by error code: how many (rollups), when the latest was (the start of
+-- its rollup bucket: its minute, or its hour once compacted), and for how many users: a distinct count the rollups cannot hold, read from the failed
 -- operations alone (sync_operations_status_idx), a small share of the window.
 WITH counted AS (
     SELECT coalesce(nullif(error_code, ''), 'unknown') AS error_code, sum(syncs) AS failures,

@@ -150,18 +150,11 @@ def _within_a_bin(read: float, values: list[int], fraction: float) -> None:
     assert exact <= read <= max(exact, 1) * BIN_RATIO * (1 + 1e-9), (read, exact, fraction)
 
 
-def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_minutes(database):
-    """Every overview figure, read from the rollups (whole minutes) and the raw rows of the part minutes at
-    both edges, equals the same aggregate over raw rows: counts exactly, percentiles within a bin."""
-    from harness import seed
-    from storage import analytics
-
-    rng = __import__("random").Random(16)
-    base = dt.datetime(2023, 5, 10, 10, 0, tzinfo=dt.timezone.utc)
-    user = f"rollwin-{uuid.uuid4().hex[:8]}"
+def _operations(rng, user: str, first: dt.datetime, seconds: float, count: int) -> list[dict]:
+    """``count`` operations of 7 users (``user``-n) enqueued over ``seconds`` from ``first``, some not final."""
     rows = []
-    for n in range(600):
-        at = base + dt.timedelta(seconds=rng.uniform(-120, 720))
+    for n in range(count):
+        at = first + dt.timedelta(seconds=rng.uniform(0, seconds))
         status = rng.choice(["succeeded"] * 6 + ["failed", "failed", "partial", "running", "queued"])
         final = status in ("succeeded", "partial", "failed")
         chains = {str(c): {"status": "ok" if rng.random() < 0.8 else "error", "duration_ms": rng.randint(5, 3000),
@@ -173,24 +166,82 @@ def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_
                      "queue_wait_ms": rng.randint(0, 5000), "duration_ms": rng.randint(1, 20000) if final else None,
                      "finished_at": at + dt.timedelta(seconds=30) if final else None, "chain_results": chains,
                      "error_code": rng.choice(["rpc_timeout", "expired", None]) if status == "failed" else None})
+    return rows
+
+
+def _forget(database: str, user: str, first: dt.datetime, last: dt.datetime) -> None:
+    """Remove a test's operations and its rollup rows: other tests of the run read the operations not final."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DELETE FROM sync_operations WHERE user_id LIKE %s", (user + "%",))
+        for table in ("sync_rollup_minute", "sync_rollup_chain_minute", "sync_rollup_hour", "sync_rollup_chain_hour"):
+            conn.execute(f"DELETE FROM {table} WHERE bucket >= %s AND bucket < %s", (first, last))
+        conn.execute("DELETE FROM sync_rollup_user_day WHERE user_id LIKE %s", (user + "%",))
+
+
+def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_minutes(database):
+    """Every overview figure, read from the rollups (whole minutes) and the raw rows of the part minutes at
+    both edges, equals the same aggregate over raw rows: counts exactly, percentiles within a bin."""
+    from harness import seed
+    from storage import analytics
+
+    base = dt.datetime(2023, 5, 10, 10, 0, tzinfo=dt.timezone.utc)
+    user = f"rollwin-{uuid.uuid4().hex[:8]}"
+    rows = _operations(__import__("random").Random(16), user, base - dt.timedelta(minutes=2), 840, 600)
     with psycopg.connect(database, autocommit=True) as conn:
         seed.insert_operations(conn, rows)
     try:
-        _compare_every_figure(analytics, rows, base)
-    finally:  # other tests of the run read the operations not final (and the rollups) of every time
+        _compare_every_figure(analytics, rows, [
+            (base + dt.timedelta(seconds=17.5), base + dt.timedelta(seconds=463.25)),  # part minutes at both ends
+            (base + dt.timedelta(seconds=61), base + dt.timedelta(seconds=95)),        # inside one minute
+            (base + dt.timedelta(seconds=59.9), base + dt.timedelta(seconds=120.1)),   # two part minutes only
+            (base - dt.timedelta(minutes=5), base + dt.timedelta(minutes=15))])        # whole minutes only
+    finally:
+        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=1))
+
+
+def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(database):
+    """Housekeeping's compaction rolls minute rows older than two days into hour rows, exactly once (a second
+    run moves nothing), a late operation of a compacted hour is still counted, and every overview figure over
+    windows with part hours and part minutes at their edges still equals the raw aggregate."""
+    from harness import seed
+    from storage import analytics, scheduling
+
+    base = dt.datetime(2022, 8, 1, 8, 0, tzinfo=dt.timezone.utc)
+    user = f"rollcmp-{uuid.uuid4().hex[:8]}"
+    rng = __import__("random").Random(17)
+    rows = _operations(rng, user, base, 4 * 3600, 900)
+    windows = [(base + dt.timedelta(minutes=37, seconds=12.5), base + dt.timedelta(hours=3, minutes=4, seconds=1)),
+               (base + dt.timedelta(minutes=5), base + dt.timedelta(minutes=50)),     # inside one compacted hour
+               (base + dt.timedelta(minutes=59, seconds=30), base + dt.timedelta(hours=2, seconds=30)),
+               (base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))]          # whole hours only
+    with psycopg.connect(database, autocommit=True) as conn:
+        seed.insert_operations(conn, rows)
+    try:
+        _compare_every_figure(analytics, rows, windows)
+        first = scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000)
+        assert first.hours >= 4 and first.minute_rows > 0 and not first.more
+        with psycopg.connect(database) as conn:
+            left = conn.execute("SELECT count(*) FROM sync_rollup_minute WHERE bucket >= %s AND bucket < %s",
+                                (base, base + dt.timedelta(hours=4))).fetchone()[0]
+            hours = conn.execute("SELECT sum(syncs) FROM sync_rollup_hour WHERE bucket >= %s AND bucket < %s",
+                                 (base, base + dt.timedelta(hours=4))).fetchone()[0]
+        assert left == 0
+        assert hours == sum(r["status"] in ("succeeded", "partial", "failed") for r in rows)
+        _compare_every_figure(analytics, rows, windows)
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows == 0
+        _compare_every_figure(analytics, rows, windows)
+
+        late = _operations(rng, user, base + dt.timedelta(minutes=20), 7200, 40)  # finished after compaction
         with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute("DELETE FROM sync_operations WHERE user_id LIKE %s", (user + "%",))
-            for table in ("sync_rollup_minute", "sync_rollup_chain_minute"):
-                conn.execute(f"DELETE FROM {table} WHERE bucket >= %s AND bucket < %s",
-                             (base - dt.timedelta(minutes=3), base + dt.timedelta(minutes=13)))
-            conn.execute("DELETE FROM sync_rollup_user_day WHERE user_id LIKE %s", (user + "%",))
+            seed.insert_operations(conn, late)
+        _compare_every_figure(analytics, rows + late, windows)
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows > 0
+        _compare_every_figure(analytics, rows + late, windows)
+    finally:
+        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))
 
 
-def _compare_every_figure(analytics, rows: list[dict], base: dt.datetime) -> None:
-    windows = [(base + dt.timedelta(seconds=17.5), base + dt.timedelta(seconds=463.25)),   # part minutes at both ends
-               (base + dt.timedelta(seconds=61), base + dt.timedelta(seconds=95)),         # inside one minute
-               (base + dt.timedelta(seconds=59.9), base + dt.timedelta(seconds=120.1)),    # two part minutes only
-               (base - dt.timedelta(minutes=5), base + dt.timedelta(minutes=15))]          # whole minutes only
+def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.datetime, dt.datetime]]) -> None:
     finals = ("succeeded", "partial", "failed")
     for start, end in windows:
         inside = [r for r in rows if start <= r["enqueued_at"] < end]
@@ -221,7 +272,10 @@ def _compare_every_figure(analytics, rows: list[dict], base: dt.datetime) -> Non
         assert failures["failures"].to_dict() == {code: len(rs) for code, rs in expected.items()}
         assert failures["users"].to_dict() == {code: len({r["user_id"] for r in rs}) for code, rs in expected.items()}
         for code, rs in expected.items():
-            assert failures.loc[code, "last_seen"] == max(r["enqueued_at"] for r in rs).replace(second=0, microsecond=0)
+            # the start of the latest one's rollup bucket: its minute, or its hour once compacted
+            latest = max(r["enqueued_at"] for r in rs)
+            assert failures.loc[code, "last_seen"] in (latest.replace(second=0, microsecond=0),
+                                                       latest.replace(minute=0, second=0, microsecond=0))
 
         by_tp = analytics.by_trigger_priority(window)
         assert by_tp["syncs"].sum() == len(inside)
