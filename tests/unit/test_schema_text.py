@@ -11,7 +11,7 @@ def statements() -> list[str]:
     text = resources.files("storage").joinpath("schema.sql").read_text()
     text = re.sub(r"--[^\n]*", "", text)
     # Function bodies are dollar-quoted and hold semicolons of their own: keep each whole.
-    text = re.sub(r"\$\$.*?\$\$", lambda m: m.group(0).replace(";", "\0"), text, flags=re.DOTALL)
+    text = re.sub(r"\$(\w*)\$.*?\$\1\$", lambda m: m.group(0).replace(";", "\0"), text, flags=re.DOTALL)
     return [" ".join(s.split()) for s in text.split(";") if s.strip()]
 
 
