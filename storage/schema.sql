@@ -382,34 +382,49 @@ $f$;
 -- history.  Every dashboard aggregate over a window reads this.
 CREATE OR REPLACE FUNCTION sync_rollup_window(lo timestamptz, hi timestamptz) RETURNS SETOF sync_rollup_minute
 LANGUAGE sql STABLE AS $f$
-    WITH split AS (SELECT * FROM sync_rollup_split(lo, hi))
-    SELECT r.* FROM split, sync_rollup_hour AS r WHERE r.bucket >= split.x AND r.bucket < split.y
+    -- x and y as scalar subqueries (run once, first): index conditions for each range below; the
+    -- edges are at most an hour wide, which bounds each raw range by the parameters alone, so the
+    -- partitions outside it are pruned before anything runs.
+    SELECT r.* FROM sync_rollup_hour AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
     UNION ALL
-    SELECT r.* FROM split, sync_rollup_minute AS r WHERE r.bucket >= split.x AND r.bucket < split.y
+    SELECT r.* FROM sync_rollup_minute AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
     UNION ALL
     SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
            coalesce(o.error_code, ''), -1::smallint, count(*), sum(o.attempts), sum(o.requeues),
            sync_hist(sync_latency_bin(o.duration_ms)), sync_hist(sync_latency_bin(o.queue_wait_ms))
-    FROM split, sync_operations AS o
+    FROM (SELECT * FROM sync_operations AS o
+          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_split(lo, hi))
+            AND o.enqueued_at < lo + interval '1 hour'
+          UNION ALL
+          SELECT * FROM sync_operations AS o
+          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_split(lo, hi)) AND o.enqueued_at < hi
+            AND o.enqueued_at >= hi - interval '1 hour') AS o
     WHERE o.status IN ('succeeded', 'partial', 'failed')
-      AND ((o.enqueued_at >= lo AND o.enqueued_at < split.x) OR (o.enqueued_at >= split.y AND o.enqueued_at < hi))
     GROUP BY 1, 2, 3, 4, 5, 6
 $f$;
 -- The same for chain reads (sync_rollup_chain_minute's shape).
 CREATE OR REPLACE FUNCTION sync_rollup_chain_window(lo timestamptz, hi timestamptz)
 RETURNS SETOF sync_rollup_chain_minute LANGUAGE sql STABLE AS $f$
-    WITH split AS (SELECT * FROM sync_rollup_split(lo, hi))
-    SELECT r.* FROM split, sync_rollup_chain_hour AS r WHERE r.bucket >= split.x AND r.bucket < split.y
+    SELECT r.* FROM sync_rollup_chain_hour AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
     UNION ALL
-    SELECT r.* FROM split, sync_rollup_chain_minute AS r WHERE r.bucket >= split.x AND r.bucket < split.y
+    SELECT r.* FROM sync_rollup_chain_minute AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
     UNION ALL
     SELECT date_trunc('minute', o.enqueued_at), cr.key::int, coalesce(cr.value ->> 'status', 'unknown'),
            coalesce(cr.value ->> 'error_code', ''), -1::smallint, count(*),
            sync_hist(sync_latency_bin((cr.value ->> 'duration_ms')::int))
-    FROM split, sync_operations AS o
+    FROM (SELECT * FROM sync_operations AS o
+          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_split(lo, hi))
+            AND o.enqueued_at < lo + interval '1 hour'
+          UNION ALL
+          SELECT * FROM sync_operations AS o
+          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_split(lo, hi)) AND o.enqueued_at < hi
+            AND o.enqueued_at >= hi - interval '1 hour') AS o
     CROSS JOIN LATERAL jsonb_each(o.chain_results) AS cr
     WHERE o.status IN ('succeeded', 'partial', 'failed') AND cr.key ~ '^[0-9]+$'
-      AND ((o.enqueued_at >= lo AND o.enqueued_at < split.x) OR (o.enqueued_at >= split.y AND o.enqueued_at < hi))
     GROUP BY 1, 2, 3, 4
 $f$;
 
