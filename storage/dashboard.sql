@@ -48,30 +48,18 @@ FROM (
 
 -- dash_throughput --
 -- Operations per time bucket and status; every bucket of the window appears, empty ones with 0.
--- Final operations are read from sync_rollup_minute for the whole minutes of the window and from raw
--- rows for the part minutes at its two edges (at most two minutes: exact for any window, and a cost
--- flat in history); operations not yet final are the small set of sync_operations_active_idx.
+-- Final operations are read from the rollups (sync_rollup_window: hour and minute rows, raw rows for the
+-- part hours or minutes at the window's edges: exact for any window, a cost flat in history; an hour
+-- row lands in the bucket of its hour, so a bucket is a whole number of hours wherever hours are read,
+-- as the dashboard's 7 d and 30 d ranges are); operations not yet final are the small set of
+-- sync_operations_active_idx.
 WITH buckets AS (
     SELECT generate_series(date_bin(%(bucket)s, %(start)s::timestamptz, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
                            %(end)s::timestamptz - interval '1 microsecond', %(bucket)s) AS bucket
 ), found AS (
-    -- the whole minutes inside the window, [lo, hi) (empty when it lies within one minute) ...
     SELECT r.bucket AS at, r.status, r.syncs
-    FROM sync_rollup_minute AS r
-    WHERE r.bucket >= date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute' AND r.bucket < date_trunc('minute', %(end)s::timestamptz)
+    FROM sync_rollup_window(%(start)s, %(end)s) AS r
     UNION ALL
-    -- ... the part minute before lo and the one from hi (from lo, if lo is later) ...
-    SELECT o.enqueued_at, o.status, 1
-    FROM sync_operations AS o
-    WHERE o.status IN ('succeeded', 'partial', 'failed')
-      AND o.enqueued_at >= %(start)s AND o.enqueued_at < least(date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute', %(end)s::timestamptz)
-    UNION ALL
-    SELECT o.enqueued_at, o.status, 1
-    FROM sync_operations AS o
-    WHERE o.status IN ('succeeded', 'partial', 'failed')
-      AND o.enqueued_at >= greatest(date_trunc('minute', %(end)s::timestamptz), date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute', %(start)s::timestamptz) AND o.enqueued_at < %(end)s
-    UNION ALL
-    -- ... and the operations not yet final.
     SELECT o.enqueued_at, o.status, 1
     FROM sync_operations AS o
     WHERE o.status IN ('queued', 'running', 'retrying')

@@ -194,7 +194,8 @@ def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_
             (base + dt.timedelta(seconds=17.5), base + dt.timedelta(seconds=463.25)),  # part minutes at both ends
             (base + dt.timedelta(seconds=61), base + dt.timedelta(seconds=95)),        # inside one minute
             (base + dt.timedelta(seconds=59.9), base + dt.timedelta(seconds=120.1)),   # two part minutes only
-            (base - dt.timedelta(minutes=5), base + dt.timedelta(minutes=15))])        # whole minutes only
+            (base - dt.timedelta(minutes=5), base + dt.timedelta(minutes=15))],        # whole minutes only
+            dt.timedelta(minutes=1))
     finally:
         _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=1))
 
@@ -217,7 +218,7 @@ def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(
     with psycopg.connect(database, autocommit=True) as conn:
         seed.insert_operations(conn, rows)
     try:
-        _compare_every_figure(analytics, rows, windows)
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
         first = scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000)
         assert first.hours >= 4 and first.minute_rows > 0 and not first.more
         with psycopg.connect(database) as conn:
@@ -227,26 +228,36 @@ def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(
                                  (base, base + dt.timedelta(hours=4))).fetchone()[0]
         assert left == 0
         assert hours == sum(r["status"] in ("succeeded", "partial", "failed") for r in rows)
-        _compare_every_figure(analytics, rows, windows)
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
         assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows == 0
-        _compare_every_figure(analytics, rows, windows)
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
 
         late = _operations(rng, user, base + dt.timedelta(minutes=20), 7200, 40)  # finished after compaction
         with psycopg.connect(database, autocommit=True) as conn:
             seed.insert_operations(conn, late)
-        _compare_every_figure(analytics, rows + late, windows)
+        _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
         assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows > 0
-        _compare_every_figure(analytics, rows + late, windows)
+        _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
     finally:
         _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))
 
 
-def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.datetime, dt.datetime]]) -> None:
+def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.datetime, dt.datetime]],
+                          bucket: dt.timedelta) -> None:
     finals = ("succeeded", "partial", "failed")
+    origin = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
     for start, end in windows:
         inside = [r for r in rows if start <= r["enqueued_at"] < end]
         done = [r for r in inside if r["status"] in finals]
-        window = analytics.Window(start, end, dt.timedelta(minutes=1))
+        window = analytics.Window(start, end, bucket)
+
+        series = analytics.throughput(window)
+        expected_series = {}
+        for r in inside:
+            at = origin + (r["enqueued_at"] - origin) // bucket * bucket
+            expected_series[(at, r["status"])] = expected_series.get((at, r["status"]), 0) + 1
+        got = {(b.to_pydatetime(), st): n for b, st, n in zip(series["bucket"], series["status"], series["syncs"]) if n}
+        assert got == expected_series
 
         k = analytics.kpis(window).iloc[0]
         assert k["syncs"] == len(inside)
