@@ -1,7 +1,7 @@
 """Latency of every dashboard callback on a large audit trail.
 
     .venv/bin/python -m bench.dashboard_callbacks [--rows 1000000] [--users 10000] [--days 30]
-                                                   [--repeat 15] [--ranges 24h,7d,30d]
+                                                   [--repeat 15] [--ranges 24h,7d,30d] [--pages overview,users]
 
 Seeds a throwaway database (bench.sandbox) with ``--rows`` operations of ``--users`` users over
 ``--days`` days ending now, their tracked wallets and current holdings (harness.seed), plus a few
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--ranges", default="24h,7d,30d")
     parser.add_argument("--dead-letters", type=int, default=500)
+    parser.add_argument("--pages", default="", help="time only these pages' callbacks (comma-separated; all by default)")
     args = parser.parse_args()
 
     with sandbox.enter(LOG_LEVEL="WARNING"):
@@ -195,6 +196,10 @@ def main() -> None:
 
         seed_dead_letters(dramatiq.get_broker(), args.dead_letters)
         _define()
+        if args.pages:
+            wanted = set(args.pages.split(","))
+            for name in [n for n, (_o, _i, page) in CALLBACKS.items() if page not in wanted]:
+                del CALLBACKS[name]
         client = dashboard_app.server.test_client()
 
         def call(name: str, key: str) -> float:
