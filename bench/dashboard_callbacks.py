@@ -1,7 +1,7 @@
 """Latency of every dashboard callback on a large audit trail.
 
     .venv/bin/python -m bench.dashboard_callbacks [--rows 1000000] [--users 10000] [--days 30]
-                                                   [--repeat 15] [--ranges 24h,7d,30d]
+                                                   [--repeat 15] [--ranges 24h,7d,30d] [--pages overview,users]
 
 Seeds a throwaway database (bench.sandbox) with ``--rows`` operations of ``--users`` users over
 ``--days`` days ending now, their tracked wallets and current holdings (harness.seed), plus a few
@@ -165,12 +165,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--ranges", default="24h,7d,30d")
     parser.add_argument("--dead-letters", type=int, default=500)
+    parser.add_argument("--pages", default="", help="time only these pages' callbacks (comma-separated; all by default)")
     args = parser.parse_args()
 
     with sandbox.enter(LOG_LEVEL="WARNING"):
         import psycopg
 
         from harness import seed
+        from storage import scheduling
 
         started = time.perf_counter()
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
@@ -178,11 +180,15 @@ def main() -> None:
                                  days=args.days)
             seed.seed_tracked_wallets(conn)
             seed.seed_holdings(conn)
+        # As housekeeping would have: minute rollups older than two days rolled into hours.
+        compacted = scheduling.compact_rollups(keep_minutes_h=48, max_hours=100_000)
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
             size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('sync_operations')) AS s, "
                                 "(SELECT count(*) FROM holdings) AS h").fetchone()
         print(f"seeded {args.rows:,} operations of {args.users:,} users over {args.days:g} days "
-              f"({size[0]} with indexes), {size[1]:,} holdings, in {time.perf_counter() - started:.0f} s")
+              f"({size[0]} with indexes), {size[1]:,} holdings, {compacted.hours:,} hours of minute rollups "
+              f"compacted, in {time.perf_counter() - started:.0f} s")
 
         from actors.services import context
         from dashboard import app as dashboard_app
@@ -190,6 +196,10 @@ def main() -> None:
         # The dashboard's own broker: dramatiq.get_broker() would make a default one, without the project's clock.
         seed_dead_letters(context.broker(), args.dead_letters)
         _define()
+        if args.pages:
+            wanted = set(args.pages.split(","))
+            for name in [n for n, (_o, _i, page) in CALLBACKS.items() if page not in wanted]:
+                del CALLBACKS[name]
         client = dashboard_app.server.test_client()
 
         def call(name: str, key: str) -> float:

@@ -27,16 +27,14 @@ from psycopg.rows import tuple_row
 from .pool import get_readonly_pool
 from .queries import QUERIES
 
-#: Bin edges (ms) of the duration histogram; the last bin is open-ended.
-DURATION_EDGES = (0, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000)
+#: Bin edges (ms) of the duration histogram; the last bin is open-ended.  Powers of two: each is an
+#: edge of the rollups' latency histogram bins (four a doubling), so the counts read off them are exact.
+DURATION_EDGES = (0, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 #: Statuses in the order the dashboard shows them.
 STATUSES = ("succeeded", "partial", "failed", "retrying", "running", "queued")
 #: Columns the users table may be sorted by, server-side.
 USER_SORTS = ("user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "avg_duration_ms",
               "p95_duration_ms", "portfolio_value_usd", "wallets")
-#: Per-chain figures read every operation of a window up to this long, and a systematic sample
-#: of a longer one (this much of it, spread over every hour), which keeps them fast on a month.
-CHAIN_EXACT_SPAN = dt.timedelta(hours=24)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,13 +132,13 @@ def duration_histogram(window: Window) -> pd.DataFrame:
 
 
 def duration_label(bin_number: int) -> str:
-    """The label of a bin of :data:`DURATION_EDGES` (``width_bucket`` numbering): ``25–50 ms``, ``1–1.5 s``."""
+    """The label of a bin of :data:`DURATION_EDGES` (``width_bucket`` numbering): ``32–64 ms``, ``1.024–2.048 s``."""
     if bin_number >= len(DURATION_EDGES):
         return f"≥ {_seconds(DURATION_EDGES[-1])} s"
     low = DURATION_EDGES[bin_number - 1] if bin_number >= 1 else 0
     high = DURATION_EDGES[bin_number]
-    if high <= 1000 and low < 1000:
-        return f"{low}–{high} ms" if high < 1000 else f"{low} ms–1 s"
+    if high <= 1024:
+        return f"{low}–{high} ms"
     return f"{_seconds(low)}–{_seconds(high)} s"
 
 
@@ -163,21 +161,12 @@ def by_trigger_priority(window: Window) -> pd.DataFrame:
 def chains(window: Window) -> pd.DataFrame:
     """chain_id, reads, ok, errors, success_rate, latency_p50_ms, latency_p95_ms, top_error.
 
-    ``frame.attrs["sample_fraction"]`` is 1.0 when every operation of the window was read, or the
-    fraction of the window read (a systematic sample, see ``dash_chains``) for a long window.
+    Every chain read of the window's final operations, from the rollups (latency percentiles read
+    off their histograms).
     """
-    span = window.span
-    if span <= CHAIN_EXACT_SPAN:
-        period = slice_ = span
-        fraction = 1.0
-    else:
-        period = dt.timedelta(hours=1)
-        fraction = CHAIN_EXACT_SPAN / span
-        slice_ = period * fraction
-    frame = _frame("dash_chains", {**window.params(), "period": period, "slice": slice_})
+    frame = _frame("dash_chains", window.params())
     finished = frame["ok"] + frame["errors"] if len(frame) else pd.Series([], dtype="float64")
     frame["success_rate"] = (frame["ok"] / finished.where(finished > 0)).astype("float64")
-    frame.attrs["sample_fraction"] = fraction
     return frame
 
 

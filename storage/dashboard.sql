@@ -7,17 +7,33 @@
 -- duration_ms, queue_wait_ms, error_code, user_id, wallet_address): index-only scans.
 
 -- dash_kpis --
--- The overview's headline numbers for a window.
-SELECT count(*) AS syncs,
-       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE status = 'partial') AS partial,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status IN ('queued', 'running', 'retrying')) AS active,
-       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms)
-           FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS duration_ms,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY queue_wait_ms) AS queue_wait_p95_ms
-FROM sync_operations
-WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s;
+-- The overview's headline numbers for a window.  Final operations come from the rollups
+-- (sync_rollup_window: whole minutes from sync_rollup_minute, the part minutes at the edges from raw
+-- rows), so counts are exact and the percentiles are read off the latency histograms (a bin's upper
+-- edge: within 19%% of percentile_cont); the operations not final are the small set of
+-- sync_operations_active_idx.  The queue wait is that of finished operations.
+WITH final AS (
+    SELECT status, sum(syncs) AS syncs, sync_hist_sum(duration_hist) AS duration_hist,
+           sync_hist_sum(queue_wait_hist) AS queue_wait_hist
+    FROM sync_rollup_window(%(start)s, %(end)s)
+    GROUP BY status
+), totals AS (
+    SELECT coalesce(sum(syncs), 0) AS finished,
+           coalesce(sum(syncs) FILTER (WHERE status = 'succeeded'), 0) AS succeeded,
+           coalesce(sum(syncs) FILTER (WHERE status = 'partial'), 0) AS partial,
+           coalesce(sum(syncs) FILTER (WHERE status = 'failed'), 0) AS failed,
+           sync_hist_sum(duration_hist) AS duration_hist, sync_hist_sum(queue_wait_hist) AS queue_wait_hist
+    FROM final
+), active AS (
+    SELECT count(*) AS active
+    FROM sync_operations
+    WHERE status IN ('queued', 'running', 'retrying') AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+)
+SELECT (t.finished + a.active)::bigint AS syncs, t.succeeded::bigint AS succeeded, t.partial::bigint AS partial,
+       t.failed::bigint AS failed, a.active,
+       ARRAY[sync_hist_quantile(t.duration_hist, 0.5), sync_hist_quantile(t.duration_hist, 0.95)] AS duration_ms,
+       sync_hist_quantile(t.queue_wait_hist, 0.95) AS queue_wait_p95_ms
+FROM totals AS t CROSS JOIN active AS a;
 
 -- dash_wallets_synced --
 -- Distinct wallets (of a user) synced successfully in a window: a hash aggregate, kept apart
@@ -32,30 +48,18 @@ FROM (
 
 -- dash_throughput --
 -- Operations per time bucket and status; every bucket of the window appears, empty ones with 0.
--- Final operations are read from sync_rollup_minute for the whole minutes of the window and from raw
--- rows for the part minutes at its two edges (at most two minutes: exact for any window, and a cost
--- flat in history); operations not yet final are the small set of sync_operations_active_idx.
+-- Final operations are read from the rollups (sync_rollup_window: hour and minute rows, raw rows for the
+-- part hours or minutes at the window's edges: exact for any window, a cost flat in history; an hour
+-- row lands in the bucket of its hour, so a bucket is a whole number of hours wherever hours are read,
+-- as the dashboard's 7 d and 30 d ranges are); operations not yet final are the small set of
+-- sync_operations_active_idx.
 WITH buckets AS (
     SELECT generate_series(date_bin(%(bucket)s, %(start)s::timestamptz, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
                            %(end)s::timestamptz - interval '1 microsecond', %(bucket)s) AS bucket
 ), found AS (
-    -- the whole minutes inside the window, [lo, hi) (empty when it lies within one minute) ...
     SELECT r.bucket AS at, r.status, r.syncs
-    FROM sync_rollup_minute AS r
-    WHERE r.bucket >= date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute' AND r.bucket < date_trunc('minute', %(end)s::timestamptz)
+    FROM sync_rollup_window(%(start)s, %(end)s) AS r
     UNION ALL
-    -- ... the part minute before lo and the one from hi (from lo, if lo is later) ...
-    SELECT o.enqueued_at, o.status, 1
-    FROM sync_operations AS o
-    WHERE o.status IN ('succeeded', 'partial', 'failed')
-      AND o.enqueued_at >= %(start)s AND o.enqueued_at < least(date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute', %(end)s::timestamptz)
-    UNION ALL
-    SELECT o.enqueued_at, o.status, 1
-    FROM sync_operations AS o
-    WHERE o.status IN ('succeeded', 'partial', 'failed')
-      AND o.enqueued_at >= greatest(date_trunc('minute', %(end)s::timestamptz), date_trunc('minute', %(start)s::timestamptz - interval '1 microsecond') + interval '1 minute', %(start)s::timestamptz) AND o.enqueued_at < %(end)s
-    UNION ALL
-    -- ... and the operations not yet final.
     SELECT o.enqueued_at, o.status, 1
     FROM sync_operations AS o
     WHERE o.status IN ('queued', 'running', 'retrying')
@@ -72,82 +76,89 @@ LEFT JOIN counts AS c ON c.bucket = b.bucket AND c.status = s.status
 ORDER BY b.bucket, s.status;
 
 -- dash_duration_histogram --
--- Finished operations per duration bin (bin i holds edges[i] <= duration_ms < edges[i+1]) and status.
-SELECT width_bucket(duration_ms, %(edges)s::int[]) AS bin, status, count(*) AS syncs
-FROM sync_operations
-WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
-  AND status IN ('succeeded', 'partial', 'failed') AND duration_ms IS NOT NULL
+-- Finished operations per duration bin (bin i holds edges[i] <= duration_ms < edges[i+1]) and status,
+-- from the rollups' latency histograms.  The edges are powers of two, each the lower edge of a
+-- histogram bin (four a doubling), so every histogram bin falls whole into one of them: exact counts.
+WITH hists AS (
+    SELECT status, sync_hist_sum(duration_hist) AS hist
+    FROM sync_rollup_window(%(start)s, %(end)s)
+    GROUP BY status
+)
+SELECT width_bucket(CASE WHEN b.i = 1 THEN 0 ELSE power(2::float8, (b.i - 2) / 4.0) END,
+                    %(edges)s::float8[]) AS bin,
+       h.status, sum(b.n)::bigint AS syncs
+FROM hists AS h
+CROSS JOIN unnest(h.hist) WITH ORDINALITY AS b(n, i)
+WHERE b.n > 0
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- dash_failures_by_error --
--- Failed operations of a window by error code: how many, for how many users, the latest.
-SELECT coalesce(error_code, 'unknown') AS error_code, count(*) AS failures,
-       count(DISTINCT user_id) AS users, max(enqueued_at) AS last_seen
-FROM sync_operations
-WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s AND status = 'failed'
-GROUP BY 1
+-- Failed operations of a window by error code: how many (rollups), when the latest was (the start of
+-- its rollup bucket: its minute, or its hour once compacted), and for how many users: a distinct count the rollups cannot hold, read from the failed
+-- operations alone (sync_operations_status_idx), a small share of the window.
+WITH counted AS (
+    SELECT coalesce(nullif(error_code, ''), 'unknown') AS error_code, sum(syncs) AS failures,
+           max(bucket) AS last_seen
+    FROM sync_rollup_window(%(start)s, %(end)s)
+    WHERE status = 'failed'
+    GROUP BY 1
+), users AS (
+    SELECT coalesce(error_code, 'unknown') AS error_code, count(DISTINCT user_id) AS users
+    FROM sync_operations
+    WHERE status = 'failed' AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+    GROUP BY 1
+)
+SELECT c.error_code, c.failures::bigint AS failures, coalesce(u.users, 0) AS users, c.last_seen
+FROM counted AS c LEFT JOIN users AS u USING (error_code)
 ORDER BY failures DESC, error_code;
 
 -- dash_by_trigger_priority --
--- Operations of a window by trigger and priority: outcomes, and the queue wait each got as exact
--- percentiles (percentile_disc) read off a histogram of the waits, so that it stays a hash
--- aggregate (an ordered-set aggregate per group would sort the whole window).
-WITH waits AS (
-    SELECT trigger, priority, queue_wait_ms, count(*) AS n,
-           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE status = 'failed') AS failed
+-- Operations of a window by trigger and priority: outcomes, and the queue wait each got as
+-- percentiles read off the rollups' queue-wait histograms (a bin's upper edge, within 19%%);
+-- operations not yet final are counted from sync_operations_active_idx.
+WITH final AS (
+    SELECT trigger, priority, sum(syncs) AS syncs,
+           sum(syncs) FILTER (WHERE status = 'succeeded') AS succeeded,
+           sum(syncs) FILTER (WHERE status = 'failed') AS failed,
+           sync_hist_sum(queue_wait_hist) AS queue_wait_hist
+    FROM sync_rollup_window(%(start)s, %(end)s)
+    GROUP BY 1, 2
+), active AS (
+    SELECT trigger, priority, count(*) AS syncs
     FROM sync_operations
-    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
-    GROUP BY 1, 2, 3
-), cumulated AS (
-    SELECT waits.*,
-           sum(n) OVER (PARTITION BY trigger, priority, queue_wait_ms IS NULL ORDER BY queue_wait_ms) AS below,
-           sum(n) OVER (PARTITION BY trigger, priority, queue_wait_ms IS NULL) AS waited
-    FROM waits
+    WHERE status IN ('queued', 'running', 'retrying') AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
+    GROUP BY 1, 2
 )
-SELECT trigger, priority, sum(n)::bigint AS syncs, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed,
-       min(queue_wait_ms) FILTER (WHERE below >= 0.5 * waited) AS queue_wait_p50_ms,
-       min(queue_wait_ms) FILTER (WHERE below >= 0.95 * waited) AS queue_wait_p95_ms
-FROM cumulated
-GROUP BY 1, 2
+SELECT trigger, priority, (coalesce(f.syncs, 0) + coalesce(a.syncs, 0))::bigint AS syncs,
+       coalesce(f.succeeded, 0)::bigint AS succeeded, coalesce(f.failed, 0)::bigint AS failed,
+       sync_hist_quantile(f.queue_wait_hist, 0.5) AS queue_wait_p50_ms,
+       sync_hist_quantile(f.queue_wait_hist, 0.95) AS queue_wait_p95_ms
+FROM final AS f FULL JOIN active AS a USING (trigger, priority)
 ORDER BY 1, 2;
 
 -- dash_chains --
--- Per chain: reads, successes, errors, latency of the successful reads, the commonest error.
--- Chain results live in each operation's chain_results (jsonb), so a long window is read as a
--- systematic sample: a slice of %(slice)s out of every %(period)s (its position in the period
--- moves from one period to the next, so a job that runs at the same minute every hour is not
--- always in or always out).  With %(slice)s = %(period)s = the window, every operation is read.
-WITH slices AS (
-    SELECT greatest(%(start)s::timestamptz,
-                    s + ((i * 37) %% 101) / 100.0 * (%(period)s::interval - %(slice)s::interval)) AS lo,
-           least(%(end)s::timestamptz,
-                 s + ((i * 37) %% 101) / 100.0 * (%(period)s::interval - %(slice)s::interval)
-                   + %(slice)s::interval) AS hi
-    FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 microsecond',
-                         %(period)s::interval) WITH ORDINALITY AS g(s, i)
-), results AS (
-    -- jsonb_each in the select list: a plain projection (as a join it gets a useless Memoize)
-    SELECT jsonb_each(o.chain_results) AS c
-    FROM slices
-    JOIN sync_operations AS o ON o.enqueued_at >= slices.lo AND o.enqueued_at < slices.hi
-    WHERE o.status IN ('succeeded', 'partial', 'failed', 'retrying')
-), reads AS (
-    SELECT (c).key AS chain_id, (c).value->>'status' AS status, ((c).value->>'duration_ms')::int AS duration_ms,
-           (c).value->>'error_code' AS error_code
-    FROM results
+-- Per chain: reads of the window's final operations, successes, errors, latency of the successful
+-- reads (percentiles off the rollups' histograms, within 19%%), the commonest error code.
+WITH reads AS (
+    SELECT chain_id, status, error_code, sum(reads) AS reads, sync_hist_sum(duration_hist) AS duration_hist
+    FROM sync_rollup_chain_window(%(start)s, %(end)s)
+    GROUP BY 1, 2, 3
+), chains AS (
+    SELECT chain_id, sum(reads) AS reads,
+           coalesce(sum(reads) FILTER (WHERE status = 'ok'), 0) AS ok,
+           coalesce(sum(reads) FILTER (WHERE status = 'error'), 0) AS errors,
+           sync_hist_sum(duration_hist) FILTER (WHERE status = 'ok') AS ok_hist
+    FROM reads
+    GROUP BY 1
 )
-SELECT chain_id::int AS chain_id, count(*) AS reads,
-       count(*) FILTER (WHERE status = 'ok') AS ok,
-       count(*) FILTER (WHERE status = 'error') AS errors,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status = 'ok') AS latency_p50_ms,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status = 'ok') AS latency_p95_ms,
-       mode() WITHIN GROUP (ORDER BY error_code) FILTER (WHERE status = 'error') AS top_error
-FROM reads
-WHERE chain_id ~ '^[0-9]{1,15}$'
-GROUP BY chain_id
-ORDER BY chain_id::int;
+SELECT c.chain_id, c.reads::bigint AS reads, c.ok::bigint AS ok, c.errors::bigint AS errors,
+       sync_hist_quantile(c.ok_hist, 0.5) AS latency_p50_ms, sync_hist_quantile(c.ok_hist, 0.95) AS latency_p95_ms,
+       (SELECT r.error_code FROM reads AS r
+        WHERE r.chain_id = c.chain_id AND r.status = 'error' AND r.error_code <> ''
+        ORDER BY r.reads DESC, r.error_code LIMIT 1) AS top_error
+FROM chains AS c
+ORDER BY c.chain_id;
 
 -- dash_users --
 -- Per-user statistics of a window, filtered, sorted and paginated here; `total` is the number of

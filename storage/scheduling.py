@@ -167,6 +167,28 @@ def drop_old_operation_partitions(*, days: int) -> DroppedPartitions:
     return DroppedPartitions(list(row["dropped"]), list(row["kept"]))
 
 
+@dataclasses.dataclass(frozen=True)
+class Compacted:
+    hours: int
+    minute_rows: int
+    more: bool  # stopped at the batch limit: older minute rows may remain for the next run
+
+
+def compact_rollups(*, keep_minutes_h: int, max_hours: int) -> Compacted:
+    """Roll the rollups' minute rows older than ``keep_minutes_h`` hours into hour rows, oldest hour first,
+    one hour per transaction, at most ``max_hours`` (idempotent: a moved hour has no minute row left)."""
+    hours = rows = 0
+    pool = get_pool()
+    while hours < max_hours:
+        with pool.connection() as conn:
+            row = conn.execute(QUERIES["compact_rollup_hour"], {"keep_minutes_h": keep_minutes_h}).fetchone()
+        if row is None:
+            return Compacted(hours, rows, more=False)
+        hours += 1
+        rows += row["moved"]
+    return Compacted(hours, rows, more=True)
+
+
 def delete_old_ticks(*, days: int, batch: int, max_batches: int) -> Deleted:
     """Delete ``scheduler_ticks`` older than ``days``, ``batch`` rows per transaction, at most ``max_batches``
     transactions."""

@@ -190,6 +190,15 @@ SELECT sync_operations_add_partitions(now(), now() + %(ahead_days)s * interval '
 -- holding an unfinished operation are kept and named).
 SELECT dropped, kept FROM sync_operations_drop_partitions(now() - %(days)s * interval '1 day');
 
+-- compact_rollup_hour --
+-- One compaction batch: the oldest hour still holding minute rows older than %(keep_minutes_h)s hours,
+-- moved into hour rows (sync_rollup_compact_hour; no row when there is none).
+SELECT m.hour, sync_rollup_compact_hour(m.hour) AS moved
+FROM (SELECT date_trunc('hour', min(bucket)) AS hour
+      FROM sync_rollup_minute
+      WHERE bucket < date_trunc('hour', now() - %(keep_minutes_h)s * interval '1 hour')) AS m
+WHERE m.hour IS NOT NULL;
+
 -- delete_old_ticks --
 -- One retention batch of scheduler_ticks.
 WITH doomed AS (

@@ -67,6 +67,10 @@ RETENTION_MAX_BATCHES = 20
 #: How far ahead housekeeping keeps partitions of ``sync_operations`` (three weeks: a stopped scheduler
 #: leaves two weeks before an insert finds no partition).
 PARTITIONS_AHEAD_DAYS = 21
+#: Minute rollups are kept this long (the dashboard's short windows read minutes), then rolled into
+#: hours; a run moves at most this many hours (a backlog of 30 days is 720: it catches up in one run).
+ROLLUP_MINUTES_KEPT_H = 48
+ROLLUP_COMPACT_MAX_HOURS = 1000
 #: Producer/worker ids in Dramatiq's heartbeat set silent this long, with nothing in flight, are removed.
 HEARTBEAT_RETENTION_MS = 86_400_000
 #: SCAN calls (of ~1,000 keys each) per housekeeping run; the walk resumes where it stopped next run.
@@ -327,6 +331,13 @@ def prune_sync_operations() -> dict[str, Any]:
     """Partitions of ``sync_operations`` wholly older than ``SYNC_RETENTION_DAYS``, dropped whole."""
     return dataclasses.asdict(scheduling.drop_old_operation_partitions(
         days=context.cfg().housekeeping.sync_retention_days))
+
+
+@housekeeping_task("sync_rollups_compaction")
+def compact_sync_rollups() -> dict[str, Any]:
+    """Minute rollups older than two days rolled into hour rows, so a long window reads hours."""
+    return dataclasses.asdict(scheduling.compact_rollups(keep_minutes_h=ROLLUP_MINUTES_KEPT_H,
+                                                         max_hours=ROLLUP_COMPACT_MAX_HOURS))
 
 
 @housekeeping_task("scheduler_ticks_retention")

@@ -58,10 +58,10 @@ def test_duration_bins_keep_their_order():
     ])
     fig = figures.duration_figure(frame)
     assert [t.name for t in fig.data] == ["succeeded", "failed"]
-    assert list(fig.layout.xaxis.categoryarray) == ["25–50 ms", "100–150 ms"]
-    assert list(fig.data[0].x) == ["25–50 ms", "100–150 ms"]
-    assert duration_label(len(DURATION_EDGES)) == "≥ 60 s"
-    assert duration_label(11) == "1–1.5 s" and duration_label(10) == "750 ms–1 s"
+    assert list(fig.layout.xaxis.categoryarray) == ["8–16 ms", "64–128 ms"]
+    assert list(fig.data[0].x) == ["8–16 ms", "64–128 ms"]
+    assert duration_label(len(DURATION_EDGES)) == "≥ 65.536 s"
+    assert duration_label(10) == "2.048–4.096 s" and duration_label(8) == "512–1024 ms"
 
 
 def test_failures_most_frequent_on_top():

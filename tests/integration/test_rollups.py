@@ -137,3 +137,179 @@ def test_rollups_count_each_operation_once_when_it_becomes_final(db_conn, user_i
     assert chain == raw_chain and sum(v[0] for v in chain.values()) == 8  # a, b, d, f read two chains each; c and e none
     assert users == raw_users and users[:4] == (6, 2, 1, 3)
     assert exact is None or p95 / 2 ** 0.25 <= max(exact, 1) <= p95
+
+
+#: What a percentile read off the rollups' histograms promises: the upper edge of the bin holding the
+#: exact value (percentile_disc), bins four a doubling: never below it, at most 19 % above it.
+BIN_RATIO = 2 ** 0.25
+
+
+def _within_a_bin(read: float, values: list[int], fraction: float) -> None:
+    ordered = sorted(values)
+    exact = ordered[max(0, -(-int(fraction * len(ordered) * 1000) // 1000) - 1)]
+    assert exact <= read <= max(exact, 1) * BIN_RATIO * (1 + 1e-9), (read, exact, fraction)
+
+
+def _operations(rng, user: str, first: dt.datetime, seconds: float, count: int) -> list[dict]:
+    """``count`` operations of 7 users (``user``-n) enqueued over ``seconds`` from ``first``, some not final."""
+    rows = []
+    for n in range(count):
+        at = first + dt.timedelta(seconds=rng.uniform(0, seconds))
+        status = rng.choice(["succeeded"] * 6 + ["failed", "failed", "partial", "running", "queued"])
+        final = status in ("succeeded", "partial", "failed")
+        chains = {str(c): {"status": "ok" if rng.random() < 0.8 else "error", "duration_ms": rng.randint(5, 3000),
+                           **({} if rng.random() < 0.8 else {"error_code": rng.choice(["rpc_timeout", "rate_limited"])})}
+                  for c in rng.sample([1, 10, 137], 2)} if final else {}
+        rows.append({"id": uuid.uuid4(), "user_id": f"{user}-{n % 7}", "wallet_address": f"0x{n % 13:040x}",
+                     "status": status, "trigger": rng.choice(["api", "scheduled"]),
+                     "priority": rng.choice(["normal", "high"]), "enqueued_at": at, "attempts": rng.randint(1, 3),
+                     "queue_wait_ms": rng.randint(0, 5000), "duration_ms": rng.randint(1, 20000) if final else None,
+                     "finished_at": at + dt.timedelta(seconds=30) if final else None, "chain_results": chains,
+                     "error_code": rng.choice(["rpc_timeout", "expired", None]) if status == "failed" else None})
+    return rows
+
+
+def _forget(database: str, user: str, first: dt.datetime, last: dt.datetime) -> None:
+    """Remove a test's operations and its rollup rows: other tests of the run read the operations not final."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DELETE FROM sync_operations WHERE user_id LIKE %s", (user + "%",))
+        for table in ("sync_rollup_minute", "sync_rollup_chain_minute", "sync_rollup_hour", "sync_rollup_chain_hour"):
+            conn.execute(f"DELETE FROM {table} WHERE bucket >= %s AND bucket < %s", (first, last))
+        conn.execute("DELETE FROM sync_rollup_user_day WHERE user_id LIKE %s", (user + "%",))
+
+
+def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_minutes(database):
+    """Every overview figure, read from the rollups (whole minutes) and the raw rows of the part minutes at
+    both edges, equals the same aggregate over raw rows: counts exactly, percentiles within a bin."""
+    from harness import seed
+    from storage import analytics
+
+    base = dt.datetime(2023, 5, 10, 10, 0, tzinfo=dt.timezone.utc)
+    user = f"rollwin-{uuid.uuid4().hex[:8]}"
+    rows = _operations(__import__("random").Random(16), user, base - dt.timedelta(minutes=2), 840, 600)
+    with psycopg.connect(database, autocommit=True) as conn:
+        seed.insert_operations(conn, rows)
+    try:
+        _compare_every_figure(analytics, rows, [
+            (base + dt.timedelta(seconds=17.5), base + dt.timedelta(seconds=463.25)),  # part minutes at both ends
+            (base + dt.timedelta(seconds=61), base + dt.timedelta(seconds=95)),        # inside one minute
+            (base + dt.timedelta(seconds=59.9), base + dt.timedelta(seconds=120.1)),   # two part minutes only
+            (base - dt.timedelta(minutes=5), base + dt.timedelta(minutes=15))],        # whole minutes only
+            dt.timedelta(minutes=1))
+    finally:
+        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=1))
+
+
+def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(database):
+    """Housekeeping's compaction rolls minute rows older than two days into hour rows, exactly once (a second
+    run moves nothing), a late operation of a compacted hour is still counted, and every overview figure over
+    windows with part hours and part minutes at their edges still equals the raw aggregate."""
+    from harness import seed
+    from storage import analytics, scheduling
+
+    base = dt.datetime(2022, 8, 1, 8, 0, tzinfo=dt.timezone.utc)
+    user = f"rollcmp-{uuid.uuid4().hex[:8]}"
+    rng = __import__("random").Random(17)
+    rows = _operations(rng, user, base, 4 * 3600, 900)
+    windows = [(base + dt.timedelta(minutes=37, seconds=12.5), base + dt.timedelta(hours=3, minutes=4, seconds=1)),
+               (base + dt.timedelta(minutes=5), base + dt.timedelta(minutes=50)),     # inside one compacted hour
+               (base + dt.timedelta(minutes=59, seconds=30), base + dt.timedelta(hours=2, seconds=30)),
+               (base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))]          # whole hours only
+    with psycopg.connect(database, autocommit=True) as conn:
+        seed.insert_operations(conn, rows)
+    try:
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
+        first = scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000)
+        assert first.hours >= 4 and first.minute_rows > 0 and not first.more
+        with psycopg.connect(database) as conn:
+            left = conn.execute("SELECT count(*) FROM sync_rollup_minute WHERE bucket >= %s AND bucket < %s",
+                                (base, base + dt.timedelta(hours=4))).fetchone()[0]
+            hours = conn.execute("SELECT sum(syncs) FROM sync_rollup_hour WHERE bucket >= %s AND bucket < %s",
+                                 (base, base + dt.timedelta(hours=4))).fetchone()[0]
+        assert left == 0
+        assert hours == sum(r["status"] in ("succeeded", "partial", "failed") for r in rows)
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows == 0
+        _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
+
+        late = _operations(rng, user, base + dt.timedelta(minutes=20), 7200, 40)  # finished after compaction
+        with psycopg.connect(database, autocommit=True) as conn:
+            seed.insert_operations(conn, late)
+        _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows > 0
+        _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
+    finally:
+        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))
+
+
+def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.datetime, dt.datetime]],
+                          bucket: dt.timedelta) -> None:
+    finals = ("succeeded", "partial", "failed")
+    origin = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    for start, end in windows:
+        inside = [r for r in rows if start <= r["enqueued_at"] < end]
+        done = [r for r in inside if r["status"] in finals]
+        window = analytics.Window(start, end, bucket)
+
+        series = analytics.throughput(window)
+        expected_series = {}
+        for r in inside:
+            at = origin + (r["enqueued_at"] - origin) // bucket * bucket
+            expected_series[(at, r["status"])] = expected_series.get((at, r["status"]), 0) + 1
+        got = {(b.to_pydatetime(), st): n for b, st, n in zip(series["bucket"], series["status"], series["syncs"]) if n}
+        assert got == expected_series
+
+        k = analytics.kpis(window).iloc[0]
+        assert k["syncs"] == len(inside)
+        for status in finals:
+            assert k[status] == sum(r["status"] == status for r in inside)
+        assert k["active"] == len(inside) - len(done)
+        _within_a_bin(k["duration_p50_ms"], [r["duration_ms"] for r in done], 0.5)
+        _within_a_bin(k["duration_p95_ms"], [r["duration_ms"] for r in done], 0.95)
+        _within_a_bin(k["queue_wait_p95_ms"], [r["queue_wait_ms"] for r in done], 0.95)
+
+        hist = analytics.duration_histogram(window)
+        assert hist["syncs"].sum() == len(done)
+        for record in hist.to_dict("records"):
+            assert record["syncs"] == sum(
+                r["status"] == record["status"] and record["lower_ms"] <= r["duration_ms"]
+                and (record["upper_ms"] is None or r["duration_ms"] < record["upper_ms"]) for r in done), record
+
+        failures = analytics.failures_by_error(window).set_index("error_code")
+        failed = [r for r in done if r["status"] == "failed"]
+        expected = {}
+        for r in failed:
+            expected.setdefault(r["error_code"] or "unknown", []).append(r)
+        assert failures["failures"].to_dict() == {code: len(rs) for code, rs in expected.items()}
+        assert failures["users"].to_dict() == {code: len({r["user_id"] for r in rs}) for code, rs in expected.items()}
+        for code, rs in expected.items():
+            # the start of the latest one's rollup bucket: its minute, or its hour once compacted
+            latest = max(r["enqueued_at"] for r in rs)
+            assert failures.loc[code, "last_seen"] in (latest.replace(second=0, microsecond=0),
+                                                       latest.replace(minute=0, second=0, microsecond=0))
+
+        by_tp = analytics.by_trigger_priority(window)
+        assert by_tp["syncs"].sum() == len(inside)
+        for record in by_tp.to_dict("records"):
+            part = [r for r in inside if (r["trigger"], r["priority"]) == (record["trigger"], record["priority"])]
+            assert record["syncs"] == len(part)
+            assert record["succeeded"] == sum(r["status"] == "succeeded" for r in part)
+            assert record["failed"] == sum(r["status"] == "failed" for r in part)
+            waits = [r["queue_wait_ms"] for r in part if r["status"] in finals]
+            _within_a_bin(record["queue_wait_p50_ms"], waits, 0.5)
+            _within_a_bin(record["queue_wait_p95_ms"], waits, 0.95)
+
+        chains = analytics.chains(window).set_index("chain_id")
+        reads = [(int(c), v) for r in done for c, v in r["chain_results"].items()]
+        assert set(chains.index) == {c for c, _v in reads}
+        for chain_id, record in chains.iterrows():
+            mine = [v for c, v in reads if c == chain_id]
+            ok = [v["duration_ms"] for v in mine if v["status"] == "ok"]
+            assert record["reads"] == len(mine)
+            assert record["ok"] == len(ok) and record["errors"] == len(mine) - len(ok)
+            _within_a_bin(record["latency_p50_ms"], ok, 0.5)
+            _within_a_bin(record["latency_p95_ms"], ok, 0.95)
+            codes = [v["error_code"] for v in mine if v["status"] == "error" and v.get("error_code")]
+            top = max((codes.count(c) for c in codes), default=0)
+            assert record["top_error"] == min(c for c in codes if codes.count(c) == top) if codes \
+                else record["top_error"] is None or record["top_error"] != record["top_error"]
