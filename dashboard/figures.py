@@ -137,12 +137,12 @@ def chain_label(chain_id: int) -> str:
     return f"{_chain_name(int(chain_id))} ({int(chain_id)})"
 
 
-def chains_figure(frame: pd.DataFrame, *, sample_fraction: float = 1.0) -> go.Figure:
+def chains_figure(frame: pd.DataFrame) -> go.Figure:
     """Per chain: success rate of the chain reads (left) and latency p50/p95 of the good ones (right).
 
     ``frame``: chain_id, reads, ok, errors, success_rate, latency_p50_ms, latency_p95_ms, top_error.
     """
-    title = "Per chain" if sample_fraction >= 1 else f"Per chain (systematic sample: {sample_fraction:.0%} of the window)"
+    title = "Per chain"
     if frame.empty:
         return empty_figure(title=title)
     labels = [chain_label(c) for c in frame["chain_id"]]

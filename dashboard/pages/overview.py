@@ -84,7 +84,7 @@ def update_triggers(range_key: str | None, _n: int | None = None):
 @guarded(_unavailable_figure)
 def update_chains(range_key: str | None, _n: int | None = None):
     frame = analytics.chains(timerange.window(range_key))
-    return figures.chains_figure(frame, sample_fraction=frame.attrs.get("sample_fraction", 1.0))
+    return figures.chains_figure(frame)
 
 
 #: name -> callback body, for the benchmark and the tests (each takes the range key).

@@ -84,9 +84,9 @@ def test_trigger_priority_and_chains_have_two_panels():
     chains = pd.DataFrame({"chain_id": [1, 8453], "reads": [100, 50], "ok": [95, 50], "errors": [5, 0],
                            "success_rate": [0.95, 1.0], "latency_p50_ms": [90.0, 120.0],
                            "latency_p95_ms": [200.0, 300.0], "top_error": ["provider_timeout", None]})
-    fig = figures.chains_figure(chains, sample_fraction=0.25)
+    fig = figures.chains_figure(chains)
     assert len(fig.data) == 3 and list(fig.data[0].x) == ["Ethereum (1)", "Base (8453)"]
-    assert "25%" in fig.layout.title.text
+    assert fig.layout.title.text == "Per chain"
 
 
 def test_user_figures():
