@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,6 +46,11 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace,
          unavailable: tuple[type[BaseException], ...]) -> int:
     try:
         return handler(args) or OK
+    except BrokenPipeError:
+        # The reader went away (`… | head`): nothing to say.  stdout now points at /dev/null, so that the
+        # interpreter's last flush of it does not fail again on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
     except CommandError as exc:
         print(cfg.redact(str(exc)), file=sys.stderr)
         return exc.code

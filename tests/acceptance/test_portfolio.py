@@ -113,6 +113,12 @@ def test_the_api_and_the_cli_answer_exactly_the_stored_holdings(start_worker, we
     for (_chain, token), raw in holdings.items():
         assert token in done.stdout and str(raw) in done.stdout
 
+    # Piped into a reader that went away (`| head -1` once it has its line): no error, no traceback.
+    piped = subprocess.Popen([str(BIN / "portfolio-sync"), "portfolio", wallet, "--user", user_id], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    piped.stdout.close()  # before the command writes: its first write finds no reader
+    assert piped.wait(60) == 1 and piped.stderr.read() == b""
+
 
 def test_an_unchanged_portfolio_answers_304_until_a_new_sync_stores_a_read(start_worker, web, user_id, wallet):
     start_worker()
