@@ -361,11 +361,17 @@ def run_combined(syncs: int, timeout: float, redis_server, pg, workers: Workers)
         batch = [{"user_id": f"combined-{i % 40}", "wallet_address": wallets[i], "chain_ids": [1, 10],
                   "force": True} for i in range(start, min(syncs, start + 50))]
         accepted += actors.request_syncs(batch)
-    time.sleep(3)  # the workers are busy
-
-    pids = workers.children(first)
-    running = _query("SELECT id::text FROM sync_operations WHERE status = 'running' AND "
-                     "split_part(worker_id, ':', 2) = ANY(%s)", ([str(p) for p in pids],))
+    # Kill the first worker while it runs syncs: a second in (the workers under way), at the first look that
+    # finds it running some.  A fixed wait would find nothing running on a fast, idle machine.
+    time.sleep(1)
+    pids = [str(p) for p in workers.children(first)]
+    looking_until = time.monotonic() + 10
+    while True:
+        running = _query("SELECT id::text FROM sync_operations WHERE status = 'running' AND "
+                         "split_part(worker_id, ':', 2) = ANY(%s)", (pids,))
+        if running or time.monotonic() > looking_until:
+            break
+        time.sleep(0.05)
     at_kill = [r["id"] for r in running]
     killed_at = _query("SELECT now() AS t")[0]["t"]  # PostgreSQL's clock, as finished_at
     os.killpg(first.pid, signal.SIGKILL)
