@@ -124,12 +124,7 @@ def main() -> None:
     try:
         run(args, redis_server, pg, workers)
     finally:
-        workers.stop_all()
-        redis_server.stop()
-        pg.stop()
-        cleanup = getattr(pg, "cleanup", None)
-        if cleanup:
-            cleanup()
+        _stop(workers, redis_server, pg)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
@@ -313,12 +308,7 @@ def combined(*, syncs: int = 400, timeout: float = 300.0, threads: int = 8, proc
     try:
         return run_combined(syncs, timeout, redis_server, pg, workers)
     finally:
-        workers.stop_all()
-        redis_server.stop()
-        pg.stop()
-        cleanup = getattr(pg, "cleanup", None)
-        if cleanup:
-            cleanup()
+        _stop(workers, redis_server, pg)
         os.environ.clear()
         os.environ.update(saved)
         if keep_logs:
@@ -326,6 +316,16 @@ def combined(*, syncs: int = 400, timeout: float = 300.0, threads: int = 8, proc
             for log in workers.logs:
                 shutil.copy(log, keep_logs / log.name)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def _stop(workers: Workers, redis_server: RedisServer, pg: PostgresServer) -> None:
+    """Stop a run's workers, then its Redis and PostgreSQL (and remove the cluster, where it has to)."""
+    workers.stop_all()
+    redis_server.stop()
+    pg.stop()
+    cleanup = getattr(pg, "cleanup", None)
+    if cleanup:
+        cleanup()
 
 
 def _query(sql: str, params=()) -> list[dict]:
