@@ -85,10 +85,11 @@ def pg_counters(conn) -> dict:
             "lsn": conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]}
 
 
-def wait_final(conn, total: int, cpu: Cpu, worker_pid: int, deadline_s: float = 900) -> None:
+def wait_final(conn, total: int, cpu: Cpu, pids, deadline_s: float = 900) -> None:
+    """Wait until ``total`` operations are final, sampling the CPU of the processes ``pids()`` names."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        cpu.sample(tree(worker_pid))
+        cpu.sample(pids())
         if conn.execute(f"SELECT count(*) FROM sync_operations WHERE status IN {FINAL}").fetchone()[0] >= total:
             return
         time.sleep(0.2)
@@ -143,7 +144,7 @@ def measure(args, chains: list[int], redis_pid: int) -> dict:
         actors.request_syncs([{"user_id": "warm", "wallet_address": w, "chain_ids": chains}
                               for w in wallets(50, 10**9)])
         total += 50
-        wait_final(conn, total, Cpu(), worker.pid)
+        wait_final(conn, total, Cpu(), lambda: tree(worker.pid))
 
         worker_cpu, redis_cpu, pg_cpu = Cpu(), Cpu(), Cpu()
         backends = lambda: [r[0] for r in conn.execute(  # noqa: E731
@@ -193,7 +194,8 @@ def measure(args, chains: list[int], redis_pid: int) -> dict:
             "provider_latency_ms": args.latency_ms,
             "load_average": os.getloadavg(),
         }
-        costs["ab_rollups"] = ab_rounds(args, chains, conn, worker.pid, offset, total)
+        costs["ab_rollups"] = ab_rounds(args, chains, conn, offset, total,
+                                        lambda: (tree(worker.pid), [redis_pid], backends()))
         return costs
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -201,32 +203,44 @@ def measure(args, chains: list[int], redis_pid: int) -> dict:
         conn.close()
 
 
-def ab_rounds(args, chains, conn, worker_pid: int, offset: int, total: int) -> dict:
-    """Rounds alternating rollups on (A) and off (B), in one worker: syncs per second of each."""
+def ab_rounds(args, chains, conn, offset: int, total: int, pids) -> dict:
+    """Rounds alternating rollups on (A) and off (B), in one worker: syncs per second of each, and CPU
+    per sync of the worker, Redis and this database's PostgreSQL backends.  On a shared machine the CPU
+    figure is the steadier one: other processes slow a round down, but do not add to its CPU."""
     import actors
 
     rates: dict[str, list[float]] = {"with_rollups": [], "without_rollups": []}
+    cpu_ms: dict[str, list[float]] = {"with_rollups": [], "without_rollups": []}
     for round_number in range(2 * args.rounds):
         kind = "with_rollups" if round_number % 2 == 0 else "without_rollups"
         conn.execute("ALTER TABLE sync_operations " + ("ENABLE" if kind == "with_rollups" else "DISABLE")
                      + " TRIGGER sync_operations_rollup")
         batch = wallets(args.syncs, offset)
         offset += args.syncs
+        cpu = Cpu()
+        cpu.sample([pid for group in pids() for pid in group])
         first = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         for i in range(0, len(batch), 500):
             actors.request_syncs([{"user_id": f"ab-{i}", "wallet_address": w, "chain_ids": chains}
                                   for w in batch[i:i + 500]])
         total += args.syncs
-        wait_final(conn, total, Cpu(), worker_pid)
+        wait_final(conn, total, cpu, lambda: [pid for group in pids() for pid in group])
         seconds = conn.execute("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM sync_operations"
                                " WHERE enqueued_at >= %s", (first,)).fetchone()[0]
         rates[kind].append(round(args.syncs / float(seconds), 1))
-        print(f"round {round_number + 1}: {kind}: {rates[kind][-1]} syncs/s (load {os.getloadavg()[0]:.1f})",
-              flush=True)
+        cpu_ms[kind].append(round(cpu.seconds() * 1000 / args.syncs, 3))
+        print(f"round {round_number + 1}: {kind}: {rates[kind][-1]} syncs/s, {cpu_ms[kind][-1]} ms CPU a sync"
+              f" (load {os.getloadavg()[0]:.1f})", flush=True)
     conn.execute("ALTER TABLE sync_operations ENABLE TRIGGER sync_operations_rollup")
-    a = sorted(rates["with_rollups"])[len(rates["with_rollups"]) // 2]
-    b = sorted(rates["without_rollups"])[len(rates["without_rollups"]) // 2]
-    return {**rates, "median_with": a, "median_without": b, "with_over_without": round(a / b, 3)}
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    a, b = median(rates["with_rollups"]), median(rates["without_rollups"])
+    ca, cb = median(cpu_ms["with_rollups"]), median(cpu_ms["without_rollups"])
+    return {**rates, "median_with": a, "median_without": b, "with_over_without": round(a / b, 3),
+            "cpu_ms_per_sync": cpu_ms, "cpu_median_with": ca, "cpu_median_without": cb,
+            "cpu_with_over_without": round(ca / cb, 3)}
 
 
 if __name__ == "__main__":
