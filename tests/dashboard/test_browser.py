@@ -213,6 +213,8 @@ def test_login_wall(dashboard, dash_app):
         assert not rendered()
         send("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
         visit(duo, "/", None)
+        # until() gives up at the first exception: wait for the page's layout before reading its KPI.
+        duo.wait_for_element("#kpi-syncs", timeout=30)
         until(lambda: duo.find_element("#kpi-syncs").text not in ("", "…"), timeout=30)
         assert duo.find_element("#kpi-syncs").text != "n/a"  # the callbacks got through too
     finally:
