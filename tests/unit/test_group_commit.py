@@ -182,3 +182,63 @@ def test_each_batch_is_reported_to_the_observer_and_a_failing_observer_changes_n
 
     group.on_batch = broken
     assert group(4) == 40
+
+
+def test_a_lone_caller_writes_its_call_itself_when_it_may():
+    threads = []
+    group = GroupCommit(lambda ps: threads.append(threading.current_thread()) or list(ps), name="test",
+                        caller_writes_alone=True)
+    assert group(3) == 3
+    assert threads == [threading.current_thread()] and group._writer is None
+
+
+def test_calls_arriving_while_a_caller_writes_alone_share_the_writers_next_batch():
+    recorder = Recorder()
+    group = GroupCommit(recorder, name="test", caller_writes_alone=True)
+    first, first_results, _ = call_in_threads(group, [0])
+    assert recorder.first_started.wait(5)
+    rest, results, errors = call_in_threads(group, range(1, 4))
+    wait_waiting(group, 3)
+    recorder.release_first.set()
+    for t in [*first, *rest]:
+        t.join(5)
+    assert recorder.batches[0] == [0] and sorted(recorder.batches[1]) == [1, 2, 3] and len(recorder.batches) == 2
+    assert first_results == {0: 0} and results == {v: v * 10 for v in range(1, 4)} and not errors
+
+
+class Interrupted(BaseException):
+    """Stands for Dramatiq's TimeLimitExceeded, raised in a worker thread."""
+
+
+def test_a_caller_interrupted_while_writing_alone_gets_the_interrupt_and_the_others_are_still_written():
+    started, release = threading.Event(), threading.Event()
+    batches = []
+
+    def write(params):
+        batches.append(list(params))
+        if params == [0]:
+            started.set()
+            assert release.wait(5)
+            raise Interrupted
+        return list(params)
+
+    group = GroupCommit(write, name="test", caller_writes_alone=True)
+    outcome = {}
+
+    def interrupted_caller():
+        try:
+            group(0)
+        except Interrupted:
+            outcome["interrupted"] = True
+
+    caller = threading.Thread(target=interrupted_caller)
+    caller.start()
+    assert started.wait(5)
+    rest, results, errors = call_in_threads(group, [1, 2])
+    wait_waiting(group, 2)
+    release.set()
+    for t in [caller, *rest]:
+        t.join(5)
+    assert outcome == {"interrupted": True}
+    assert results == {1: 1, 2: 2} and not errors and sorted(batches[1]) == [1, 2]
+    assert group(3) == 3  # nothing is left marked as being written
