@@ -60,9 +60,12 @@ def test_a_lone_call_is_written_at_once_and_gets_its_own_result():
     assert writes == [[1], [5]]
 
 
-def test_calls_arriving_during_a_write_share_the_next_batch():
+@pytest.mark.parametrize("caller_writes_alone", [False, True], ids=["writer", "caller-alone"])
+def test_calls_arriving_during_a_write_share_the_next_batch(caller_writes_alone):
+    """The first call is written by the writer thread, or by its caller alone: either way the calls
+    arriving meanwhile wait, and go together in the writer's next batch."""
     recorder = Recorder()
-    group = GroupCommit(recorder, name="test")
+    group = GroupCommit(recorder, name="test", caller_writes_alone=caller_writes_alone)
     first, first_results, _ = call_in_threads(group, [0])
     assert recorder.first_started.wait(5)
     rest, results, errors = call_in_threads(group, range(1, 6))
@@ -190,20 +193,6 @@ def test_a_lone_caller_writes_its_call_itself_when_it_may():
                         caller_writes_alone=True)
     assert group(3) == 3
     assert threads == [threading.current_thread()] and group._writer is None
-
-
-def test_calls_arriving_while_a_caller_writes_alone_share_the_writers_next_batch():
-    recorder = Recorder()
-    group = GroupCommit(recorder, name="test", caller_writes_alone=True)
-    first, first_results, _ = call_in_threads(group, [0])
-    assert recorder.first_started.wait(5)
-    rest, results, errors = call_in_threads(group, range(1, 4))
-    wait_waiting(group, 3)
-    recorder.release_first.set()
-    for t in [*first, *rest]:
-        t.join(5)
-    assert recorder.batches[0] == [0] and sorted(recorder.batches[1]) == [1, 2, 3] and len(recorder.batches) == 2
-    assert first_results == {0: 0} and results == {v: v * 10 for v in range(1, 4)} and not errors
 
 
 class Interrupted(BaseException):
