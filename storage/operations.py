@@ -127,7 +127,10 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
     return [str(op_id) in finished for op_id, _ in calls]
 
 
-_starts = GroupCommit(_start_batch, name="start_attempt")
+# An attempt's start is written by its own thread when nothing else is being written: on an idle
+# worker, that start is the end of a request's path to "started", and the writer thread's hand-offs
+# were a share of it (docs/performance.md).  A finish stays with the writer (see GroupCommit).
+_starts = GroupCommit(_start_batch, name="start_attempt", caller_writes_alone=True)
 _finishes = GroupCommit(_finish_batch, name="finish_attempt")
 
 

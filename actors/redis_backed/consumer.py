@@ -23,6 +23,8 @@ And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a 
 back empty, the consumer of a queue waits on its subscription to the queue's
 wake-ups, up to ``worker_timeout``, instead of sleeping Dramatiq's growing
 backoff, so a message enqueued on an idle worker starts within milliseconds.
+A fetch that brought fewer messages than it asked for emptied the queue: the
+consumer then waits for a wake-up before it fetches again.
 A delay-queue consumer keeps Dramatiq's backoff (its messages come due by time,
 and nothing announces that), and so does a consumer whose subscription failed,
 until it subscribes again.
@@ -72,6 +74,7 @@ class QuarantiningConsumer(_RedisConsumer):
         # Delay queues are announced by nobody (their messages come due by time): they keep Dramatiq's backoff.
         self.wakeups = None if queue_name.endswith(".DQ") else Wakeups(
             broker.client, wake_channel(broker.namespace, queue_name))
+        self._drained = False  # the last fetch brought fewer messages than it asked for
 
     def __next__(self):
         try:
@@ -100,12 +103,24 @@ class QuarantiningConsumer(_RedisConsumer):
             # soon, rather than after a backoff growing to worker_timeout while worker threads idle.
             time.sleep(BUSY_WAIT_S)
             return False
+        waited = False
+        if self._drained and self.wakeups is not None and self.wakeups.subscribed:
+            # The last fetch took everything the queue had, and what is enqueued from then on is
+            # announced (we listened before it): wait for that, rather than fetch again at once.  On an
+            # idle worker that second fetch, always empty, ran beside the first message's lease and
+            # start, on the same Redis and for the same GIL.
+            self._drained = False
+            waited = self.wakeups.wait(self.timeout / 1000)
         # Listen before the fetch, so a message enqueued after the fetch looked is announced to us.
         listening = self.wakeups is not None and self.wakeups.listen()
         if self.outstanding_message_count < self.prefetch:
-            self.message_cache = self.broker.do_fetch(self.queue_name, self.prefetch - self.outstanding_message_count)
+            wanted = self.prefetch - self.outstanding_message_count
+            self.message_cache = self.broker.do_fetch(self.queue_name, wanted)
+            self._drained = 0 < len(self.message_cache) < wanted
         if self.message_cache:
             return True
+        if waited:
+            return False  # once per call: the worker's loop gets its turn (acks, stopping) between waits
         if not (listening and self.wakeups.wait(self.timeout / 1000)):
             # A delay queue, or no subscription: back off progressively up to worker_timeout, as Dramatiq does.
             self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)

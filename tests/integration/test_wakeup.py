@@ -189,6 +189,35 @@ def test_a_batch_wakes_up_an_idle_consumer():
         consumer.close()
 
 
+def test_a_fetch_that_empties_the_queue_waits_for_a_wake_up_before_fetching_again(monkeypatch):
+    """On an idle worker, the fetch right after the one that brought the message came back empty, and
+    ran beside that message's lease and start: the consumer waits for the next wake-up instead."""
+    consumer = idle(actors.worker.broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS))
+    fetches = []
+    fetch = actors.worker.broker.do_fetch
+    monkeypatch.setattr(actors.worker.broker, "do_fetch", lambda *args: fetches.append(args) or fetch(*args))
+    try:
+        first = actors.worker.broker.enqueue(message("sync"))
+        got = take(consumer, timeout=5)
+        assert got is not None and got.message_id == first.message_id and len(fetches) == 1
+
+        returned: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: returned.put((take(consumer, timeout=30), time.monotonic())),
+                         daemon=True).start()
+        time.sleep(0.3)
+        assert len(fetches) == 1, "the consumer fetched again instead of waiting for a wake-up"
+        enqueued_at = time.monotonic()
+        second = actors.worker.broker.enqueue(message("sync"))
+
+        again, returned_at = returned.get(timeout=30)
+        assert again is not None and again.message_id == second.message_id
+        assert returned_at - enqueued_at < PROMPT_S and len(fetches) == 2
+        consumer.ack(got)
+        consumer.ack(again)
+    finally:
+        consumer.close()
+
+
 def test_a_consumer_that_cannot_subscribe_polls(monkeypatch, caplog):
     def refused(**kwargs):
         raise redis.ConnectionError("pub/sub refused")

@@ -60,9 +60,12 @@ def test_a_lone_call_is_written_at_once_and_gets_its_own_result():
     assert writes == [[1], [5]]
 
 
-def test_calls_arriving_during_a_write_share_the_next_batch():
+@pytest.mark.parametrize("caller_writes_alone", [False, True], ids=["writer", "caller-alone"])
+def test_calls_arriving_during_a_write_share_the_next_batch(caller_writes_alone):
+    """The first call is written by the writer thread, or by its caller alone: either way the calls
+    arriving meanwhile wait, and go together in the writer's next batch."""
     recorder = Recorder()
-    group = GroupCommit(recorder, name="test")
+    group = GroupCommit(recorder, name="test", caller_writes_alone=caller_writes_alone)
     first, first_results, _ = call_in_threads(group, [0])
     assert recorder.first_started.wait(5)
     rest, results, errors = call_in_threads(group, range(1, 6))
@@ -182,3 +185,49 @@ def test_each_batch_is_reported_to_the_observer_and_a_failing_observer_changes_n
 
     group.on_batch = broken
     assert group(4) == 40
+
+
+def test_a_lone_caller_writes_its_call_itself_when_it_may():
+    threads = []
+    group = GroupCommit(lambda ps: threads.append(threading.current_thread()) or list(ps), name="test",
+                        caller_writes_alone=True)
+    assert group(3) == 3
+    assert threads == [threading.current_thread()] and group._writer is None
+
+
+class Interrupted(BaseException):
+    """Stands for Dramatiq's TimeLimitExceeded, raised in a worker thread."""
+
+
+def test_a_caller_interrupted_while_writing_alone_gets_the_interrupt_and_the_others_are_still_written():
+    started, release = threading.Event(), threading.Event()
+    batches = []
+
+    def write(params):
+        batches.append(list(params))
+        if params == [0]:
+            started.set()
+            assert release.wait(5)
+            raise Interrupted
+        return list(params)
+
+    group = GroupCommit(write, name="test", caller_writes_alone=True)
+    outcome = {}
+
+    def interrupted_caller():
+        try:
+            group(0)
+        except Interrupted:
+            outcome["interrupted"] = True
+
+    caller = threading.Thread(target=interrupted_caller)
+    caller.start()
+    assert started.wait(5)
+    rest, results, errors = call_in_threads(group, [1, 2])
+    wait_waiting(group, 2)
+    release.set()
+    for t in [caller, *rest]:
+        t.join(5)
+    assert outcome == {"interrupted": True}
+    assert results == {1: 1, 2: 2} and not errors and sorted(batches[1]) == [1, 2]
+    assert group(3) == 3  # nothing is left marked as being written
