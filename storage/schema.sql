@@ -257,8 +257,11 @@ CREATE OR REPLACE FUNCTION sync_hist_quantile(hist int[], q float8) RETURNS floa
     WHERE total > 0 AND below >= q * total
 $f$;
 
--- Count a set of final operations (rows of sync_operations) into the rollups.
-CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void LANGUAGE sql AS $f$
+-- Count a set of final operations (rows of sync_operations) into the rollups.  plpgsql, not sql: a
+-- plpgsql function keeps its statements' plans for the session, a multi-statement sql one is planned
+-- again at every call, and this runs once per finishing batch on the workers' write path.
+CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
     INSERT INTO sync_rollup_minute AS r (bucket, status, trigger, priority, provider, error_code, slot, syncs,
                                          attempts, requeues, duration_hist, queue_wait_hist)
     SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
@@ -300,6 +303,7 @@ CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void L
         duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
         duration_count = r.duration_count + excluded.duration_count,
         last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
+END
 $f$;
 
 -- Compaction (housekeeping, sync_rollup_compact_hour): minute rows older than two days are rolled into
