@@ -3,7 +3,8 @@ providers do.
 
 Each POST is passed on to the node, except that, drawn from a seeded random generator:
 
-* a share ``rate_limited`` of requests is answered ``429`` with ``Retry-After: <retry_after_s>``;
+* a share ``rate_limited`` of requests is answered ``429`` with ``Retry-After: <retry_after_s>``, and so
+  are the first ``refuse_first`` requests (a limit that lifts, whatever the timing);
 * a batch of more than ``max_batch`` items is answered ``413`` (as endpoints that cap batches do);
 * a share ``item_errors`` of the items of a relayed batch gets, instead of its answer, a JSON-RPC error of
   those real nodes return for transient trouble: ``-32000 header not found`` (geth, erigon behind a load
@@ -37,7 +38,7 @@ _TRANSIENT_ITEM_ERRORS = ({"code": -32000, "message": "header not found"},
 
 class FaultRelay(FakeHttpServer):
     def __init__(self, target: str, *, rate_limited: float = 0.0, retry_after_s: int = 1, item_errors: float = 0.0,
-                 header_not_found: float = 0.0, max_batch: int | None = None, seed: int = 13):
+                 header_not_found: float = 0.0, max_batch: int | None = None, refuse_first: int = 0, seed: int = 13):
         super().__init__()
         self.target = target
         self.rate_limited = rate_limited
@@ -45,8 +46,10 @@ class FaultRelay(FakeHttpServer):
         self.item_errors = item_errors
         self.header_not_found = header_not_found
         self.max_batch = max_batch
+        self.refuse_first = refuse_first
         self.counts: collections.Counter[str] = collections.Counter()
         self._rng = random.Random(seed)
+        self._seen = 0
         self._lock = threading.Lock()  # the server answers from several threads; the draws stay in order
         self._upstream = httpx.Client(timeout=10)
 
@@ -54,9 +57,14 @@ class FaultRelay(FakeHttpServer):
         with self._lock:
             return self._rng.random()
 
+    def _refused_first(self) -> bool:
+        with self._lock:
+            self._seen += 1
+            return self._seen <= self.refuse_first
+
     def respond(self, request: Request) -> Reply:
         payload = request.json()
-        if self.draw() < self.rate_limited:
+        if self._refused_first() or self.draw() < self.rate_limited:
             self.counts["429"] += 1
             return 429, '{"error": "Too Many Requests"}', {"Retry-After": str(self.retry_after_s)}
         if isinstance(payload, list) and self.max_batch is not None and len(payload) > self.max_batch:
