@@ -318,6 +318,7 @@ def _read_chains(chain_ids: list[int], wallet: str, deadline: float,
             reads[chain_id] = _collect(chain_id, lambda: _priced(chain_id, *loaded, deadline), errors)
     done, not_done = concurrent.futures.wait(asking, timeout=max(0.0, deadline - time.monotonic()))
     for future in not_done:
+        future.cancel()
         errors[asking[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
     for future in done:
         reads[asking[future]] = _collect(asking[future], future.result, errors)
