@@ -68,8 +68,22 @@ def call_with_retries(fn: Callable[[], T], *, policy: RetryPolicy, deadline: flo
     :param deadline: a ``time.monotonic()`` no wait may end after.
     :param on_retry: called with each error that is about to be retried (for metrics and logs).
 
-    The last error is re-raised as it was when no try is left.
+    The last error is re-raised as it was when no try is left.  The first try is a plain call: almost every
+    call succeeds on it, and tenacity's retry state around it costs a realistic sync's worker about 2% of its
+    CPU (docs/performance.md); only a retryable error enters the retry loop, which takes that error as its first try's outcome.
     """
+    try:
+        return fn()
+    except ProviderError as exc:
+        if not _retryable(exc):
+            raise
+        first: list[BaseException] = [exc]
+
+    def again() -> T:
+        if first:
+            raise first.pop()
+        return fn()
+
     jitter = tenacity.wait_random_exponential(multiplier=policy.base_s, max=policy.cap_s)
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -87,4 +101,4 @@ def call_with_retries(fn: Callable[[], T], *, policy: RetryPolicy, deadline: flo
 
     retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(_retryable), wait=wait, stop=stop,
                                  before_sleep=before_sleep, reraise=True)
-    return retrying(fn)
+    return retrying(again)

@@ -30,9 +30,9 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import redis
@@ -53,11 +53,14 @@ from ..errors import SyncAttemptFailed
 from ..redis_backed import events
 from ..redis_backed.admission import ended
 from ..redis_backed import scripts as redis_scripts
+from ..redis_backed.attempt_reads import AttemptReads
+from ..redis_backed.chain_reads import ChainAnswer
 from ..validation import InvalidSyncRequest, parse_operation_id, validate_chains, validate_wallet
 from . import context
 from . import observe  # metrics and completion events
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MAX_ERROR_MESSAGE = 1000
 _MAX_ERROR_CODE = 64
@@ -228,31 +231,16 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     # clock runs fast would otherwise store future read times, and every later sync would look older.
     as_of = row["started_at"]
 
-    reads: dict[int, _ChainOutcome] = {}
     errors: dict[int, ProviderError] = {}
-    futures = {}
+    valid = []
     for chain_id in pending:
         try:
             validate_chains([chain_id], cfg.sync.chains)
         except InvalidSyncRequest as exc:
             errors[chain_id] = PermanentProviderError("unsupported_chain", str(exc))
             continue
-        futures[_chain_pool.submit(_read_chain, chain_id, row["wallet_address"], deadline)] = chain_id
-    done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-    for future in not_done:
-        future.cancel()
-        errors[futures[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
-    for future in done:
-        chain_id = futures[future]
-        try:
-            reads[chain_id] = future.result()
-        except ProviderError as exc:
-            errors[chain_id] = exc
-        except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
-            errors[chain_id] = TransientProviderError("infrastructure_unavailable", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug or an unexpected answer: permanent, but recorded, never lost
-            logger.exception("Reading chain %s failed unexpectedly.", chain_id)
-            errors[chain_id] = PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
+        valid.append(chain_id)
+    reads = _read_chains(valid, row["wallet_address"], deadline, errors)
 
     results = dict(previous)
     for chain_id, read in reads.items():
@@ -292,6 +280,51 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
     )
 
 
+def _read_chains(chain_ids: list[int], wallet: str, deadline: float,
+                 errors: dict[int, ProviderError]) -> dict[int, _ChainOutcome]:
+    """The chains of ``chain_ids`` read concurrently and priced; a chain that failed is in ``errors`` instead."""
+    if not chain_ids:
+        return {}
+    provider = context.provider()
+    try:
+        # Every chain's shared read and circuit in one round trip, and every read's end in one more.
+        chain_reads = AttemptReads.start(context.chain_reads(),
+                                         [(c, f"{provider.name}:{c}:{wallet}") for c in chain_ids])
+    except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:
+        errors |= {c: _unavailable(exc) for c in chain_ids}
+        return {}
+    try:
+        futures = {_chain_pool.submit(_read_chain, chain_reads, c, wallet, deadline): c for c in chain_ids}
+        done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        for future in not_done:
+            future.cancel()
+            errors[futures[future]] = TransientProviderError("time_limit_exceeded",
+                                                             "no answer within SYNC_TIME_LIMIT_MS")
+        ended = chain_reads.end()
+    finally:
+        chain_reads.end()  # does something only if the time limit's exception came first: frees what reads hold
+    reads: dict[int, _ChainOutcome | None] = {}
+    # Priced here once the end has brought the cached prices; a chain with prices to ask for asks on its
+    # own thread, so the price API's latency is paid once for the attempt, as the reads' is.
+    asking = {}
+    for future in done:
+        chain_id = futures[future]
+        loaded = _collect(chain_id, lambda: _with_cached(future.result(), ended.get(chain_id)), errors)
+        if loaded is None:
+            continue
+        if None in loaded[1]:
+            asking[_chain_pool.submit(_priced, chain_id, *loaded, deadline)] = chain_id
+        else:
+            reads[chain_id] = _collect(chain_id, lambda: _priced(chain_id, *loaded, deadline), errors)
+    done, not_done = concurrent.futures.wait(asking, timeout=max(0.0, deadline - time.monotonic()))
+    for future in not_done:
+        future.cancel()
+        errors[asking[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
+    for future in done:
+        reads[asking[future]] = _collect(asking[future], future.result, errors)
+    return {chain_id: read for chain_id, read in reads.items() if read is not None}
+
+
 def _text(text: str, limit: int = _MAX_ERROR_MESSAGE) -> str:
     """A provider's (or anyone's) ``text`` fit for a column and a log: secrets redacted, control and format
     characters (NUL, which PostgreSQL refuses, and lone surrogates, which UTF-8 cannot carry) removed, at
@@ -318,7 +351,20 @@ class _ChainOutcome:
     duration_ms: int
 
 
-def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    """A chain's read as its thread leaves it: the answer, parsed; priced by the attempt once its end has
+    brought the cached prices."""
+
+    answer: ChainAnswer
+    read: ChainRead
+    candidates: Candidates
+    balances: list
+    priced: list[str]  # the tokens whose prices are asked for
+    started: float
+
+
+def _read_chain(chain_reads: AttemptReads, chain_id: int, wallet: str, deadline: float) -> _Loaded:
     started = time.monotonic()
     provider, price_source = context.provider(), context.price_source()
     index = context.token_lists().index()
@@ -337,20 +383,51 @@ def _read_chain(chain_id: int, wallet: str, deadline: float) -> _ChainOutcome:
         return price_source.cache_keys(chain_id, loaded["priced"])
 
     with deadline_scope(deadline):
-        # Another user's sync of this wallet and chain within the window may have read it already; the read's
-        # end brings the cached prices of its tokens back with it.
-        answer = context.chain_reads().read(chain_id, f"{provider.name}:{chain_id}:{wallet}", read_from_provider,
-                                            deadline=deadline, cache_keys=price_keys)
-        try:
-            prices = price_source.from_cached(chain_id, loaded["priced"], answer.cached)
-            price_error = None
-        except ProviderError as exc:  # balances read fine are worth storing without prices
-            logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
-                           context.cfg().redact(str(exc)))
-            prices, price_error = {}, exc
-    return _ChainOutcome(loaded["read"], loaded["candidates"], answer.shared,
-                         price_chain(chain_id, loaded["balances"], prices, index.is_listed),
-                         price_error, int((time.monotonic() - started) * 1000))
+        # Another user's sync of this wallet and chain within the window may have read it already; the
+        # attempt's end brings the cached prices of its tokens back with it.
+        answer = chain_reads.read(chain_id, read_from_provider, deadline=deadline, cache_keys=price_keys)
+    return _Loaded(answer, loaded["read"], loaded["candidates"], loaded["balances"], loaded["priced"], started)
+
+
+def _with_cached(loaded: _Loaded, ended: list[bytes | None] | Exception | None) -> tuple[_Loaded, list[bytes | None]]:
+    """``loaded`` and the cached values of its prices: its own read's, or those the attempt's end brought."""
+    cached = loaded.answer.cached if loaded.answer.cached is not None else ended
+    if isinstance(cached, Exception):  # the attempt's end failed: as the chain's own end failing would
+        raise cached
+    return loaded, cached
+
+
+def _collect(chain_id: int, result: Callable[[], T], errors: dict[int, ProviderError]) -> T | None:
+    """``result()``, or None with the chain's error recorded in ``errors``."""
+    try:
+        return result()
+    except ProviderError as exc:
+        errors[chain_id] = exc
+    except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
+        errors[chain_id] = _unavailable(exc)
+    except Exception as exc:  # a bug or an unexpected answer: permanent, but recorded, never lost
+        logger.exception("Reading chain %s failed unexpectedly.", chain_id)
+        errors[chain_id] = PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _priced(chain_id: int, loaded: _Loaded, cached: list[bytes | None], deadline: float) -> _ChainOutcome:
+    price_source, index = context.price_source(), context.token_lists().index()
+    try:
+        with deadline_scope(deadline):
+            prices = price_source.from_cached(chain_id, loaded.priced, cached)
+        price_error = None
+    except ProviderError as exc:  # balances read fine are worth storing without prices
+        logger.warning("Prices of chain %s unavailable, its holdings are stored unpriced: %s", chain_id,
+                       context.cfg().redact(str(exc)))
+        prices, price_error = {}, exc
+    return _ChainOutcome(loaded.read, loaded.candidates, loaded.answer.shared,
+                         price_chain(chain_id, loaded.balances, prices, index.is_listed),
+                         price_error, int((time.monotonic() - loaded.started) * 1000))
+
+
+def _unavailable(exc: BaseException) -> TransientProviderError:
+    return TransientProviderError("infrastructure_unavailable", f"{type(exc).__name__}: {exc}")
 
 
 def _chain_result(outcome: _ChainOutcome, as_of: dt.datetime) -> dict:
