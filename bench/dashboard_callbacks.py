@@ -199,6 +199,24 @@ def seed_history(rows: int, users: int, days: float) -> None:
           f"{days_built.days:,} days compacted now), in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def rollup_rows_read(ranges: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Per range, the rows sync_rollup_window, sync_rollup_chain_window and sync_rollup_count_window return:
+    what the overview's aggregates sum, a figure the machine's load does not move."""
+    from dashboard import timerange
+    from storage.pool import get_pool
+
+    rows = {}
+    with get_pool().connection() as conn:
+        for key in ranges:
+            window = timerange.window(key)
+            rows[key] = tuple(conn.execute(
+                "SELECT (SELECT count(*) FROM sync_rollup_window(%(start)s, %(end)s)) AS w,"
+                " (SELECT count(*) FROM sync_rollup_chain_window(%(start)s, %(end)s)) AS c,"
+                " (SELECT count(*) FROM sync_rollup_count_window(%(start)s, %(end)s)) AS n",
+                window.params()).fetchone().values())
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000",
@@ -243,6 +261,8 @@ def compare_sizes(sizes: list[int], args: argparse.Namespace) -> None:
         for name in figures[sizes[0]][section]:
             cells = "".join(f"{'%.0f / %.0f' % tuple(figures[r][section][name][k]):>14}" for r, k in columns)
             print(f"{(name if section == 'callbacks' else 'whole ' + name + ' page'):<36}" + cells)
+    print(f"{'rows summed: window/chain/counts':<36}"
+          + "".join(f"{'/'.join(str(n) for n in figures[r]['rows'][k]):>14}" for r, k in columns))
     print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
 
 
@@ -274,6 +294,10 @@ def measure(args: argparse.Namespace, rows: int) -> None:
             return elapsed
 
         ranges = results["ranges"]
+        results["rows"] = rollup_rows_read(ranges)
+        print("\nrows the overview's aggregates sum per range (rollup rows, and raw rows grouped at the edges), "
+              "window / chain window / counts: " + "   ".join(f"{k}: {'/'.join(f'{n:,}' for n in results['rows'][k])}"
+                                                          for k in ranges))
         print(f"\nper callback, one at a time (ms; {args.repeat} calls after a warm-up, Flask test client):")
         print(f"{'callback':<36}" + "".join(f"{k + ' p50':>10}{k + ' p95':>10}" for k in ranges) + f"{'max':>9}")
         worst = 0.0
