@@ -253,6 +253,10 @@ BEGIN
         GROUP BY 1, 2;
     END IF;
 END $$;
+-- Updated at every final operation of a pair and read whole by a long window: vacuumed early, so they
+-- stay near their live size.
+ALTER TABLE sync_rollup_wallet_latest SET (autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE sync_rollup_failure_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 
 -- Histograms as int[90] (index = bin + 1): built by sync_hist(bin), added by sync_hist_add / sync_hist_sum.
 CREATE OR REPLACE FUNCTION sync_hist_step(state int[], bin int) RETURNS int[] LANGUAGE plpgsql IMMUTABLE AS $f$
