@@ -265,7 +265,7 @@ def compare_sizes(sizes: list[int], args: argparse.Namespace) -> None:
             cells = "".join(f"{'%.0f / %.0f' % tuple(figures[r][section][name][k]):>14}" for r, k in columns)
             print(f"{(name if section == 'callbacks' else 'whole ' + name + ' page'):<36}" + cells)
     print(f"{'rows summed: window/chain/counts':<36}"
-          + "".join(f"{'/'.join(str(n) for n in figures[r]['rows'][k]):>14}" for r, k in columns))
+          + "".join(f" {'/'.join(str(n) for n in figures[r]['rows'][k]):>13}" for r, k in columns))
     print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
 
 

@@ -7,8 +7,8 @@
 
 -- dash_kpis --
 -- The overview's headline numbers for a window.  Final operations come from the rollups
--- (sync_rollup_window: whole minutes from sync_rollup_minute, the part minutes at the edges from raw
--- rows), so counts are exact and the percentiles are read off the latency histograms (a bin's upper
+-- (sync_rollup_window: whole days, hours and minutes from the rollups, the part hours or minutes at the
+-- edges from raw rows), so counts are exact and the percentiles are read off the latency histograms (a bin's upper
 -- edge: within 19%% of percentile_cont); the operations not final are the small set of
 -- sync_operations_active_idx.  The queue wait is that of finished operations.
 WITH final AS (
@@ -52,8 +52,9 @@ WITH pairs AS (
                   WHERE o.wallet_address = w.wallet_address AND o.user_id = w.user_id AND o.status = 'succeeded'
                     AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s)
 )
-SELECT count(*) AS wallets_synced, count(DISTINCT user_id) AS users_synced
-FROM pairs;
+-- per user first (a hash aggregate): twice as fast as count(DISTINCT user_id), which sorts
+SELECT coalesce(sum(wallets), 0)::bigint AS wallets_synced, count(*) AS users_synced
+FROM (SELECT user_id, count(*) AS wallets FROM pairs GROUP BY user_id) AS u;
 
 -- dash_throughput --
 -- Operations per time bucket and status; every bucket of the window appears, empty ones with 0.
