@@ -20,11 +20,15 @@ import settings
 
 
 @contextlib.contextmanager
-def enter(**env: str) -> Iterator[str]:
-    """Point this process (and its children) at a new database and namespace; yield the run id."""
+def enter(*, keep: str | None = None, **env: str) -> Iterator[str]:
+    """Point this process (and its children) at a new database and namespace; yield the run id.
+
+    With ``keep``, the database is named ``keep``, reused if it exists and left in place at the end (a
+    benchmark re-measuring a large seeded history need not seed it again); the Redis namespace is still
+    the run's own and removed."""
     run_id = uuid.uuid4().hex[:10]
     server = os.environ.get("DATABASE_URL") or settings.VARIABLES["DATABASE_URL"].default
-    database = f"portfolio_sync_bench_{run_id}"
+    database = keep or f"portfolio_sync_bench_{run_id}"
     os.environ.update({"DATABASE_URL": urlunsplit(urlsplit(server)._replace(path="/" + database)),
                        "SYNC_NAMESPACE": f"portfolio-sync-bench-{run_id}", **env})
     from storage import migrate
@@ -38,8 +42,9 @@ def enter(**env: str) -> Iterator[str]:
         from storage import pool
 
         pool.close_pool()
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        if keep is None:
+            with psycopg.connect(maintenance, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
         client = redis.Redis.from_url(os.environ.get("REDIS_URL") or settings.VARIABLES["REDIS_URL"].default)
         keys = list(client.scan_iter(match=f"portfolio-sync-bench-{run_id}*", count=1000))
         for start in range(0, len(keys), 500):

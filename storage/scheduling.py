@@ -189,6 +189,31 @@ def compact_rollups(*, keep_minutes_h: int, max_hours: int) -> Compacted:
     return Compacted(hours, rows, more=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class CompactedDays:
+    days: int
+    more: bool  # stopped at the batch limit: more closed days may wait for the next run
+
+
+def compact_rollup_days(*, max_days: int) -> CompactedDays:
+    """Roll the closed UTC days' hour rows up into day rows, oldest first, one day per transaction, at most
+    ``max_days`` (each day once: the next day is where the last one ended)."""
+    days = 0
+    pool = get_pool()
+    while days < max_days:
+        with pool.connection() as conn:
+            if conn.execute(QUERIES["compact_rollup_day"]).fetchone() is None:
+                return CompactedDays(days, more=False)
+        days += 1
+    return CompactedDays(days, more=True)
+
+
+def trim_rollup_counts(*, keep_counts_h: int) -> int:
+    """Drop the per-minute counts of compacted hours older than ``keep_counts_h`` hours; how many rows."""
+    with get_pool().connection() as conn:
+        return conn.execute(QUERIES["trim_rollup_counts"], {"keep_counts_h": keep_counts_h}).fetchone()["dropped"]
+
+
 def delete_old_ticks(*, days: int, batch: int, max_batches: int) -> Deleted:
     """Delete ``scheduler_ticks`` older than ``days``, ``batch`` rows per transaction, at most ``max_batches``
     transactions."""

@@ -199,6 +199,15 @@ FROM (SELECT date_trunc('hour', min(bucket)) AS hour
       WHERE bucket < date_trunc('hour', now() - %(keep_minutes_h)s * interval '1 hour')) AS m
 WHERE m.hour IS NOT NULL;
 
+-- compact_rollup_day --
+-- One day batch: the next closed UTC day rolled up from its hour rows (sync_rollup_compact_day; no row
+-- when no day is closed).
+SELECT day, day_rows FROM sync_rollup_compact_day() WHERE day IS NOT NULL;
+
+-- trim_rollup_counts --
+-- The per-minute counts of compacted hours older than %(keep_counts_h)s hours, dropped.
+SELECT sync_rollup_trim_counts(date_trunc('hour', now() - %(keep_counts_h)s * interval '1 hour')) AS dropped;
+
 -- delete_old_ticks --
 -- One retention batch of scheduler_ticks.
 WITH doomed AS (

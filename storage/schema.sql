@@ -217,6 +217,46 @@ CREATE TABLE IF NOT EXISTS sync_rollup_user_day (
     PRIMARY KEY (user_id, day)
 );
 CREATE INDEX IF NOT EXISTS sync_rollup_user_day_day_idx ON sync_rollup_user_day (day);
+-- The two distinct counts of the overview, which no sum over buckets can give: per (user, wallet) the
+-- enqueue time of its latest successful operation, and per (error code, user) that of its latest failed
+-- one.  A pair whose latest lies inside a window [lo, hi) had one there, one whose latest is before lo
+-- had none, and only those whose latest is at or after hi need a look at raw rows; the dashboard's
+-- windows end now, so those are the few that finished since (storage/dashboard.sql).  Created with a
+-- backfill from the operations already final, once, when the table is made (a database of an earlier
+-- release); the trigger keeps them from then on, and both take the greatest time, so a worker
+-- finishing during the backfill is counted either way.
+DO $$
+BEGIN
+    IF to_regclass('sync_rollup_wallet_latest') IS NULL THEN
+        CREATE TABLE sync_rollup_wallet_latest (
+            user_id          text        NOT NULL,
+            wallet_address   text        NOT NULL,
+            last_enqueued_at timestamptz NOT NULL,
+            PRIMARY KEY (user_id, wallet_address)
+        );
+        CREATE INDEX sync_rollup_wallet_latest_at_idx ON sync_rollup_wallet_latest (last_enqueued_at) INCLUDE (user_id);
+        INSERT INTO sync_rollup_wallet_latest (user_id, wallet_address, last_enqueued_at)
+        SELECT user_id, wallet_address, max(enqueued_at) FROM sync_operations WHERE status = 'succeeded'
+        GROUP BY 1, 2;
+    END IF;
+    IF to_regclass('sync_rollup_failure_latest') IS NULL THEN
+        CREATE TABLE sync_rollup_failure_latest (
+            error_code       text        NOT NULL,   -- '' when none
+            user_id          text        NOT NULL,
+            last_enqueued_at timestamptz NOT NULL,
+            PRIMARY KEY (error_code, user_id)
+        );
+        CREATE INDEX sync_rollup_failure_latest_at_idx ON sync_rollup_failure_latest (last_enqueued_at)
+            INCLUDE (error_code, user_id);
+        INSERT INTO sync_rollup_failure_latest (error_code, user_id, last_enqueued_at)
+        SELECT coalesce(error_code, ''), user_id, max(enqueued_at) FROM sync_operations WHERE status = 'failed'
+        GROUP BY 1, 2;
+    END IF;
+END $$;
+-- Updated at every final operation of a pair and read whole by a long window: vacuumed early, so they
+-- stay near their live size.
+ALTER TABLE sync_rollup_wallet_latest SET (autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE sync_rollup_failure_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 
 -- Histograms as int[90] (index = bin + 1): built by sync_hist(bin), added by sync_hist_add / sync_hist_sum.
 CREATE OR REPLACE FUNCTION sync_hist_step(state int[], bin int) RETURNS int[] LANGUAGE plpgsql IMMUTABLE AS $f$
@@ -303,54 +343,131 @@ BEGIN
         duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
         duration_count = r.duration_count + excluded.duration_count,
         last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
+
+    INSERT INTO sync_rollup_wallet_latest AS r (user_id, wallet_address, last_enqueued_at)
+    SELECT o.user_id, o.wallet_address, max(o.enqueued_at)
+    FROM unnest(ops) AS o
+    WHERE o.status = 'succeeded'
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (user_id, wallet_address) DO UPDATE SET last_enqueued_at = excluded.last_enqueued_at
+    WHERE r.last_enqueued_at < excluded.last_enqueued_at;
+
+    INSERT INTO sync_rollup_failure_latest AS r (error_code, user_id, last_enqueued_at)
+    SELECT coalesce(o.error_code, ''), o.user_id, max(o.enqueued_at)
+    FROM unnest(ops) AS o
+    WHERE o.status = 'failed'
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (error_code, user_id) DO UPDATE SET last_enqueued_at = excluded.last_enqueued_at
+    WHERE r.last_enqueued_at < excluded.last_enqueued_at;
 END
 $f$;
 
--- Compaction (housekeeping, sync_rollup_compact_hour): minute rows older than two days are rolled into
+-- Compaction (housekeeping, sync_rollup_compact_hour): minute rows older than two hours are rolled into
 -- hour rows of the same shape (slot 0), one hour per transaction: the minute rows are deleted and
 -- their sums added to the hour rows by one statement, so an hour is moved exactly once (a second run
 -- finds no minute row left) and a reader sees it either as minutes or as an hour, never both.
 -- sync_rollup_compacted.until is the end of the compacted hours: a window's part hours at its edges
 -- before it are read from raw rows (their minutes are gone).  A late operation of a compacted hour (the
 -- reconciler failing an old one) writes a minute row there; readers count it, the next run folds it in.
+-- The same statement keeps the hour's counts per minute and status (sync_rollup_minute_counts, narrow,
+-- for the short ranges' sub-hour bars; housekeeping drops them after a day, counts_from is where they
+-- start) and, when the hour's day is already rolled up (below), adds the sums to that day's rows too.
 CREATE TABLE IF NOT EXISTS sync_rollup_hour (LIKE sync_rollup_minute INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS sync_rollup_chain_hour (LIKE sync_rollup_chain_minute INCLUDING ALL);
+-- Days (UTC): built from a closed day's hour rows by housekeeping (sync_rollup_compact_day), the hours
+-- kept, so a long window reads its whole days here and the hour rows of its part days at the edges.
+CREATE TABLE IF NOT EXISTS sync_rollup_day (LIKE sync_rollup_minute INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS sync_rollup_chain_day (LIKE sync_rollup_chain_minute INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS sync_rollup_minute_counts (
+    bucket  timestamptz NOT NULL,   -- minute of enqueued_at
+    status  text        NOT NULL,
+    syncs   bigint      NOT NULL,
+    PRIMARY KEY (bucket, status)
+);
 CREATE TABLE IF NOT EXISTS sync_rollup_compacted (
     one   boolean     PRIMARY KEY DEFAULT true CHECK (one),
     until timestamptz NOT NULL
 );
 INSERT INTO sync_rollup_compacted (until) VALUES ('-infinity') ON CONFLICT DO NOTHING;
+-- days_until: the end of the days rolled up (every day before it has its day rows); counts_from: where
+-- the per-minute counts of compacted hours start (the hours compacted before they existed have none).
+ALTER TABLE sync_rollup_compacted ADD COLUMN IF NOT EXISTS days_until timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE sync_rollup_compacted ADD COLUMN IF NOT EXISTS counts_from timestamptz;
+UPDATE sync_rollup_compacted SET counts_from = until WHERE counts_from IS NULL;
+ALTER TABLE sync_rollup_compacted ALTER COLUMN counts_from SET DEFAULT '-infinity', ALTER COLUMN counts_from SET NOT NULL;
 
--- Move one hour's minute rows into hour rows; how many minute rows were moved.
+-- Move one hour's minute rows into hour rows; how many minute rows were moved.  The row of
+-- sync_rollup_compacted is locked first: compactions of hours and of days run one at a time.
 CREATE OR REPLACE FUNCTION sync_rollup_compact_hour(hour timestamptz) RETURNS bigint LANGUAGE plpgsql AS $f$
 DECLARE
+    done sync_rollup_compacted;
     moved bigint;
 BEGIN
+    SELECT * INTO done FROM sync_rollup_compacted FOR UPDATE;
     WITH gone AS (
         DELETE FROM sync_rollup_minute WHERE bucket >= hour AND bucket < hour + interval '1 hour' RETURNING *
-    ), summed AS (
+    ), sums AS (
+        SELECT status, trigger, priority, provider, error_code, sum(syncs) AS syncs, sum(attempts) AS attempts,
+               sum(requeues) AS requeues, sync_hist_sum(duration_hist) AS duration_hist,
+               sync_hist_sum(queue_wait_hist) AS queue_wait_hist
+        FROM gone
+        GROUP BY 1, 2, 3, 4, 5
+    ), hours AS (
         INSERT INTO sync_rollup_hour AS r (bucket, status, trigger, priority, provider, error_code, slot, syncs,
                                            attempts, requeues, duration_hist, queue_wait_hist)
-        SELECT hour, status, trigger, priority, provider, error_code, 0, sum(syncs), sum(attempts), sum(requeues),
-               sync_hist_sum(duration_hist), sync_hist_sum(queue_wait_hist)
-        FROM gone
-        GROUP BY 2, 3, 4, 5, 6
+        SELECT hour, status, trigger, priority, provider, error_code, 0, syncs, attempts, requeues, duration_hist,
+               queue_wait_hist
+        FROM sums
         ORDER BY 2, 3, 4, 5, 6
         ON CONFLICT (bucket, status, trigger, priority, provider, error_code, slot) DO UPDATE
         SET syncs = r.syncs + excluded.syncs, attempts = r.attempts + excluded.attempts,
             requeues = r.requeues + excluded.requeues,
             duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist),
             queue_wait_hist = sync_hist_add(r.queue_wait_hist, excluded.queue_wait_hist)
+    ), days AS (
+        INSERT INTO sync_rollup_day AS r (bucket, status, trigger, priority, provider, error_code, slot, syncs,
+                                          attempts, requeues, duration_hist, queue_wait_hist)
+        SELECT date_trunc('day', hour, 'UTC'), status, trigger, priority, provider, error_code, 0, syncs, attempts,
+               requeues, duration_hist, queue_wait_hist
+        FROM sums
+        WHERE hour < done.days_until
+        ORDER BY 2, 3, 4, 5, 6
+        ON CONFLICT (bucket, status, trigger, priority, provider, error_code, slot) DO UPDATE
+        SET syncs = r.syncs + excluded.syncs, attempts = r.attempts + excluded.attempts,
+            requeues = r.requeues + excluded.requeues,
+            duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist),
+            queue_wait_hist = sync_hist_add(r.queue_wait_hist, excluded.queue_wait_hist)
+    ), counts AS (
+        INSERT INTO sync_rollup_minute_counts AS r (bucket, status, syncs)
+        SELECT bucket, status, sum(syncs)
+        FROM gone
+        WHERE hour >= done.counts_from
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        ON CONFLICT (bucket, status) DO UPDATE SET syncs = r.syncs + excluded.syncs
     )
     SELECT count(*) INTO moved FROM gone;
 
     WITH gone AS (
         DELETE FROM sync_rollup_chain_minute WHERE bucket >= hour AND bucket < hour + interval '1 hour' RETURNING *
-    ), summed AS (
-        INSERT INTO sync_rollup_chain_hour AS r (bucket, chain_id, status, error_code, slot, reads, duration_hist)
-        SELECT hour, chain_id, status, error_code, 0, sum(reads), sync_hist_sum(duration_hist)
+    ), sums AS (
+        SELECT chain_id, status, error_code, sum(reads) AS reads, sync_hist_sum(duration_hist) AS duration_hist
         FROM gone
-        GROUP BY 2, 3, 4
+        GROUP BY 1, 2, 3
+    ), hours AS (
+        INSERT INTO sync_rollup_chain_hour AS r (bucket, chain_id, status, error_code, slot, reads, duration_hist)
+        SELECT hour, chain_id, status, error_code, 0, reads, duration_hist
+        FROM sums
+        ORDER BY 2, 3, 4
+        ON CONFLICT (bucket, chain_id, status, error_code, slot) DO UPDATE
+        SET reads = r.reads + excluded.reads, duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist)
+    ), days AS (
+        INSERT INTO sync_rollup_chain_day AS r (bucket, chain_id, status, error_code, slot, reads, duration_hist)
+        SELECT date_trunc('day', hour, 'UTC'), chain_id, status, error_code, 0, reads, duration_hist
+        FROM sums
+        WHERE hour < done.days_until
         ORDER BY 2, 3, 4
         ON CONFLICT (bucket, chain_id, status, error_code, slot) DO UPDATE
         SET reads = r.reads + excluded.reads, duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist)
@@ -362,47 +479,104 @@ BEGIN
 END
 $f$;
 
--- Where a window [lo, hi) reads what: raw rows in [lo, x) and [y, hi), rollup rows (hours, and minutes)
--- in [x, y).  An edge's part hour is read raw when that hour is compacted (its minutes are gone),
--- otherwise only its part minute is; so at most two hours of raw rows for windows reaching back past the
--- compaction, two minutes for the others.
-CREATE OR REPLACE FUNCTION sync_rollup_split(lo timestamptz, hi timestamptz, OUT x timestamptz, OUT y timestamptz)
+-- Roll the next closed day (UTC) up from its hour rows: the first day not rolled up yet, once all its hours
+-- are compacted; `day` is null when there is none.  Days are rolled up in order, each once (days_until
+-- moves past it in the same transaction); a late hour of a rolled-up day adds to it (above).
+CREATE OR REPLACE FUNCTION sync_rollup_compact_day(OUT day timestamptz, OUT day_rows bigint) LANGUAGE plpgsql AS $f$
+DECLARE
+    done sync_rollup_compacted;
+BEGIN
+    SELECT * INTO done FROM sync_rollup_compacted FOR UPDATE;
+    day := CASE WHEN done.days_until > '-infinity' THEN done.days_until
+                ELSE (SELECT date_trunc('day', min(bucket), 'UTC') FROM sync_rollup_hour) END;
+    IF day IS NULL OR day + interval '24 hours' > done.until THEN
+        day := NULL;
+        RETURN;
+    END IF;
+    INSERT INTO sync_rollup_day (bucket, status, trigger, priority, provider, error_code, slot, syncs, attempts,
+                                 requeues, duration_hist, queue_wait_hist)
+    SELECT day, status, trigger, priority, provider, error_code, 0, sum(syncs), sum(attempts), sum(requeues),
+           sync_hist_sum(duration_hist), sync_hist_sum(queue_wait_hist)
+    FROM sync_rollup_hour
+    WHERE bucket >= day AND bucket < day + interval '24 hours'
+    GROUP BY 2, 3, 4, 5, 6;
+    GET DIAGNOSTICS day_rows = ROW_COUNT;
+    INSERT INTO sync_rollup_chain_day (bucket, chain_id, status, error_code, slot, reads, duration_hist)
+    SELECT day, chain_id, status, error_code, 0, sum(reads), sync_hist_sum(duration_hist)
+    FROM sync_rollup_chain_hour
+    WHERE bucket >= day AND bucket < day + interval '24 hours'
+    GROUP BY 2, 3, 4;
+    UPDATE sync_rollup_compacted SET days_until = day + interval '24 hours';
+END
+$f$;
+
+-- Drop the per-minute counts of the hours before `before` (an hour's start); how many rows.
+CREATE OR REPLACE FUNCTION sync_rollup_trim_counts(before timestamptz) RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    dropped bigint;
+BEGIN
+    UPDATE sync_rollup_compacted SET counts_from = greatest(counts_from, before);
+    DELETE FROM sync_rollup_minute_counts WHERE bucket < before;
+    GET DIAGNOSTICS dropped = ROW_COUNT;
+    RETURN dropped;
+END
+$f$;
+
+-- Where a window [lo, hi) reads what: raw rows in [lo, x) and [y, hi), rollup rows in [x, y): minute rows
+-- in all of it; day rows in [dx, dy), its whole rolled-up days, and hour rows in the rest; or, for
+-- counts alone, per-minute counts in [cf, y) and hour rows in [x, cf).  An edge's part hour is read raw
+-- when that hour is compacted (its minutes are gone), otherwise only its part minute is; so at most
+-- two hours of raw rows for windows reaching back past the compaction, two minutes for the others.
+DROP FUNCTION IF EXISTS sync_rollup_split(timestamptz, timestamptz);
+CREATE OR REPLACE FUNCTION sync_rollup_bounds(lo timestamptz, hi timestamptz, OUT x timestamptz, OUT y timestamptz,
+                                              OUT dx timestamptz, OUT dy timestamptz, OUT cf timestamptz)
 LANGUAGE sql STABLE AS $f$
-    SELECT least(hi, CASE WHEN lo < c.until
-                          THEN date_trunc('hour', lo - interval '1 microsecond') + interval '1 hour'
-                          ELSE date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute' END),
-           greatest(least(hi, CASE WHEN lo < c.until
-                                   THEN date_trunc('hour', lo - interval '1 microsecond') + interval '1 hour'
-                                   ELSE date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute' END),
-                    CASE WHEN date_trunc('hour', hi) < c.until THEN date_trunc('hour', hi)
-                         ELSE date_trunc('minute', hi) END)
-    FROM sync_rollup_compacted AS c
+    SELECT b.x, b.y, b.dx, greatest(b.dx, least(b.y, date_trunc('day', hi, 'UTC'), b.days_until)),
+           least(b.y, greatest(b.x, b.counts_from))
+    FROM (SELECT a.*,
+                 least(a.y, greatest(a.x, date_trunc('day', lo - interval '1 microsecond', 'UTC')
+                                          + interval '24 hours')) AS dx
+          FROM (SELECT e.x, c.days_until, c.counts_from,
+                       greatest(e.x, CASE WHEN date_trunc('hour', hi) < c.until THEN date_trunc('hour', hi)
+                                          ELSE date_trunc('minute', hi) END) AS y
+                FROM sync_rollup_compacted AS c
+                CROSS JOIN LATERAL (
+                    SELECT least(hi, CASE WHEN lo < c.until
+                                          THEN date_trunc('hour', lo - interval '1 microsecond') + interval '1 hour'
+                                          ELSE date_trunc('minute', lo - interval '1 microsecond') + interval '1 minute'
+                                          END) AS x) AS e) AS a) AS b
 $f$;
 
 -- The final operations of a window [lo, hi) of enqueued_at in the shape of sync_rollup_minute (slot
--- -1 marks rows summed from raw operations): hour and minute rows inside [x, y) and the raw operations
--- of the part hours or minutes at its edges (sync_rollup_split): exact for any window, at a cost flat in
--- history.  Every dashboard aggregate over a window reads this.
+-- -1 marks rows summed from raw operations): day, hour and minute rows inside [x, y) and the raw
+-- operations of the part hours or minutes at its edges (sync_rollup_bounds): exact for any window, at a
+-- cost flat in history.  Every dashboard aggregate over a window reads this (but syncs over time).
 CREATE OR REPLACE FUNCTION sync_rollup_window(lo timestamptz, hi timestamptz) RETURNS SETOF sync_rollup_minute
 LANGUAGE sql STABLE AS $f$
-    -- x and y as scalar subqueries (run once, first): index conditions for each range below; the
+    -- The bounds as scalar subqueries (run once, first): index conditions for each range below; the
     -- edges are at most an hour wide, which bounds each raw range by the parameters alone, so the
     -- partitions outside it are pruned before anything runs.
+    SELECT r.* FROM sync_rollup_day AS r
+    WHERE r.bucket >= (SELECT dx FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT dy FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
     SELECT r.* FROM sync_rollup_hour AS r
-    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT dx FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
+    SELECT r.* FROM sync_rollup_hour AS r
+    WHERE r.bucket >= (SELECT dy FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
     UNION ALL
     SELECT r.* FROM sync_rollup_minute AS r
-    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
     UNION ALL
     SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
            coalesce(o.error_code, ''), -1::smallint, count(*), sum(o.attempts), sum(o.requeues),
            sync_hist(sync_latency_bin(o.duration_ms)), sync_hist(sync_latency_bin(o.queue_wait_ms))
     FROM (SELECT * FROM sync_operations AS o
-          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_split(lo, hi))
+          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_bounds(lo, hi))
             AND o.enqueued_at < lo + interval '1 hour'
           UNION ALL
           SELECT * FROM sync_operations AS o
-          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_split(lo, hi)) AND o.enqueued_at < hi
+          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_bounds(lo, hi)) AND o.enqueued_at < hi
             AND o.enqueued_at >= hi - interval '1 hour') AS o
     WHERE o.status IN ('succeeded', 'partial', 'failed')
     GROUP BY 1, 2, 3, 4, 5, 6
@@ -410,25 +584,56 @@ $f$;
 -- The same for chain reads (sync_rollup_chain_minute's shape).
 CREATE OR REPLACE FUNCTION sync_rollup_chain_window(lo timestamptz, hi timestamptz)
 RETURNS SETOF sync_rollup_chain_minute LANGUAGE sql STABLE AS $f$
+    SELECT r.* FROM sync_rollup_chain_day AS r
+    WHERE r.bucket >= (SELECT dx FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT dy FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
     SELECT r.* FROM sync_rollup_chain_hour AS r
-    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT dx FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
+    SELECT r.* FROM sync_rollup_chain_hour AS r
+    WHERE r.bucket >= (SELECT dy FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
     UNION ALL
     SELECT r.* FROM sync_rollup_chain_minute AS r
-    WHERE r.bucket >= (SELECT x FROM sync_rollup_split(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_split(lo, hi))
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
     UNION ALL
     SELECT date_trunc('minute', o.enqueued_at), cr.key::int, coalesce(cr.value ->> 'status', 'unknown'),
            coalesce(cr.value ->> 'error_code', ''), -1::smallint, count(*),
            sync_hist(sync_latency_bin((cr.value ->> 'duration_ms')::int))
     FROM (SELECT * FROM sync_operations AS o
-          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_split(lo, hi))
+          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_bounds(lo, hi))
             AND o.enqueued_at < lo + interval '1 hour'
           UNION ALL
           SELECT * FROM sync_operations AS o
-          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_split(lo, hi)) AND o.enqueued_at < hi
+          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_bounds(lo, hi)) AND o.enqueued_at < hi
             AND o.enqueued_at >= hi - interval '1 hour') AS o
     CROSS JOIN LATERAL jsonb_each(o.chain_results) AS cr
     WHERE o.status IN ('succeeded', 'partial', 'failed') AND cr.key ~ '^[0-9]+$'
     GROUP BY 1, 2, 3, 4
+$f$;
+-- The final operations of a window by minute (or hour, where per-minute counts are gone) and status,
+-- counts alone: what syncs over time reads, whose bars may be shorter than an hour.  An hour row lands
+-- at its hour, so a bar is a whole number of hours wherever hours are read (the 7 d and 30 d ranges).
+CREATE OR REPLACE FUNCTION sync_rollup_count_window(lo timestamptz, hi timestamptz)
+RETURNS TABLE (bucket timestamptz, status text, syncs bigint) LANGUAGE sql STABLE AS $f$
+    SELECT r.bucket, r.status, r.syncs FROM sync_rollup_hour AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT cf FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
+    SELECT r.bucket, r.status, r.syncs FROM sync_rollup_minute_counts AS r
+    WHERE r.bucket >= (SELECT cf FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
+    SELECT r.bucket, r.status, r.syncs FROM sync_rollup_minute AS r
+    WHERE r.bucket >= (SELECT x FROM sync_rollup_bounds(lo, hi)) AND r.bucket < (SELECT y FROM sync_rollup_bounds(lo, hi))
+    UNION ALL
+    SELECT date_trunc('minute', o.enqueued_at), o.status, count(*)
+    FROM (SELECT o.enqueued_at, o.status FROM sync_operations AS o
+          WHERE o.enqueued_at >= lo AND o.enqueued_at < (SELECT x FROM sync_rollup_bounds(lo, hi))
+            AND o.enqueued_at < lo + interval '1 hour'
+          UNION ALL
+          SELECT o.enqueued_at, o.status FROM sync_operations AS o
+          WHERE o.enqueued_at >= (SELECT y FROM sync_rollup_bounds(lo, hi)) AND o.enqueued_at < hi
+            AND o.enqueued_at >= hi - interval '1 hour') AS o
+    WHERE o.status IN ('succeeded', 'partial', 'failed')
+    GROUP BY 1, 2
 $f$;
 
 -- Count the operations already final in [since, until) of enqueued_at, an hour at a time (a history

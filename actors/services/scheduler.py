@@ -67,10 +67,16 @@ RETENTION_MAX_BATCHES = 20
 #: How far ahead housekeeping keeps partitions of ``sync_operations`` (three weeks: a stopped scheduler
 #: leaves two weeks before an insert finds no partition).
 PARTITIONS_AHEAD_DAYS = 21
-#: Minute rollups are kept this long (the dashboard's short windows read minutes), then rolled into
-#: hours; a run moves at most this many hours (a backlog of 30 days is 720: it catches up in one run).
-ROLLUP_MINUTES_KEPT_H = 48
+#: Minute rollups are kept this long, then rolled into hours (every window reads its whole hours as hour
+#: rows: few rows to sum); a run moves at most this many hours (a backlog of 30 days is 720: it catches up
+#: in one run).
+ROLLUP_MINUTES_KEPT_H = 2
 ROLLUP_COMPACT_MAX_HOURS = 1000
+#: The per-minute counts of compacted hours are kept this long: the 24 h range's 15-minute bars (and the
+#: 6 h range's 5-minute ones) read them, with an hour's margin for the compaction's lag.
+ROLLUP_COUNTS_KEPT_H = 26
+#: Closed days rolled up from hours per run (a backlog of 30 days catches up in one run).
+ROLLUP_COMPACT_MAX_DAYS = 60
 #: Producer/worker ids in Dramatiq's heartbeat set silent this long, with nothing in flight, are removed.
 HEARTBEAT_RETENTION_MS = 86_400_000
 #: SCAN calls (of ~1,000 keys each) per housekeeping run; the walk resumes where it stopped next run.
@@ -335,9 +341,18 @@ def prune_sync_operations() -> dict[str, Any]:
 
 @housekeeping_task("sync_rollups_compaction")
 def compact_sync_rollups() -> dict[str, Any]:
-    """Minute rollups older than two days rolled into hour rows, so a long window reads hours."""
-    return dataclasses.asdict(scheduling.compact_rollups(keep_minutes_h=ROLLUP_MINUTES_KEPT_H,
-                                                         max_hours=ROLLUP_COMPACT_MAX_HOURS))
+    """Minute rollups older than two hours rolled into hour rows, so a long window reads hours; the
+    per-minute counts of the short ranges' bars kept a day."""
+    compacted = scheduling.compact_rollups(keep_minutes_h=ROLLUP_MINUTES_KEPT_H, max_hours=ROLLUP_COMPACT_MAX_HOURS)
+    return {**dataclasses.asdict(compacted),
+            "counts_dropped": scheduling.trim_rollup_counts(keep_counts_h=ROLLUP_COUNTS_KEPT_H)}
+
+
+@housekeeping_task("sync_rollups_days")
+def compact_sync_rollup_days() -> dict[str, Any]:
+    """Closed UTC days rolled up from their hour rows (after the hours' compaction), so a long window
+    reads days."""
+    return dataclasses.asdict(scheduling.compact_rollup_days(max_days=ROLLUP_COMPACT_MAX_DAYS))
 
 
 @housekeeping_task("scheduler_ticks_retention")

@@ -173,9 +173,14 @@ def _forget(database: str, user: str, first: dt.datetime, last: dt.datetime) -> 
     """Remove a test's operations and its rollup rows: other tests of the run read the operations not final."""
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("DELETE FROM sync_operations WHERE user_id LIKE %s", (user + "%",))
-        for table in ("sync_rollup_minute", "sync_rollup_chain_minute", "sync_rollup_hour", "sync_rollup_chain_hour"):
+        for table in ("sync_rollup_minute", "sync_rollup_chain_minute", "sync_rollup_hour", "sync_rollup_chain_hour",
+                      "sync_rollup_minute_counts"):
             conn.execute(f"DELETE FROM {table} WHERE bucket >= %s AND bucket < %s", (first, last))
-        conn.execute("DELETE FROM sync_rollup_user_day WHERE user_id LIKE %s", (user + "%",))
+        for table in ("sync_rollup_day", "sync_rollup_chain_day"):
+            conn.execute(f"DELETE FROM {table} WHERE bucket >= date_trunc('day', %s::timestamptz, 'UTC')"
+                         " AND bucket < %s", (first, last))
+        for table in ("sync_rollup_user_day", "sync_rollup_wallet_latest", "sync_rollup_failure_latest"):
+            conn.execute(f"DELETE FROM {table} WHERE user_id LIKE %s", (user + "%",))
 
 
 def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_minutes(database):
@@ -201,9 +206,10 @@ def test_every_dashboard_aggregate_agrees_with_raw_rows_over_a_window_with_part_
 
 
 def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(database):
-    """Housekeeping's compaction rolls minute rows older than two days into hour rows, exactly once (a second
-    run moves nothing), a late operation of a compacted hour is still counted, and every overview figure over
-    windows with part hours and part minutes at their edges still equals the raw aggregate."""
+    """Housekeeping's compaction rolls old minute rows into hour rows and closed days' hours into day rows,
+    each exactly once (a second run moves nothing), a late operation of a compacted hour and day is still
+    counted, and every overview figure over windows with part days, part hours and part minutes at their
+    edges still equals the raw aggregate, before and after the per-minute counts are dropped."""
     from harness import seed
     from storage import analytics, scheduling
 
@@ -211,35 +217,55 @@ def test_compaction_moves_minutes_into_hours_once_and_every_figure_still_agrees(
     user = f"rollcmp-{uuid.uuid4().hex[:8]}"
     rng = __import__("random").Random(17)
     rows = _operations(rng, user, base, 4 * 3600, 900)
+    rows += _operations(rng, user + "-next", base + dt.timedelta(days=1, hours=3), 3 * 3600, 200)  # the next day
     windows = [(base + dt.timedelta(minutes=37, seconds=12.5), base + dt.timedelta(hours=3, minutes=4, seconds=1)),
                (base + dt.timedelta(minutes=5), base + dt.timedelta(minutes=50)),     # inside one compacted hour
                (base + dt.timedelta(minutes=59, seconds=30), base + dt.timedelta(hours=2, seconds=30)),
-               (base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))]          # whole hours only
+               (base - dt.timedelta(hours=1), base + dt.timedelta(hours=5)),          # whole hours only
+               (base - dt.timedelta(days=1, minutes=17), base + dt.timedelta(days=2, seconds=3)),  # whole days
+               (base + dt.timedelta(hours=2, minutes=1), base + dt.timedelta(days=1, hours=4, minutes=2))]
     with psycopg.connect(database, autocommit=True) as conn:
         seed.insert_operations(conn, rows)
     try:
         _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
-        first = scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000)
-        assert first.hours >= 4 and first.minute_rows > 0 and not first.more
+        first = scheduling.compact_rollups(keep_minutes_h=48, max_hours=100_000)
+        assert first.hours >= 7 and first.minute_rows > 0 and not first.more
         with psycopg.connect(database) as conn:
             left = conn.execute("SELECT count(*) FROM sync_rollup_minute WHERE bucket >= %s AND bucket < %s",
-                                (base, base + dt.timedelta(hours=4))).fetchone()[0]
+                                (base, base + dt.timedelta(days=2))).fetchone()[0]
             hours = conn.execute("SELECT sum(syncs) FROM sync_rollup_hour WHERE bucket >= %s AND bucket < %s",
-                                 (base, base + dt.timedelta(hours=4))).fetchone()[0]
+                                 (base, base + dt.timedelta(days=2))).fetchone()[0]
         assert left == 0
         assert hours == sum(r["status"] in ("succeeded", "partial", "failed") for r in rows)
         _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
-        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows == 0
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=100_000).minute_rows == 0
+
+        assert not scheduling.compact_rollup_days(max_days=100_000).more
+        assert scheduling.compact_rollup_days(max_days=100_000).days == 0  # a second run: nothing left to roll up
+        with psycopg.connect(database) as conn:
+            days = dict(conn.execute("SELECT bucket, sum(syncs) FROM sync_rollup_day WHERE bucket >= %s AND bucket < %s"
+                                     " GROUP BY 1", (base - dt.timedelta(hours=8), base + dt.timedelta(days=2))).fetchall())
+        # the first day is closed (its hours all compacted); the next one is too once later hours (other tests')
+        # are compacted
+        per_day = {}
+        for r in rows:
+            if r["status"] in ("succeeded", "partial", "failed"):
+                day = r["enqueued_at"].replace(hour=0, minute=0, second=0, microsecond=0)
+                per_day[day] = per_day.get(day, 0) + 1
+        assert base.replace(hour=0) in days and all(n == per_day[day] for day, n in days.items())
         _compare_every_figure(analytics, rows, windows, dt.timedelta(hours=1))
 
         late = _operations(rng, user, base + dt.timedelta(minutes=20), 7200, 40)  # finished after compaction
         with psycopg.connect(database, autocommit=True) as conn:
             seed.insert_operations(conn, late)
         _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
-        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=10_000).minute_rows > 0
+        assert scheduling.compact_rollups(keep_minutes_h=48, max_hours=100_000).minute_rows > 0
+        _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
+
+        scheduling.trim_rollup_counts(keep_counts_h=26)  # the sub-hour counts of those hours gone: hours read
         _compare_every_figure(analytics, rows + late, windows, dt.timedelta(hours=1))
     finally:
-        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(hours=5))
+        _forget(database, user, base - dt.timedelta(hours=1), base + dt.timedelta(days=2))
 
 
 def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.datetime, dt.datetime]],
@@ -283,10 +309,11 @@ def _compare_every_figure(analytics, rows: list[dict], windows: list[tuple[dt.da
         assert failures["failures"].to_dict() == {code: len(rs) for code, rs in expected.items()}
         assert failures["users"].to_dict() == {code: len({r["user_id"] for r in rs}) for code, rs in expected.items()}
         for code, rs in expected.items():
-            # the start of the latest one's rollup bucket: its minute, or its hour once compacted
-            latest = max(r["enqueued_at"] for r in rs)
-            assert failures.loc[code, "last_seen"] in (latest.replace(second=0, microsecond=0),
-                                                       latest.replace(minute=0, second=0, microsecond=0))
+            assert failures.loc[code, "last_seen"] == max(r["enqueued_at"] for r in rs)
+
+        wallets = analytics.wallets_synced(window).iloc[0]
+        succeeded = {(r["user_id"], r["wallet_address"]) for r in done if r["status"] == "succeeded"}
+        assert (wallets["wallets_synced"], wallets["users_synced"]) == (len(succeeded), len({u for u, _w in succeeded}))
 
         by_tp = analytics.by_trigger_priority(window)
         assert by_tp["syncs"].sum() == len(inside)
