@@ -177,7 +177,8 @@ def seed_history(rows: int, users: int, days: float) -> None:
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         fresh = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sync_operations)").fetchone()[0]
         if fresh:
-            seed.seed_operations(conn, rows=rows, users=users, end=dt.datetime.now(dt.timezone.utc), days=days)
+            seed.seed_operations(conn, rows=rows, users=users, end=dt.datetime.now(dt.timezone.utc), days=days,
+                                 parallel=2)
             seed.seed_tracked_wallets(conn)
             seed.seed_holdings(conn)
     # As housekeeping would have: minute rollups rolled into hours, closed days' hours into days.
