@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -68,11 +69,11 @@ def insert_operations(operations: Sequence[NewOperation], *, provider: str,
                       meanwhile: Callable[[], T] | None = None) -> T | None:
     """Write ``operations`` as ``queued`` audit rows (and track their wallets) in one statement.
 
-    With ``meanwhile``, ``meanwhile()`` is called once the statement is sent and before its result is
-    awaited (pipeline mode: the server runs it meanwhile), so work of the caller's that does not need the
-    rows (encoding their messages) overlaps PostgreSQL's.  Either way the rows are committed when this
-    returns, which returns what ``meanwhile`` returned.  If ``meanwhile`` raises, the statement is still
-    completed (and logged by psycopg if it failed too) and ``meanwhile``'s error is raised.
+    With ``meanwhile``, the statement runs on a thread of its own while ``meanwhile()`` runs on the
+    caller's: work of the caller's that does not need the rows (encoding their messages) overlaps
+    PostgreSQL's.  Either way the rows are committed when this returns, which returns what
+    ``meanwhile`` did; if the statement failed, its error is raised (and ``meanwhile``'s, if any,
+    chained to it); if only ``meanwhile`` failed, its error is raised, the rows written.
     """
     if not operations:
         return meanwhile() if meanwhile is not None else None
@@ -87,15 +88,35 @@ def insert_operations(operations: Sequence[NewOperation], *, provider: str,
         "message_ids": [op.message_id for op in operations],
         "provider": provider,
     }
+    if meanwhile is None:
+        _insert(params)
+        return None
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            _insert(params)
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write, name="insert_operations", daemon=True)
+    writer.start()
+    try:
+        result = meanwhile()
+    except BaseException as exc:
+        writer.join()
+        if failed:
+            raise failed[0] from exc
+        raise
+    writer.join()
+    if failed:
+        raise failed[0]
+    return result
+
+
+def _insert(params: dict) -> None:
     with get_pool().connection() as conn:
-        if meanwhile is None:
-            conn.execute(QUERIES["insert_operations"], params)
-            return None
-        with conn.pipeline():
-            conn.execute(QUERIES["insert_operations"], params)
-            result = meanwhile()
-        # Leaving the pipeline sent its sync and waited for it: the statement's transaction is committed.
-        return result
+        conn.execute(QUERIES["insert_operations"], params)
 
 
 def start_attempt(operation_id: str, *, worker_id: str, message_id: str | None) -> dict | None:

@@ -200,13 +200,13 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
         encoded = operations.insert_operations(
             [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger, redis_id)
              for (r, op_id), redis_id in zip(new, redis_ids)],
-            provider=context.provider().name, meanwhile=encode)
+            provider=context.provider().name, meanwhile=encode if len(new) >= _OVERLAP_MIN else None)
     except psycopg.Error as exc:
         context.admissions().give_back(admitted)
         raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
 
     try:
-        broker.send_encoded(encoded)
+        broker.send_encoded(encoded if encoded is not None else encode())
     except redis.RedisError as exc:
         reason = f"Redis did not take the message(s): {cfg.redact(str(exc))}"
         for _request, op_id in new:
@@ -217,6 +217,10 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
         context.admissions().give_back(admitted)
         raise SyncUnavailable(reason) from None
 
+
+#: Requests from which a batch's messages are encoded on the caller's thread while its rows are
+#: written on another: below it, starting that thread costs more than the encoding it hides.
+_OVERLAP_MIN = 16
 
 
 def sync_message(priority: str, operation_id: str, *, redis_message_id: str | None = None,
