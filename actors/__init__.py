@@ -19,7 +19,7 @@ The layers of the package, each importing only those below it::
     middleware/     Dramatiq middleware, one per module
     services/       intake, lifecycle, reconciler, scheduler, tracking, dead letters, observe, metrics
     redis_backed/   broker, consumer, wake-ups, admissions, leases, circuits, events, inspection, Lua
-    constants, errors, validation, logs
+    constants, errors, validation, logs, ids
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -50,8 +49,9 @@ def validate_user_id(user_id: object) -> str:
         raise InvalidSyncRequest(f"user_id must be at most {MAX_USER_ID_LENGTH} characters, got {len(user_id)}")
     if "\x00" in user_id:
         raise InvalidSyncRequest("user_id must not contain NUL characters")
-    # A lone surrogate cannot be encoded in UTF-8: not in a Redis key, not in a column.
-    if any(unicodedata.category(ch) == "Cs" for ch in user_id):
+    # A lone surrogate cannot be encoded in UTF-8: not in a Redis key, not in a column.  Surrogates are
+    # exactly what a strict UTF-8 encoding refuses, so that encoding is the check (in C, not per character).
+    if not user_id.isascii() and _has_surrogate(user_id):
         raise InvalidSyncRequest("user_id must not contain lone surrogates (it must be valid Unicode text)")
     return user_id
 
@@ -97,6 +97,14 @@ def parse_operation_id(value: object) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _preview(value: object) -> str:

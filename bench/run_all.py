@@ -18,7 +18,7 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 
-``--before COMMIT`` adds the realistic syncs of another commit's tree as a column, in the same rounds,
+``--before COMMIT`` adds the realistic syncs and the enqueues of another commit's tree as a column, in the same rounds,
 interleaved: the tree is taken with ``git archive`` into ``bench/results/``, this tree's ``bench/``
 copied over it (the same driver, the other commit's product), and its drivers run from there.
 """
@@ -171,7 +171,8 @@ def round_steps(s: Settings, node: str | None, variants: dict[str, dict]) -> lis
         for name, variant in variants.items():
             if "only" in variant and measurement not in variant["only"]:
                 continue
-            if project_modes or "producer" in variant:  # enqueue: only variants with a producer side
+            # enqueue: only variants with a producer side (a module of theirs, or another commit's tree)
+            if project_modes or "producer" in variant or "tree" in variant:
                 steps.append((measurement, f"project:{name}", project_argv(variant), variant.get("tree", ROOT)))
         if bare_argv:
             steps.append((measurement, "dramatiq", bare_argv, ROOT))
@@ -179,7 +180,8 @@ def round_steps(s: Settings, node: str | None, variants: dict[str, dict]) -> lis
             steps.append((measurement, "bullmq", js + node_argv + redis + ["--prefix", f"bench-bullmq-{uuid.uuid4().hex[:10]}"],
                           NODE_DIR))
 
-    peers("enqueue", lambda v: project_cmd("enqueue", v and {"producer": v["producer"]}, "--n", n, "--batch", str(s.batch)),
+    peers("enqueue", lambda v: project_cmd("enqueue", v and {k: v[k] for k in ("producer",) if k in v},
+                                           "--n", n, "--batch", str(s.batch)),
           bare + ["enqueue", "--n", n, "--batch", str(s.batch)], ["enqueue", "--n", n, "--batch", str(s.batch)],
           project_modes=False)
     peers("noop", lambda v: project_cmd("throughput", v, "--n", n),
@@ -551,15 +553,22 @@ def report(doc: dict) -> str:
 
 
 def ab_line(medians: dict, commit: str) -> str:
-    """One line: the realistic re-syncs of this tree against those of ``commit``, the same run."""
+    """One line: the realistic re-syncs and the batch enqueue of this tree against those of ``commit``,
+    the same run (what was measured of them)."""
     cells = []
     for ms in REALISTIC_LATENCIES:
         rate, cpu = medians[f"realistic{ms}_rate"], medians[f"realistic{ms}_cpu"]
         now, then = cpu.get("project"), cpu.get("project:before")
-        cells.append(f"at {ms} ms {_fmt_num(rate.get('project'), '/s')} vs {_fmt_num(rate.get('project:before'), '/s')}"
-                     f" syncs/s, {_fmt_num(now, 'ms CPU')} vs {_fmt_num(then, 'ms CPU')} ms CPU per sync"
-                     f" (CPU before ÷ now: {_fmt_ratio(_safe_ratio(then, now))})")
-    return f"A/B, realistic re-sync, this tree vs {commit} (same run, interleaved): " + "; ".join(cells) + "."
+        if rate.get("project") is None and rate.get("project:before") is None:
+            continue
+        cells.append(f"realistic re-sync at {ms} ms {_fmt_num(rate.get('project'), '/s')} vs "
+                     f"{_fmt_num(rate.get('project:before'), '/s')} syncs/s, {_fmt_num(now, 'ms CPU')} vs "
+                     f"{_fmt_num(then, 'ms CPU')} ms CPU per sync (CPU before ÷ now: {_fmt_ratio(_safe_ratio(then, now))})")
+    batch = medians["enqueue_batch"]
+    if batch.get("project:before") is not None:
+        cells.append(f"batch enqueue {_fmt_num(batch.get('project'), '/s')} vs {_fmt_num(batch.get('project:before'), '/s')}"
+                     f" requests/s (now ÷ before: {_fmt_ratio(_safe_ratio(batch.get('project'), batch.get('project:before')))})")
+    return f"A/B, this tree vs {commit} (same run, interleaved): " + "; ".join(cells) + "."
 
 
 def before_tree(commit: str) -> Path:
@@ -627,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-once", action="store_true", help="skip memory, recovery, dashboard and the Redis ceiling")
     parser.add_argument("--variant", action="append", default=[], help="a project worker variant as another column")
     parser.add_argument("--before", metavar="COMMIT",
-                        help="also run the realistic syncs of COMMIT's tree, interleaved, as a column and an A/B line")
+                        help="also run the realistic syncs and enqueues of COMMIT's tree, interleaved, as a column and an A/B line")
     parser.add_argument("--dashboard", action="store_true",
                         help="also run bench.dashboard_callbacks (1,000,000 audit rows; adds a few minutes)")
     parser.add_argument("--write-docs", action="store_true", help="also write docs/performance.md")
@@ -652,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(s, field, value)
     variants = dict(parse_variant(v) for v in args.variant)
     if args.before:
-        variants["before"] = {"tree": before_tree(args.before), "only": {f"realistic{ms}" for ms in REALISTIC_LATENCIES}}
+        variants["before"] = {"tree": before_tree(args.before),
+                              "only": {"enqueue", *(f"realistic{ms}" for ms in REALISTIC_LATENCIES)}}
         LABELS["project:before"] = f"before ({args.before})"
     node = ensure_node()
     if node is None:

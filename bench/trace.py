@@ -63,7 +63,7 @@ def report() -> None:
 
 # --- producer: request_sync's steps --------------------------------------------------------------
 operations.insert_operations = _timed("insert", operations.insert_operations)
-actors.worker.broker.enqueue_batch = _timed("enqueue", actors.worker.broker.enqueue_batch)
+actors.worker.broker.send_encoded = _timed("enqueue", actors.worker.broker.send_encoded)
 type(context.admissions()).admit_many = _timed("admission", type(context.admissions()).admit_many)
 
 # --- worker: a message's path, and the attempt's steps ------------------------------------------

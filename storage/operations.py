@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
@@ -21,6 +22,8 @@ from .group_commit import GroupCommit
 from .pool import get_pool, get_readonly_pool
 from .queries import QUERIES
 
+
+T = TypeVar("T")
 
 #: An operation in one of these statuses is over: no attempt changes it any more.
 FINAL_STATUSES = ("succeeded", "partial", "failed")
@@ -62,10 +65,18 @@ class AttemptOutcome:
     chain_blocks: dict[int, int | None] = dataclasses.field(default_factory=dict)
 
 
-def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> None:
-    """Write ``operations`` as ``queued`` audit rows (and track their wallets) in one statement."""
+def insert_operations(operations: Sequence[NewOperation], *, provider: str,
+                      meanwhile: Callable[[], T] | None = None) -> T | None:
+    """Write ``operations`` as ``queued`` audit rows (and track their wallets) in one statement.
+
+    With ``meanwhile``, the statement runs on a thread of its own while ``meanwhile()`` runs on the
+    caller's: work of the caller's that does not need the rows (encoding their messages) overlaps
+    PostgreSQL's.  Either way the rows are committed when this returns, which returns what
+    ``meanwhile`` did; if the statement failed, its error is raised (and ``meanwhile``'s, if any,
+    chained to it); if only ``meanwhile`` failed, its error is raised, the rows written.
+    """
     if not operations:
-        return
+        return meanwhile() if meanwhile is not None else None
     params = {
         "ids": [op.id for op in operations],
         "user_ids": [op.user_id for op in operations],
@@ -77,6 +88,33 @@ def insert_operations(operations: Sequence[NewOperation], *, provider: str) -> N
         "message_ids": [op.message_id for op in operations],
         "provider": provider,
     }
+    if meanwhile is None:
+        _insert(params)
+        return None
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            _insert(params)
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write, name="insert_operations", daemon=True)
+    writer.start()
+    try:
+        result = meanwhile()
+    except BaseException as exc:
+        writer.join()
+        if failed:
+            raise failed[0] from exc
+        raise
+    writer.join()
+    if failed:
+        raise failed[0]
+    return result
+
+
+def _insert(params: dict) -> None:
     with get_pool().connection() as conn:
         conn.execute(QUERIES["insert_operations"], params)
 

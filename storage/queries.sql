@@ -5,10 +5,12 @@
 -- insert_operations --
 -- Record accepted requests as queued operations (one statement for a whole batch) and
 -- remember each wallet as tracked; a user's own request refreshes last_requested_at.
+-- The arrays are bound in binary: their text form, quoted and escaped element by element, then
+-- parsed back by the server, cost six times as long for a batch of 500.
 WITH new AS (
     SELECT *
-    FROM unnest(%(ids)s::uuid[], %(user_ids)s::text[], %(wallets)s::text[], %(chain_ids)s::text[],
-                %(priorities)s::text[], %(triggers)s::text[], %(message_ids)s::text[])
+    FROM unnest(%(ids)b::uuid[], %(user_ids)b::text[], %(wallets)b::text[], %(chain_ids)b::text[],
+                %(priorities)b::text[], %(triggers)b::text[], %(message_ids)b::text[])
          AS r(id, user_id, wallet_address, chain_ids, priority, trigger, message_id)
 ), inserted AS (
     INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger, provider, message_id)

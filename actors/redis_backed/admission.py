@@ -92,19 +92,20 @@ class Admissions:
         redis_time, *chunks = scripts.raise_first_error(scripts.execute(pipe))
         received = monotonic_ms()
         self.clock.observe(redis_time[0] * 1000 + redis_time[1] / 1000, sent_ms=sent, received_ms=received)
-        if any(chunk == [b"expired"] for chunk in chunks):
+        if b"expired" in chunks:
             # The whole call is refused: give back what the chunks decided in time took.
             self.give_back([
                 candidate[:3] for start, chunk in zip(range(0, len(candidates), _ADMIT_CHUNK), chunks)
-                if chunk != [b"expired"]
-                for candidate, decision in zip(candidates[start:start + _ADMIT_CHUNK], chunk[::2])
-                if decision == b"accepted"])
+                if chunk != b"expired"
+                for candidate, decision in zip(candidates[start:start + _ADMIT_CHUNK], chunk.split(b","))
+                if decision == b"a"])
             if received - sent < self.deadline_ms:
                 raise _ClockWasWrong(f"Redis judged an admission late that it answered in {received - sent:.0f} ms")
             raise redis.TimeoutError(f"Redis decided the admission more than {self.deadline_ms} ms after it was sent "
                                      "(it was stalled)")
-        flat = [item for chunk in chunks for item in chunk]
-        return [Admission(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+        decisions = b",".join(chunks).decode().split(",")
+        return [Admission("accepted", candidate[2]) if decision == "a" else Admission(_DECISIONS[decision[0]], decision[1:])
+                for candidate, decision in zip(candidates, decisions)]
 
     def give_back(self, taken: Sequence[tuple[str, str, str]]) -> None:
         """Free the wallets ``(user_id, wallet, operation_id)`` taken for requests that were then refused,
@@ -167,3 +168,6 @@ class _ClockWasWrong(Exception):
 
 #: Requests decided by one script call: a call blocks Redis while it runs.
 _ADMIT_CHUNK = 1000
+
+#: The script's letters for a wallet it did not take (``lua/admit.lua``).
+_DECISIONS = {"d": "duplicate", "c": "cooldown"}

@@ -7,9 +7,9 @@ middleware, a producer none (see ``actors.services.context``).  Its queues are t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 
 import redis
@@ -20,6 +20,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 import settings as settings_module
 
 from ..constants import DEFAULT_QUARANTINE_MAX, PERIODIC_QUEUE, QUEUES
+from ..ids import uuid4_string
 from . import scripts
 from .consumer import QuarantiningConsumer
 from .redis_clock import RedisClock
@@ -32,6 +33,15 @@ _ENQUEUE_CHUNK = 1000
 
 #: At most one warning per this many seconds about wake-ups that could not be published.
 _PUBLISH_WARNING_INTERVAL_S = 60.0
+
+
+@dataclasses.dataclass
+class EncodedBatch:
+    """Messages ready to be stored (:meth:`SyncBroker.encode_batch`)."""
+
+    messages: list[Message]
+    #: queue name -> (Redis id, body) pairs, flat, in the messages' order.
+    by_queue: dict[str, list[str | bytes]]
 
 
 class SyncBroker(RedisBroker):
@@ -109,7 +119,7 @@ class SyncBroker(RedisBroker):
     @staticmethod
     def prepare(message: Message) -> Message:
         """``message`` with the Redis id it will be stored under, so it can be recorded before it is sent."""
-        return message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        return message.copy(options={"redis_message_id": uuid4_string()})
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         """Enqueue ``message`` as RedisBroker does, then wake up the idle consumers of its queue.
@@ -141,24 +151,34 @@ class SyncBroker(RedisBroker):
         producer holds no messages to recover, and the workers' own fetches and acks run the
         maintenance.
         """
-        by_queue: dict[str, list[str | bytes]] = {}
-        sent = []
+        return self.send_encoded(self.encode_batch(messages))
+
+    def encode_batch(self, messages: Sequence[Message]) -> EncodedBatch:
+        """The part of :meth:`enqueue_batch` that needs no Redis: ``messages`` (each :meth:`prepare`-d
+        if it was not) and their bodies, by queue.  Send them with :meth:`send_encoded`."""
+        batch = EncodedBatch([], {})
         for message in messages:
             if "redis_message_id" not in message.options:
                 message = self.prepare(message)
+            batch.by_queue.setdefault(message.queue_name, []).extend((message.options["redis_message_id"],
+                                                                      message.encode()))
+            batch.messages.append(message)
+        return batch
+
+    def send_encoded(self, batch: EncodedBatch) -> list[Message]:
+        """Enqueue the messages of ``batch`` as :meth:`enqueue_batch` does; returns them."""
+        for message in batch.messages:
             self.emit_before("enqueue", message, None)
-            by_queue.setdefault(message.queue_name, []).extend((message.options["redis_message_id"], message.encode()))
-            sent.append(message)
         pipe = self.client.pipeline(transaction=False)
         stores = 0
-        for queue_name, args in by_queue.items():
+        for queue_name, args in batch.by_queue.items():
             for start in range(0, len(args), 2 * _ENQUEUE_CHUNK):
                 scripts.queue(pipe, self._enqueue_many, args=args[start:start + 2 * _ENQUEUE_CHUNK],
-                                    keys=[f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"])
+                              keys=[f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"])
                 stores += 1
         # Once per queue, after its messages in the same pipeline: Redis runs the publishes after the
         # stores, so a consumer woken up finds the messages.
-        woken = [queue_name for queue_name in sorted(by_queue) if not queue_name.endswith(".DQ")]
+        woken = [queue_name for queue_name in sorted(batch.by_queue) if not queue_name.endswith(".DQ")]
         for queue_name in woken:
             pipe.publish(wake_channel(self.namespace, queue_name), "1")
         results = scripts.execute(pipe)
@@ -167,9 +187,9 @@ class SyncBroker(RedisBroker):
         for queue_name, result in zip(woken, results[stores:]):
             if isinstance(result, Exception):
                 self._warn_publish_failed(queue_name, result)
-        for message in sent:
+        for message in batch.messages:
             self.emit_after("enqueue", message, None)
-        return sent
+        return batch.messages
 
     def _warn_publish_failed(self, queue_name: str, exc: redis.RedisError) -> None:
         # Rate-limited: a Redis that refuses PUBLISH (an ACL, say) would otherwise log once per message.

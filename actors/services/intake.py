@@ -4,7 +4,8 @@ Accepting a request is three steps, in this order, so that nothing is half-done:
 
 1. admission in Redis (dedup and cooldown, one Lua script per request);
 2. the ``queued`` audit row in PostgreSQL;
-3. the Dramatiq message in the priority's Redis queue.
+3. the Dramatiq message in the priority's Redis queue (a batch's messages are encoded while
+   PostgreSQL writes step 2, and sent once it is committed).
 
 Admission may answer that another operation holds the wallet.  That answer is
 checked against the audit trail before it is believed: an operation whose row is
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,7 +39,9 @@ from storage.operations import FINAL_STATUSES, NewOperation
 
 from ..constants import QUEUES, actor_name
 from ..errors import SyncUnavailable
+from ..ids import uuid4_string, uuid4_strings
 from ..redis_backed import events, scripts
+from ..redis_backed.broker import EncodedBatch
 from ..redis_backed.admission import Admission
 from ..validation import InvalidSyncRequest, SyncRequest, parse_operation_id, validate_request
 from . import context
@@ -104,7 +106,8 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
     if not validated:
         return []
     cfg = context.cfg()
-    candidates = [(r.user_id, r.wallet_address, str(uuid.uuid4()), r.force) for r in validated]
+    candidates = [(r.user_id, r.wallet_address, op_id, r.force)
+                  for r, op_id in zip(validated, uuid4_strings(len(validated)))]
     try:
         admitted = _admit(candidates)
     except redis.RedisError as exc:
@@ -182,18 +185,28 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
     broker = context.broker()
     admitted = [(r.user_id, r.wallet_address, op_id) for r, op_id in new]
     # Each row records the Redis id of its message, so the reconciler can tell a lost message.
-    messages = [sync_message(r.priority, op_id) for r, op_id in new]
+    ids = uuid4_strings(2 * len(new))
+    redis_ids, message_ids = ids[:len(new)], ids[len(new):]
+
+    def encode() -> EncodedBatch:
+        timestamp = int(time.time() * 1000)
+        return broker.encode_batch([sync_message(r.priority, op_id, redis_message_id=redis_id, message_id=message_id,
+                                                 timestamp=timestamp)
+                                    for (r, op_id), redis_id, message_id in zip(new, redis_ids, message_ids)])
+
     try:
-        operations.insert_operations(
-            [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger,
-                          m.options["redis_message_id"]) for (r, op_id), m in zip(new, messages)],
-            provider=context.provider().name)
+        # The messages are encoded while PostgreSQL writes their rows; they are sent only once the rows
+        # are committed (below), so an operation's row still exists before its message.
+        encoded = operations.insert_operations(
+            [NewOperation(op_id, r.user_id, r.wallet_address, r.chain_ids, r.priority, r.trigger, redis_id)
+             for (r, op_id), redis_id in zip(new, redis_ids)],
+            provider=context.provider().name, meanwhile=encode if len(new) >= _OVERLAP_MIN else None)
     except psycopg.Error as exc:
         context.admissions().give_back(admitted)
         raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
 
     try:
-        broker.enqueue_batch(messages)
+        broker.send_encoded(encoded if encoded is not None else encode())
     except redis.RedisError as exc:
         reason = f"Redis did not take the message(s): {cfg.redact(str(exc))}"
         for _request, op_id in new:
@@ -205,14 +218,24 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
         raise SyncUnavailable(reason) from None
 
 
-def sync_message(priority: str, operation_id: str) -> Message:
+#: Requests from which a batch's messages are encoded on the caller's thread while its rows are
+#: written on another: below it, starting that thread costs more than the encoding it hides.
+_OVERLAP_MIN = 16
+
+
+def sync_message(priority: str, operation_id: str, *, redis_message_id: str | None = None,
+                 message_id: str | None = None, timestamp: int | None = None) -> Message:
     """The message of operation ``operation_id`` at ``priority``, carrying the Redis id it will be stored
     under: the audit row records it before the message is sent, so the reconciler can tell it is lost.
+    ``redis_message_id``, ``message_id`` (random UUIDs) and ``timestamp`` (ms since the epoch, now)
+    are made here unless given.
 
     Built as its actor's ``message_with_options`` builds it, without the actor: a producer
     declares none."""
     return Message(queue_name=QUEUES[priority][0], actor_name=actor_name(priority), args=(operation_id,), kwargs={},
-                   options={"redis_message_id": str(uuid.uuid4())})
+                   options={"redis_message_id": redis_message_id or uuid4_string()},
+                   message_id=message_id or uuid4_string(),
+                   message_timestamp=int(time.time() * 1000) if timestamp is None else timestamp)
 
 
 def get_sync(operation_id: str) -> dict | None:

@@ -163,7 +163,7 @@ def test_enqueue_failure_is_reported_and_recorded(user_id, wallet, monkeypatch, 
     def broken(messages):
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(actors.worker.broker, "enqueue_batch", broken)
+    monkeypatch.setattr(actors.worker.broker, "send_encoded", broken)
     with pytest.raises(actors.SyncUnavailable, match="Redis did not take"):
         actors.request_sync(user_id, wallet, [1])
     (row,) = rows(db_conn, user_id)
