@@ -4,6 +4,7 @@ never erased by a failed chain, unchanged by a repeated delivery."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -201,6 +202,8 @@ def test_one_batch_of_attempts_writes_each_operation_its_own_rows(user_id):
 def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, wallet, caplog):
     """PostgreSQL refuses to touch a row twice in one statement; the group commit then writes the
     batch's attempts one at a time, and the newer read wins as always."""
+    # Its own level: another test of the same process may have configured the root logger above WARNING.
+    caplog.set_level(logging.WARNING, logger="storage.group_commit")
     wallet = wallet.lower()
     older, newer = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
     operations._start_batch([(older, "test", None), (newer, "test", None)])
