@@ -199,6 +199,17 @@ FROM (SELECT date_trunc('hour', min(bucket)) AS hour
       WHERE bucket < date_trunc('hour', now() - %(keep_minutes_h)s * interval '1 hour')) AS m
 WHERE m.hour IS NOT NULL;
 
+-- user_span_step --
+-- One step of the users page's span of %(span_days)s days towards the last day closed by %(today)s
+-- (sync_rollup_user_span_step): the new watermark, null when the span was up to date.
+SELECT sync_rollup_user_span_step(%(span_days)s, %(today)s) AS through_day;
+
+-- user_span_watermarks --
+-- The last day each span of the users page holds (null: never built).
+SELECT span_days, CASE WHEN isfinite(through_day) THEN through_day END AS through_day
+FROM sync_rollup_user_span_through
+ORDER BY span_days;
+
 -- delete_old_ticks --
 -- One retention batch of scheduler_ticks.
 WITH doomed AS (

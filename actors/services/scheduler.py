@@ -340,6 +340,12 @@ def compact_sync_rollups() -> dict[str, Any]:
                                                          max_hours=ROLLUP_COMPACT_MAX_HOURS))
 
 
+@housekeeping_task("sync_rollups_user_spans")
+def build_user_spans() -> dict[str, Any]:
+    """The users page's trailing spans moved to the last closed UTC day (a no-op until the next midnight)."""
+    return dataclasses.asdict(scheduling.build_user_spans())
+
+
 @housekeeping_task("scheduler_ticks_retention")
 def prune_scheduler_ticks() -> dict[str, Any]:
     deleted = scheduling.delete_old_ticks(days=context.cfg().housekeeping.tick_retention_days,
