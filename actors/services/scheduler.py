@@ -8,7 +8,8 @@ Two periodic actors, on their own queue ``periodic``:
   ``request_syncs`` like any other request (validation, dedup, cooldown).
 - ``housekeeping`` (``HOUSEKEEPING_CRON``, every 10 minutes): the tasks of
   :data:`HOUSEKEEPING_TASKS`: partitions of ``sync_operations`` created ahead and
-  dropped whole past the retention, retention of ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
+  dropped whole past the retention, rollups compacted and the users page's spans moved after each UTC
+  midnight, retention of ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
 
 **Exactly once per tick**, however many ``periodiq`` processes run: periodiq
 sends a tick with ``actor.send_with_options(scheduled_at=...)``;

@@ -141,7 +141,7 @@ def update_user(range_key: str | None, _n: int | None, user_id: str | None):
     if not user_id:
         empty = figures.empty_figure("Pick a user in the table above, or type a user id")
         return notice("No user selected."), empty, empty, empty, [], []
-    window = timerange.window(range_key)
+    window = analytics.users_window(timerange.window(range_key))  # the table's window: its figures match
     summary = analytics.user_summary(window, user_id).iloc[0]
     timeline = analytics.user_timeline(window, user_id)
     values = analytics.user_values(window, user_id)
