@@ -178,41 +178,58 @@ WITH plan AS (
                     AND t.through_day >= %(today)s - (1 + %(days)s / 2) * interval '1 day', false) AS use_span
     FROM (SELECT 1) AS one
     LEFT JOIN sync_rollup_user_span_through AS t ON t.span_days = %(days)s
-), parts AS (
+), extra AS (
+    -- Everything of the window outside the span, per user: far fewer users than the span holds (today's).
+    -- int and float8 sums: a sum of bigint is numeric, several times slower; a user's counts of a window
+    -- fit an int, and a float8 sum of durations is exact below 2^53 ms.
+    SELECT p.user_id, sum(p.syncs::int) AS syncs, sum(p.succeeded::int) AS succeeded,
+           sum(p.partial::int) AS partial, sum(p.failed::int) AS failed,
+           sum(p.duration_ms_sum::float8) AS duration_ms_sum, sum(p.duration_count::int) AS duration_count,
+           max(p.last_enqueued_at) AS last_enqueued_at
+    FROM (
+        SELECT d.user_id, d.syncs, d.succeeded, d.partial, d.failed, d.duration_ms_sum, d.duration_count,
+               d.last_enqueued_at
+        FROM sync_rollup_user_day AS d
+        WHERE %(days)s > 0 AND d.day >= %(start)s AND d.day < %(end)s
+          AND d.day > (SELECT CASE WHEN use_span THEN through ELSE '-infinity' END FROM plan)
+        UNION ALL
+        SELECT d.user_id, -d.syncs, -d.succeeded, -d.partial, -d.failed, -d.duration_ms_sum, -d.duration_count,
+               NULL
+        FROM sync_rollup_user_day AS d
+        WHERE (SELECT use_span FROM plan)
+          AND d.day > (SELECT through FROM plan) - %(days)s * interval '1 day' AND d.day < %(start)s
+        UNION ALL
+        SELECT o.user_id, 1, 0, 0, 0, 0, 0, o.enqueued_at
+        FROM sync_operations AS o
+        WHERE %(days)s > 0 AND o.status IN ('queued', 'running', 'retrying')
+          AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+        UNION ALL
+        SELECT o.user_id, 1, (o.status = 'succeeded')::int, (o.status = 'partial')::int, (o.status = 'failed')::int,
+               CASE WHEN o.status IN ('succeeded', 'partial', 'failed') THEN coalesce(o.duration_ms, 0) ELSE 0 END,
+               (o.status IN ('succeeded', 'partial', 'failed') AND o.duration_ms IS NOT NULL)::int, o.enqueued_at
+        FROM sync_operations AS o
+        WHERE %(days)s = 0 AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+    ) AS p
+    WHERE %(user_pattern)s::text IS NULL OR p.user_id ILIKE %(user_pattern)s
+    GROUP BY p.user_id
+), span AS (
     SELECT s.user_id, s.syncs, s.succeeded, s.partial, s.failed, s.duration_ms_sum, s.duration_count,
            s.last_enqueued_at
     FROM sync_rollup_user_span AS s
     WHERE s.span_days = %(days)s AND (SELECT use_span FROM plan)
-    UNION ALL
-    SELECT d.user_id, d.syncs, d.succeeded, d.partial, d.failed, d.duration_ms_sum, d.duration_count,
-           d.last_enqueued_at
-    FROM sync_rollup_user_day AS d
-    WHERE %(days)s > 0 AND d.day >= %(start)s AND d.day < %(end)s
-      AND d.day > (SELECT CASE WHEN use_span THEN through ELSE '-infinity' END FROM plan)
-    UNION ALL
-    SELECT d.user_id, -d.syncs, -d.succeeded, -d.partial, -d.failed, -d.duration_ms_sum, -d.duration_count, NULL
-    FROM sync_rollup_user_day AS d
-    WHERE (SELECT use_span FROM plan)
-      AND d.day > (SELECT through FROM plan) - %(days)s * interval '1 day' AND d.day < %(start)s
-    UNION ALL
-    SELECT o.user_id, 1, 0, 0, 0, 0, 0, o.enqueued_at
-    FROM sync_operations AS o
-    WHERE %(days)s > 0 AND o.status IN ('queued', 'running', 'retrying')
-      AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
-    UNION ALL
-    SELECT o.user_id, 1, (o.status = 'succeeded')::int, (o.status = 'partial')::int, (o.status = 'failed')::int,
-           CASE WHEN o.status IN ('succeeded', 'partial', 'failed') THEN coalesce(o.duration_ms, 0) ELSE 0 END,
-           (o.status IN ('succeeded', 'partial', 'failed') AND o.duration_ms IS NOT NULL)::int, o.enqueued_at
-    FROM sync_operations AS o
-    WHERE %(days)s = 0 AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+      AND (%(user_pattern)s::text IS NULL OR s.user_id ILIKE %(user_pattern)s)
 ), stats AS (
-    SELECT user_id, sum(syncs) AS syncs, sum(succeeded) AS succeeded, sum(partial) AS partial,
-           sum(failed) AS failed, max(last_enqueued_at) AS last_sync_at,
-           sum(duration_ms_sum)::float8 / nullif(sum(duration_count), 0) AS avg_duration_ms
-    FROM parts
-    WHERE %(user_pattern)s::text IS NULL OR user_id ILIKE %(user_pattern)s
-    GROUP BY user_id
-    HAVING sum(syncs) > 0
+    -- The span's rows pass through, joined to the few users with more (no aggregate over ~users rows).
+    SELECT user_id, coalesce(s.syncs, 0) + coalesce(e.syncs, 0) AS syncs,
+           coalesce(s.succeeded, 0) + coalesce(e.succeeded, 0) AS succeeded,
+           coalesce(s.partial, 0) + coalesce(e.partial, 0) AS partial,
+           coalesce(s.failed, 0) + coalesce(e.failed, 0) AS failed,
+           greatest(s.last_enqueued_at, e.last_enqueued_at) AS last_sync_at,
+           (coalesce(s.duration_ms_sum, 0) + coalesce(e.duration_ms_sum, 0))
+               / nullif(coalesce(s.duration_count, 0) + coalesce(e.duration_count, 0), 0) AS avg_duration_ms
+    FROM span AS s
+    FULL JOIN extra AS e USING (user_id)
+    WHERE coalesce(s.syncs, 0) + coalesce(e.syncs, 0) > 0
 ), filtered AS (
     SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) AS success_rate
     FROM stats AS s
