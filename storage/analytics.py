@@ -200,8 +200,8 @@ def users(window: Window, *, user_filter: str | None = None, min_syncs: int = 0,
     """
     if sort not in USER_SORTS:
         raise ValueError(f"cannot sort users by {sort!r}")
+    days = window.span // dt.timedelta(days=1)  # 0: a window under a day, read raw
     window = users_window(window)
-    days = window.span // dt.timedelta(days=1) if window.span >= dt.timedelta(days=1) else 0
     on_page = sort in PAGE_SORTS
     params = {
         **window.params(), "days": days, "today": window.start + dt.timedelta(days=days),

@@ -94,7 +94,8 @@ def _assert_spans_hold_their_days(database: str, prefix: str) -> None:
             "), held AS ("
             "  SELECT span_days, user_id, syncs, failed, duration_ms_sum, last_enqueued_at"
             "  FROM sync_rollup_user_span WHERE user_id LIKE %(p)s"
-            ") SELECT count(*) FROM ((TABLE expected EXCEPT TABLE held) UNION ALL (TABLE held EXCEPT TABLE expected)) x",
+            ") SELECT count(*)"
+            " FROM ((TABLE expected EXCEPT TABLE held) UNION ALL (TABLE held EXCEPT TABLE expected)) AS x",
             {"p": prefix + "%"}).fetchone()[0]
     assert mismatched == 0
 
