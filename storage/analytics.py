@@ -35,6 +35,9 @@ STATUSES = ("succeeded", "partial", "failed", "retrying", "running", "queued")
 #: Columns the users table may be sorted by, server-side.
 USER_SORTS = ("user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "avg_duration_ms",
               "p95_duration_ms", "portfolio_value_usd", "wallets")
+#: Of those, the ones that order the page of users shown (most syncs first), not all users: neither has a
+#: per-user rollup (a p95 needs each user's operations of the window, a value all their holdings).
+PAGE_SORTS = ("p95_duration_ms", "portfolio_value_usd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,37 +175,64 @@ def chains(window: Window) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------- users --
 
+def users_window(window: Window) -> Window:
+    """The window the users page shows for ``window``: a window of a day or more becomes the same number
+    of closed UTC days before today and today so far (what its per-user rollup, sync_rollup_user_span,
+    holds at a cost flat in history); a shorter one is kept as it is."""
+    days = window.span // dt.timedelta(days=1)
+    if days < 1:
+        return window
+    today = _utc_day(window.end - dt.timedelta(microseconds=1))
+    return Window(start=today - dt.timedelta(days=days), end=window.end, bucket=window.bucket)
+
+
 def users(window: Window, *, user_filter: str | None = None, min_syncs: int = 0,
           max_success_rate: float | None = None, failed_only: bool = False, sort: str = "syncs",
           descending: bool = True, limit: int = 25, offset: int = 0) -> tuple[pd.DataFrame, int]:
-    """One page of per-user statistics and the number of users matching.
+    """One page of per-user statistics over :func:`users_window` of ``window`` and the number of users
+    matching.
+
+    A sort in :data:`PAGE_SORTS` orders the page the default order (most syncs first) gives, not all
+    users (docs/capacity.md, the users page).
 
     Columns: user_id, syncs, succeeded, failed, success_rate, last_sync_at, last_status,
     last_error_code, avg_duration_ms, p95_duration_ms, portfolio_value_usd, unpriced_holdings, wallets.
     """
     if sort not in USER_SORTS:
         raise ValueError(f"cannot sort users by {sort!r}")
+    days = window.span // dt.timedelta(days=1)  # 0: a window under a day, read raw
+    window = users_window(window)
+    on_page = sort in PAGE_SORTS
     params = {
-        **window.params(), "user_pattern": _like_pattern(user_filter) if user_filter else None,
+        **window.params(), "days": days, "today": window.start + dt.timedelta(days=days),
+        "user_pattern": _like_pattern(user_filter) if user_filter else None,
         "min_syncs": max(0, int(min_syncs)), "max_success_rate": max_success_rate, "failed_only": bool(failed_only),
-        "sort": sort, "descending": bool(descending), "limit": max(1, min(int(limit), 500)),
-        "offset": max(0, int(offset)),
+        "sort": "syncs" if on_page else sort, "descending": True if on_page else bool(descending),
+        "limit": max(1, min(int(limit), 500)), "offset": max(0, int(offset)),
     }
     page = _frame("dash_users", params)
     total = int(page["total"].iloc[0]) if len(page) else 0
     page = page.drop(columns=["total"])
     if not len(page):
-        for column in ("last_status", "last_error_code", "unpriced_holdings"):
+        for column in ("last_status", "last_error_code", "p95_duration_ms", "portfolio_value_usd",
+                       "unpriced_holdings", "wallets"):
             page[column] = pd.Series([], dtype="object")
         return page, total
     details = _frame("dash_user_details", {**window.params(), "user_ids": list(page["user_id"])})
-    page = page.drop(columns=["p95_duration_ms", "portfolio_value_usd", "last_sync_at"]).merge(
-        details, on="user_id", how="left")
+    page = page.drop(columns=["last_sync_at"]).merge(details, on="user_id", how="left")
     page["last_sync_at"] = pd.to_datetime(page["last_sync_at"], utc=True)
+    if on_page:
+        page[sort] = page[sort].astype("float64")
+        page = page.sort_values([sort, "user_id"], ascending=[not descending, True], na_position="last",
+                                ignore_index=True, kind="stable")
     columns = ["user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "last_status",
                "last_error_code", "avg_duration_ms", "p95_duration_ms", "portfolio_value_usd", "unpriced_holdings",
                "wallets"]
     return page[columns], total
+
+
+def _utc_day(at: dt.datetime) -> dt.datetime:
+    return at.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def user_summary(window: Window, user_id: str) -> pd.DataFrame:

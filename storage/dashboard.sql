@@ -185,20 +185,74 @@ ORDER BY c.chain_id;
 
 -- dash_users --
 -- Per-user statistics of a window, filtered, sorted and paginated here; `total` is the number of
--- users matching.  Portfolio value and the p95 duration are computed for every user only when
--- the page is sorted by them (each CTE has a one-time filter on %(sort)s); otherwise
--- dash_user_details adds them for the users of the page alone.
-WITH stats AS (
-    SELECT user_id, count(*) AS syncs,
-           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE status = 'partial') AS partial,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           max(enqueued_at) AS last_sync_at,
-           avg(duration_ms::float8) FILTER (WHERE status IN ('succeeded', 'partial', 'failed')) AS avg_duration_ms
-    FROM sync_operations
-    WHERE enqueued_at >= %(start)s AND enqueued_at < %(end)s
-      AND (%(user_pattern)s::text IS NULL OR user_id ILIKE %(user_pattern)s)
-    GROUP BY user_id
+-- users matching.  A window of %(days)s > 0 is the %(days)s closed UTC days before %(today)s and
+-- today so far, [%(start)s = %(today)s - %(days)s days, %(end)s), read at a cost flat in history: the
+-- final operations from the trailing span of those days (sync_rollup_user_span, one row per user)
+-- and the user_day rows of the days after its watermark (today's, and yesterday's until housekeeping
+-- has moved the span), less the days of a lagging span that fell out of the window; without a
+-- usable span (housekeeping more than half a span behind, or a window in another time) from the
+-- window's user_day rows alone.  The operations not final are the small set of
+-- sync_operations_active_idx.  A shorter window (%(days)s = 0) reads its raw rows, exact to the second.
+-- The wallets of every user are counted only when the page is sorted by them (a one-time filter on
+-- %(sort)s); dash_user_details adds them, the p95 and the portfolio value for the users of the page.
+WITH plan AS (
+    SELECT coalesce(t.through_day, '-infinity') AS through,
+           coalesce(%(days)s > 0 AND t.through_day <= %(today)s - interval '1 day'
+                    AND t.through_day >= %(today)s - (1 + %(days)s / 2) * interval '1 day', false) AS use_span
+    FROM (SELECT 1) AS one
+    LEFT JOIN sync_rollup_user_span_through AS t ON t.span_days = %(days)s
+), extra AS (
+    -- Everything of the window outside the span, per user: far fewer users than the span holds (today's).
+    -- int and float8 sums: a sum of bigint is numeric, several times slower; a user's counts of a window
+    -- fit an int, and a float8 sum of durations is exact below 2^53 ms.
+    SELECT p.user_id, sum(p.syncs::int) AS syncs, sum(p.succeeded::int) AS succeeded,
+           sum(p.partial::int) AS partial, sum(p.failed::int) AS failed,
+           sum(p.duration_ms_sum::float8) AS duration_ms_sum, sum(p.duration_count::int) AS duration_count,
+           max(p.last_enqueued_at) AS last_enqueued_at
+    FROM (
+        SELECT d.user_id, d.syncs, d.succeeded, d.partial, d.failed, d.duration_ms_sum, d.duration_count,
+               d.last_enqueued_at
+        FROM sync_rollup_user_day AS d
+        WHERE %(days)s > 0 AND d.day >= %(start)s AND d.day < %(end)s
+          AND d.day > (SELECT CASE WHEN use_span THEN through ELSE '-infinity' END FROM plan)
+        UNION ALL
+        SELECT d.user_id, -d.syncs, -d.succeeded, -d.partial, -d.failed, -d.duration_ms_sum, -d.duration_count,
+               NULL
+        FROM sync_rollup_user_day AS d
+        WHERE (SELECT use_span FROM plan)
+          AND d.day > (SELECT through FROM plan) - %(days)s * interval '1 day' AND d.day < %(start)s
+        UNION ALL
+        SELECT o.user_id, 1, 0, 0, 0, 0, 0, o.enqueued_at
+        FROM sync_operations AS o
+        WHERE %(days)s > 0 AND o.status IN ('queued', 'running', 'retrying')
+          AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+        UNION ALL
+        SELECT o.user_id, 1, (o.status = 'succeeded')::int, (o.status = 'partial')::int, (o.status = 'failed')::int,
+               CASE WHEN o.status IN ('succeeded', 'partial', 'failed') THEN coalesce(o.duration_ms, 0) ELSE 0 END,
+               (o.status IN ('succeeded', 'partial', 'failed') AND o.duration_ms IS NOT NULL)::int, o.enqueued_at
+        FROM sync_operations AS o
+        WHERE %(days)s = 0 AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
+    ) AS p
+    WHERE %(user_pattern)s::text IS NULL OR p.user_id ILIKE %(user_pattern)s
+    GROUP BY p.user_id
+), span AS (
+    SELECT s.user_id, s.syncs, s.succeeded, s.partial, s.failed, s.duration_ms_sum, s.duration_count,
+           s.last_enqueued_at
+    FROM sync_rollup_user_span AS s
+    WHERE s.span_days = %(days)s AND (SELECT use_span FROM plan)
+      AND (%(user_pattern)s::text IS NULL OR s.user_id ILIKE %(user_pattern)s)
+), stats AS (
+    -- The span's rows pass through, joined to the few users with more (no aggregate over ~users rows).
+    SELECT user_id, coalesce(s.syncs, 0) + coalesce(e.syncs, 0) AS syncs,
+           coalesce(s.succeeded, 0) + coalesce(e.succeeded, 0) AS succeeded,
+           coalesce(s.partial, 0) + coalesce(e.partial, 0) AS partial,
+           coalesce(s.failed, 0) + coalesce(e.failed, 0) AS failed,
+           greatest(s.last_enqueued_at, e.last_enqueued_at) AS last_sync_at,
+           (coalesce(s.duration_ms_sum, 0) + coalesce(e.duration_ms_sum, 0))
+               / nullif(coalesce(s.duration_count, 0) + coalesce(e.duration_count, 0), 0) AS avg_duration_ms
+    FROM span AS s
+    FULL JOIN extra AS e USING (user_id)
+    WHERE coalesce(s.syncs, 0) + coalesce(e.syncs, 0) > 0
 ), filtered AS (
     SELECT s.*, s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) AS success_rate
     FROM stats AS s
@@ -206,39 +260,25 @@ WITH stats AS (
       AND (%(max_success_rate)s::float8 IS NULL
            OR s.succeeded::float8 / nullif(s.succeeded + s.partial + s.failed, 0) <= %(max_success_rate)s)
       AND (NOT %(failed_only)s OR s.failed > 0)
-), portfolio AS (
-    SELECT user_id, sum(value_usd) AS portfolio_value_usd
-    FROM holdings
-    WHERE %(sort)s = 'portfolio_value_usd'
-    GROUP BY user_id
-), p95 AS (
-    SELECT user_id, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms
-    FROM sync_operations
-    WHERE %(sort)s = 'p95_duration_ms' AND enqueued_at >= %(start)s AND enqueued_at < %(end)s
-      AND status IN ('succeeded', 'partial', 'failed')
-    GROUP BY user_id
 ), wallets AS (
     SELECT user_id, count(*) AS wallets
     FROM tracked_wallets
+    WHERE %(sort)s = 'wallets'
     GROUP BY user_id
 ), ranked AS (
-    SELECT f.*, coalesce(w.wallets, 0) AS wallets, v.portfolio_value_usd, p.p95_duration_ms,
+    SELECT f.*,
            CASE %(sort)s WHEN 'syncs' THEN f.syncs::float8
                          WHEN 'succeeded' THEN f.succeeded::float8
                          WHEN 'failed' THEN f.failed::float8
                          WHEN 'success_rate' THEN f.success_rate
                          WHEN 'last_sync_at' THEN extract(epoch FROM f.last_sync_at)::float8
                          WHEN 'avg_duration_ms' THEN f.avg_duration_ms
-                         WHEN 'p95_duration_ms' THEN p.p95_duration_ms
-                         WHEN 'portfolio_value_usd' THEN v.portfolio_value_usd::float8
                          WHEN 'wallets' THEN coalesce(w.wallets, 0)::float8 END AS sort_value
     FROM filtered AS f
     LEFT JOIN wallets AS w USING (user_id)
-    LEFT JOIN portfolio AS v USING (user_id)
-    LEFT JOIN p95 AS p USING (user_id)
 )
-SELECT user_id, syncs, succeeded, failed, success_rate, last_sync_at, avg_duration_ms, p95_duration_ms,
-       portfolio_value_usd, wallets, count(*) OVER () AS total
+SELECT user_id, syncs::bigint AS syncs, succeeded::bigint AS succeeded, failed::bigint AS failed, success_rate,
+       last_sync_at, avg_duration_ms, count(*) OVER () AS total
 FROM ranked
 ORDER BY CASE WHEN %(descending)s THEN sort_value END DESC NULLS LAST,
          CASE WHEN NOT %(descending)s THEN sort_value END ASC NULLS LAST,
@@ -248,13 +288,14 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- dash_user_details --
 -- For the users of a page: the latest operation of the window and its status, the p95
--- duration, the portfolio value (current holdings) and how many of it are unpriced.
+-- duration, the portfolio value (current holdings) and how many of it are unpriced, the wallets.
 SELECT u.user_id, last.status AS last_status, last.enqueued_at AS last_sync_at, last.error_code AS last_error_code,
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY o.duration_ms)
         FROM sync_operations AS o
         WHERE o.user_id = u.user_id AND o.enqueued_at >= %(start)s AND o.enqueued_at < %(end)s
           AND o.status IN ('succeeded', 'partial', 'failed')) AS p95_duration_ms,
-       h.portfolio_value_usd, h.unpriced_holdings
+       h.portfolio_value_usd, h.unpriced_holdings,
+       (SELECT count(*) FROM tracked_wallets AS t WHERE t.user_id = u.user_id) AS wallets
 FROM unnest(%(user_ids)s::text[]) AS u(user_id)
 LEFT JOIN LATERAL (
     SELECT o.status, o.enqueued_at, o.error_code

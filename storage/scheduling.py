@@ -212,6 +212,32 @@ def trim_rollup_counts(*, keep_counts_h: int) -> int:
     """Drop the per-minute counts of compacted hours older than ``keep_counts_h`` hours; how many rows."""
     with get_pool().connection() as conn:
         return conn.execute(QUERIES["trim_rollup_counts"], {"keep_counts_h": keep_counts_h}).fetchone()["dropped"]
+#: The trailing spans (days) of the users page's rollup, sync_rollup_user_span.
+USER_SPANS = (1, 7, 30)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserSpans:
+    steps: int  # days moved, over all spans (a rebuild counts as one)
+    through: dict[int, str | None]  # span -> its watermark after the run (ISO date), None if never built
+
+
+def build_user_spans(*, today: dt.datetime | None = None) -> UserSpans:
+    """Bring every span of ``sync_rollup_user_span`` up to the last UTC day closed by ``today`` (now by
+    default), one day per transaction (idempotent: the watermark moves with the day)."""
+    steps = 0
+    pool = get_pool()
+    params = {"today": today or dt.datetime.now(dt.timezone.utc)}
+    for span in USER_SPANS:
+        while True:
+            with pool.connection() as conn:
+                row = conn.execute(QUERIES["user_span_step"], {**params, "span_days": span}).fetchone()
+            if row["through_day"] is None:
+                break
+            steps += 1
+    with pool.connection() as conn:
+        rows = conn.execute(QUERIES["user_span_watermarks"]).fetchall()
+    return UserSpans(steps, {r["span_days"]: r["through_day"] and r["through_day"].date().isoformat() for r in rows})
 
 
 def delete_old_ticks(*, days: int, batch: int, max_batches: int) -> Deleted:

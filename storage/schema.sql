@@ -258,6 +258,37 @@ END $$;
 ALTER TABLE sync_rollup_wallet_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE sync_rollup_failure_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 
+-- The users page's grain (docs/capacity.md): per user, the sums of sync_rollup_user_day over a trailing
+-- span of closed UTC days, (through_day - span_days, through_day], so a page window of N closed days and
+-- today reads one row per user here plus today's user_day rows, whatever the history or the volume.
+-- Housekeeping moves each span one day at a time after each UTC midnight (sync_rollup_user_span_step);
+-- an operation of a day already in a span becoming final later (the reconciler failing an old one) is
+-- added to the span by sync_rollup_add itself.  Invariant: a span's row of a user = the sum of that
+-- user's user_day rows over the span's days (no row when that sum is empty).
+CREATE TABLE IF NOT EXISTS sync_rollup_user_span (
+    user_id          text        NOT NULL,
+    span_days        int         NOT NULL CHECK (span_days IN (1, 7, 30)),
+    syncs            bigint      NOT NULL,
+    succeeded        bigint      NOT NULL,
+    partial          bigint      NOT NULL,
+    failed           bigint      NOT NULL,
+    duration_ms_sum  bigint      NOT NULL,
+    duration_count   bigint      NOT NULL,
+    last_enqueued_at timestamptz NOT NULL,
+    PRIMARY KEY (span_days, user_id)
+);
+-- The watermark of each span: the last day it holds ('-infinity' until first built).  Its row is locked
+-- FOR UPDATE by a housekeeping step and FOR SHARE by a writer adding a late operation, so the two never
+-- interleave: a day is added to a span either before a late operation of it (which then adds itself) or
+-- after it (and counts it through user_day), never both or neither.
+CREATE TABLE IF NOT EXISTS sync_rollup_user_span_through (
+    span_days   int         PRIMARY KEY CHECK (span_days IN (1, 7, 30)),
+    through_day timestamptz NOT NULL
+);
+INSERT INTO sync_rollup_user_span_through (span_days, through_day)
+VALUES (1, '-infinity'), (7, '-infinity'), (30, '-infinity')
+ON CONFLICT DO NOTHING;
+
 -- Histograms as int[90] (index = bin + 1): built by sync_hist(bin), added by sync_hist_add / sync_hist_sum.
 CREATE OR REPLACE FUNCTION sync_hist_step(state int[], bin int) RETURNS int[] LANGUAGE plpgsql IMMUTABLE AS $f$
 BEGIN
@@ -361,6 +392,87 @@ BEGIN
     ORDER BY 1, 2
     ON CONFLICT (error_code, user_id) DO UPDATE SET last_enqueued_at = excluded.last_enqueued_at
     WHERE r.last_enqueued_at < excluded.last_enqueued_at;
+    -- Operations of a day that may be closed already (from ten minutes before midnight: a writer that
+    -- skips this checked earlier and has long committed when housekeeping closes the day after midnight,
+    -- write transactions being bounded by the statement timeout) are added to the spans holding their day,
+    -- under the watermarks' share lock.  Almost every batch is of today's operations and skips it.
+    IF EXISTS (SELECT 1 FROM unnest(ops) AS o
+               WHERE o.enqueued_at < date_trunc('day', clock_timestamp() + interval '10 minutes', 'UTC')) THEN
+        PERFORM 1 FROM sync_rollup_user_span_through ORDER BY span_days FOR SHARE;
+        INSERT INTO sync_rollup_user_span AS r (user_id, span_days, syncs, succeeded, partial, failed,
+                                                duration_ms_sum, duration_count, last_enqueued_at)
+        SELECT o.user_id, t.span_days, count(*),
+               count(*) FILTER (WHERE o.status = 'succeeded'), count(*) FILTER (WHERE o.status = 'partial'),
+               count(*) FILTER (WHERE o.status = 'failed'), coalesce(sum(o.duration_ms), 0), count(o.duration_ms),
+               max(o.enqueued_at)
+        FROM unnest(ops) AS o
+        JOIN sync_rollup_user_span_through AS t
+          ON o.enqueued_at >= t.through_day - (t.span_days - 1) * interval '1 day'
+         AND o.enqueued_at < t.through_day + interval '1 day'
+        GROUP BY 1, 2
+        ORDER BY 2, 1
+        ON CONFLICT (span_days, user_id) DO UPDATE
+        SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
+            partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
+            duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
+            duration_count = r.duration_count + excluded.duration_count,
+            last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
+    END IF;
+END
+$f$;
+
+-- One housekeeping step of a span: the next day after its watermark, if that day is closed by `today`
+-- (one UTC day after it ends), is added and the day leaving the span taken off, two user_day slices
+-- (~users rows), with the watermark, in one transaction: a day is moved exactly once, and a second call
+-- finds nothing to do.  A span missing more days than it holds (never built, or housekeeping stopped for
+-- longer) or ahead of `today` is rebuilt whole from user_day instead.  Returns the new watermark, null
+-- when the span was up to date.  A user whose last day left the span has its row deleted: its
+-- last_enqueued_at cannot be taken back, but it then lies in the day that left only when no later day of
+-- the span holds one of the user's operations.
+CREATE OR REPLACE FUNCTION sync_rollup_user_span_step(span int, today timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql AS $f$
+DECLARE
+    target timestamptz := date_trunc('day', today, 'UTC') - interval '1 day';  -- the last closed day
+    through timestamptz;
+BEGIN
+    SELECT t.through_day INTO STRICT through FROM sync_rollup_user_span_through AS t
+    WHERE t.span_days = span FOR UPDATE;
+    IF through = target THEN
+        RETURN NULL;
+    END IF;
+    IF through > target OR through <= target - span * interval '1 day' THEN
+        DELETE FROM sync_rollup_user_span WHERE span_days = span;
+        INSERT INTO sync_rollup_user_span (user_id, span_days, syncs, succeeded, partial, failed, duration_ms_sum,
+                                           duration_count, last_enqueued_at)
+        SELECT d.user_id, span, sum(d.syncs), sum(d.succeeded), sum(d.partial), sum(d.failed),
+               sum(d.duration_ms_sum), sum(d.duration_count), max(d.last_enqueued_at)
+        FROM sync_rollup_user_day AS d
+        WHERE d.day > target - span * interval '1 day' AND d.day <= target
+        GROUP BY d.user_id
+        ORDER BY d.user_id;
+        through := target;
+    ELSE
+        through := through + interval '1 day';
+        INSERT INTO sync_rollup_user_span AS r (user_id, span_days, syncs, succeeded, partial, failed,
+                                                duration_ms_sum, duration_count, last_enqueued_at)
+        SELECT d.user_id, span, sum(d.sign * d.syncs), sum(d.sign * d.succeeded), sum(d.sign * d.partial),
+               sum(d.sign * d.failed), sum(d.sign * d.duration_ms_sum), sum(d.sign * d.duration_count),
+               coalesce(max(d.last_enqueued_at) FILTER (WHERE d.sign > 0), '-infinity')
+        FROM (SELECT 1 AS sign, a.* FROM sync_rollup_user_day AS a WHERE a.day = through
+              UNION ALL
+              SELECT -1, g.* FROM sync_rollup_user_day AS g WHERE g.day = through - span * interval '1 day') AS d
+        GROUP BY d.user_id
+        ORDER BY d.user_id
+        ON CONFLICT (span_days, user_id) DO UPDATE
+        SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
+            partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
+            duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
+            duration_count = r.duration_count + excluded.duration_count,
+            last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
+        DELETE FROM sync_rollup_user_span WHERE span_days = span AND syncs = 0;
+    END IF;
+    UPDATE sync_rollup_user_span_through SET through_day = through WHERE span_days = span;
+    RETURN through;
 END
 $f$;
 
@@ -684,6 +796,10 @@ BEGIN
             FOR EACH STATEMENT EXECUTE FUNCTION sync_operations_rollup_trigger();
     END IF;
 END $$;
+
+-- The users page's spans for the data already there (built whole the first time; one step at a later
+-- release; housekeeping catches up the rest).
+SELECT sync_rollup_user_span_step(s.span_days, now()) FROM sync_rollup_user_span_through AS s ORDER BY s.span_days;
 
 -- Current holdings.  A chain's rows are replaced by one statement, so a reader
 -- never sees half a portfolio; `as_of` is when the provider was read.

@@ -8,7 +8,8 @@ Two periodic actors, on their own queue ``periodic``:
   ``request_syncs`` like any other request (validation, dedup, cooldown).
 - ``housekeeping`` (``HOUSEKEEPING_CRON``, every 10 minutes): the tasks of
   :data:`HOUSEKEEPING_TASKS`: partitions of ``sync_operations`` created ahead and
-  dropped whole past the retention, retention of ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
+  dropped whole past the retention, rollups compacted and the users page's spans moved after each UTC
+  midnight, retention of ``scheduler_ticks``, cleanup of the project's Redis keys, a reconciler pass.
 
 **Exactly once per tick**, however many ``periodiq`` processes run: periodiq
 sends a tick with ``actor.send_with_options(scheduled_at=...)``;
@@ -353,6 +354,12 @@ def compact_sync_rollup_days() -> dict[str, Any]:
     """Closed UTC days rolled up from their hour rows (after the hours' compaction), so a long window
     reads days."""
     return dataclasses.asdict(scheduling.compact_rollup_days(max_days=ROLLUP_COMPACT_MAX_DAYS))
+
+
+@housekeeping_task("sync_rollups_user_spans")
+def build_user_spans() -> dict[str, Any]:
+    """The users page's trailing spans moved to the last closed UTC day (a no-op until the next midnight)."""
+    return dataclasses.asdict(scheduling.build_user_spans())
 
 
 @housekeeping_task("scheduler_ticks_retention")

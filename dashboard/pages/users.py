@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dash
 from dash import Input, Output, callback, dcc, html
 
@@ -45,7 +47,9 @@ def layout(user: str | None = None, **_query) -> html.Div:
             ], className="filters"),
             server_table("users-table", COLUMNS, page_size=PAGE_SIZE, sortable=list(SORTS),
                          sort_by=[{"column_id": "syncs", "direction": "desc"}]),
-            html.Div("Click a row to see that user below.", className="hint"),
+            html.Div([html.Span(id="users-range"), " Sorting by p95 duration or portfolio value orders the page "
+                      "shown (the users with most syncs), not all users. Click a row to see that user below."],
+                     className="hint"),
             title="Users",
         ),
         panel(
@@ -97,6 +101,18 @@ def update_users(range_key: str | None, _n: int | None, user_filter: str | None,
     return rows, page_count(total, size), f"{total:,} users"
 
 
+@callback(Output("users-range", "children"), Input("time-range", "value"), Input("refresh", "n_intervals"))
+def users_range(range_key: str | None, _n: int | None) -> str:
+    """The window the table counts: whole UTC days for ranges of a day or more (storage.analytics.users_window)."""
+    window = timerange.window(range_key)
+    shown = analytics.users_window(window)
+    if shown == window:
+        return f"Operations requested {figures.fmt_time(shown.start)} – {figures.fmt_time(shown.end)} UTC."
+    days = window.span // dt.timedelta(days=1)
+    return (f"The last {days} closed UTC day{'s' if days > 1 else ''} and today so far: operations requested since "
+            f"{shown.start:%Y-%m-%d} 00:00 UTC.")
+
+
 @callback(Output("users-table", "page_current"), Input("users-filter", "value"), Input("users-min-syncs", "value"),
           Input("users-max-rate", "value"), Input("users-failed-only", "value"), prevent_initial_call=True)
 def back_to_first_page(*_filters) -> int:
@@ -125,7 +141,7 @@ def update_user(range_key: str | None, _n: int | None, user_id: str | None):
     if not user_id:
         empty = figures.empty_figure("Pick a user in the table above, or type a user id")
         return notice("No user selected."), empty, empty, empty, [], []
-    window = timerange.window(range_key)
+    window = analytics.users_window(timerange.window(range_key))  # the table's window: its figures match
     summary = analytics.user_summary(window, user_id).iloc[0]
     timeline = analytics.user_timeline(window, user_id)
     values = analytics.user_values(window, user_id)

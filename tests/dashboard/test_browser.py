@@ -12,6 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from dashboard import access
+from storage import analytics
 
 from .conftest import PREFIX, window
 from .test_deadletters import failed_sync
@@ -78,7 +79,9 @@ def test_overview_shows_the_windows_numbers(dashboard, seeded):
 def test_users_table_filter_and_drill_down(dashboard, seeded):
     duo = dashboard
     visit(duo, "/users")
-    w = window("24h")
+    w = analytics.users_window(window("24h"))  # yesterday (UTC) and today so far, as the page says
+    assert w.start.hour == 0
+    duo.wait_for_contains_text("#users-range", f"since {w.start:%Y-%m-%d} 00:00 UTC", timeout=30)
     top_user, top_syncs = psycopg.connect(seeded).execute(
         "SELECT user_id, count(*) FROM sync_operations WHERE enqueued_at >= %s AND enqueued_at < %s "
         "AND user_id LIKE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1", (w.start, w.end, PREFIX + "%")).fetchone()

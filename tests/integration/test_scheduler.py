@@ -370,12 +370,14 @@ def test_housekeeping_runs_every_task_records_it_and_survives_a_failing_one(db_c
 
     assert [t.name for t in scheduler.HOUSEKEEPING_TASKS] == [
         "sync_operations_partitions", "sync_operations_retention", "sync_rollups_compaction",
-        "sync_rollups_days", "scheduler_ticks_retention", "redis_cleanup", "reconcile"]
+        "sync_rollups_days", "sync_rollups_user_spans", "scheduler_ticks_retention", "redis_cleanup", "reconcile"]
     assert "task exploded" in results["broken"]["error"]
     assert results["sync_operations_retention"]["dropped"]
     assert results["scheduler_ticks_retention"]["rows"] == 1
     assert "error" not in results["sync_rollups_compaction"] and results["sync_rollups_compaction"]["more"] is False
     assert "error" not in results["sync_rollups_days"]  # (other tests' old hours may leave more days to roll up)
+    assert "error" not in results["sync_rollups_user_spans"]
+    assert set(results["sync_rollups_user_spans"]["through"]) == {1, 7, 30}
     assert "error" not in results["redis_cleanup"] and "error" not in results["reconcile"]
     row = db_conn.execute("SELECT * FROM scheduler_ticks WHERE schedule = 'housekeeping'").fetchone()
     assert row["finished_at"] is not None and set(row["details"]["results"]) == {t.name for t in tasks}
