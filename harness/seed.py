@@ -69,7 +69,7 @@ WITH base AS MATERIALIZED (
            sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z1,
            sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z2,
            (g - 0.5) / %(rows)s AS pos
-    FROM generate_series(%(first)s, %(last)s) AS g
+    FROM generate_series(%(first)s::int, %(last)s::int) AS g
 ), shaped AS MATERIALIZED (
     SELECT b.*,
            %(prefix)s || lpad(u::text, 5, '0') AS user_id,
