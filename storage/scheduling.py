@@ -20,6 +20,8 @@ from .queries import QUERIES
 
 #: Tracked-wallet states shown by :func:`wallet_health` (see ``tracked_wallet_health``).
 WALLET_STATES = ("paused", "in_flight", "backing_off", "stale", "fresh")
+#: The trailing spans (days) of the users page's rollup, sync_rollup_user_span.
+USER_SPANS = (1, 7, 30)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +214,6 @@ def trim_rollup_counts(*, keep_counts_h: int) -> int:
     """Drop the per-minute counts of compacted hours older than ``keep_counts_h`` hours; how many rows."""
     with get_pool().connection() as conn:
         return conn.execute(QUERIES["trim_rollup_counts"], {"keep_counts_h": keep_counts_h}).fetchone()["dropped"]
-#: The trailing spans (days) of the users page's rollup, sync_rollup_user_span.
-USER_SPANS = (1, 7, 30)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,11 +223,12 @@ class UserSpans:
 
 
 def build_user_spans(*, today: dt.datetime | None = None) -> UserSpans:
-    """Bring every span of ``sync_rollup_user_span`` up to the last UTC day closed by ``today`` (now by
-    default), one day per transaction (idempotent: the watermark moves with the day)."""
+    """Bring every span of ``sync_rollup_user_span`` up to the last UTC day closed by ``today`` (by
+    default, now on PostgreSQL's clock, the one writers go by), one day per transaction (idempotent: the
+    watermark moves with the day)."""
     steps = 0
     pool = get_pool()
-    params = {"today": today or dt.datetime.now(dt.timezone.utc)}
+    params = {"today": today}
     for span in USER_SPANS:
         while True:
             with pool.connection() as conn:

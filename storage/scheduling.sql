@@ -207,10 +207,12 @@ SELECT day, day_rows FROM sync_rollup_compact_day() WHERE day IS NOT NULL;
 -- trim_rollup_counts --
 -- The per-minute counts of compacted hours older than %(keep_counts_h)s hours, dropped.
 SELECT sync_rollup_trim_counts(date_trunc('hour', now() - %(keep_counts_h)s * interval '1 hour')) AS dropped;
+
 -- user_span_step --
--- One step of the users page's span of %(span_days)s days towards the last day closed by %(today)s
+-- One step of the users page's span of %(span_days)s days towards the last day closed by %(today)s, or
+-- by PostgreSQL's clock when null: the clock writers decide by whether a day may be closed
 -- (sync_rollup_user_span_step): the new watermark, null when the span was up to date.
-SELECT sync_rollup_user_span_step(%(span_days)s, %(today)s) AS through_day;
+SELECT sync_rollup_user_span_step(%(span_days)s, coalesce(%(today)s::timestamptz, now())) AS through_day;
 
 -- user_span_watermarks --
 -- The last day each span of the users page holds (null: never built).

@@ -223,10 +223,15 @@ CREATE INDEX IF NOT EXISTS sync_rollup_user_day_day_idx ON sync_rollup_user_day 
 -- had none, and only those whose latest is at or after hi need a look at raw rows; the dashboard's
 -- windows end now, so those are the few that finished since (storage/dashboard.sql).  Created with a
 -- backfill from the operations already final, once, when the table is made (a database of an earlier
--- release); the trigger keeps them from then on, and both take the greatest time, so a worker
--- finishing during the backfill is counted either way.
+-- release); the trigger keeps them from then on.  The release's transaction installs the function that
+-- keeps them too, invisible to workers until it commits: so the backfill first takes a lock on
+-- sync_operations that waits for the writers in flight and holds the next ones until the commit, when
+-- they run the new function; none finishes unseen between the backfill's snapshot and the commit.
 DO $$
 BEGIN
+    IF to_regclass('sync_rollup_wallet_latest') IS NULL OR to_regclass('sync_rollup_failure_latest') IS NULL THEN
+        LOCK TABLE sync_operations IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
     IF to_regclass('sync_rollup_wallet_latest') IS NULL THEN
         CREATE TABLE sync_rollup_wallet_latest (
             user_id          text        NOT NULL,
@@ -332,7 +337,18 @@ $f$;
 -- plpgsql function keeps its statements' plans for the session, a multi-statement sql one is planned
 -- again at every call, and this runs once per finishing batch on the workers' write path.
 CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    -- Operations of a day that may be closed already (from ten minutes before midnight: a writer that
+    -- skips this checked earlier and has long committed when housekeeping closes the day after midnight,
+    -- write transactions being bounded by the statement timeout) are added to the spans holding their day,
+    -- under the watermarks' share lock.  Almost every batch is of today's operations and skips it.
+    late boolean := EXISTS (SELECT 1 FROM unnest(ops) AS o
+                            WHERE o.enqueued_at < date_trunc('day', clock_timestamp() + interval '10 minutes', 'UTC'));
 BEGIN
+    IF late THEN
+        -- First: a batch waiting here for a housekeeping step holds no rollup row other writers need.
+        PERFORM 1 FROM sync_rollup_user_span_through ORDER BY span_days FOR SHARE;
+    END IF;
     INSERT INTO sync_rollup_minute AS r (bucket, status, trigger, priority, provider, error_code, slot, syncs,
                                          attempts, requeues, duration_hist, queue_wait_hist)
     SELECT date_trunc('minute', o.enqueued_at), o.status, o.trigger, o.priority, o.provider,
@@ -392,13 +408,7 @@ BEGIN
     ORDER BY 1, 2
     ON CONFLICT (error_code, user_id) DO UPDATE SET last_enqueued_at = excluded.last_enqueued_at
     WHERE r.last_enqueued_at < excluded.last_enqueued_at;
-    -- Operations of a day that may be closed already (from ten minutes before midnight: a writer that
-    -- skips this checked earlier and has long committed when housekeeping closes the day after midnight,
-    -- write transactions being bounded by the statement timeout) are added to the spans holding their day,
-    -- under the watermarks' share lock.  Almost every batch is of today's operations and skips it.
-    IF EXISTS (SELECT 1 FROM unnest(ops) AS o
-               WHERE o.enqueued_at < date_trunc('day', clock_timestamp() + interval '10 minutes', 'UTC')) THEN
-        PERFORM 1 FROM sync_rollup_user_span_through ORDER BY span_days FOR SHARE;
+    IF late THEN
         INSERT INTO sync_rollup_user_span AS r (user_id, span_days, syncs, succeeded, partial, failed,
                                                 duration_ms_sum, duration_count, last_enqueued_at)
         SELECT o.user_id, t.span_days, count(*),
@@ -798,7 +808,15 @@ BEGIN
 END $$;
 
 -- The users page's spans for the data already there (built whole the first time; one step at a later
--- release; housekeeping catches up the rest).
+-- release; housekeeping catches up the rest).  The first build holds the writers as the latest-pair
+-- backfill above does, for the same reason: a late operation finishing before this release commits would
+-- run the function without the spans' path.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM sync_rollup_user_span_through WHERE NOT isfinite(through_day)) THEN
+        LOCK TABLE sync_operations IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
+END $$;
 SELECT sync_rollup_user_span_step(s.span_days, now()) FROM sync_rollup_user_span_through AS s ORDER BY s.span_days;
 
 -- Current holdings.  A chain's rows are replaced by one statement, so a reader
