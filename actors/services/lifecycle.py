@@ -286,20 +286,17 @@ def _read_chains(chain_ids: list[int], wallet: str, deadline: float,
     if not chain_ids:
         return {}
     provider = context.provider()
-    try:
-        # Every chain's shared read and circuit in one round trip, and every read's end in one more.
-        chain_reads = AttemptReads.start(context.chain_reads(),
-                                         [(c, f"{provider.name}:{c}:{wallet}") for c in chain_ids])
-    except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:
-        errors |= {c: _unavailable(exc) for c in chain_ids}
+    # Every chain's shared read and circuit in one round trip, and every read's end in one more.  A start
+    # that fails (Redis away, read-only in a failover, a script's error) fails every chain alike.
+    started: dict[int, ProviderError] = {}
+    chain_reads = _collect(chain_ids[0], lambda: AttemptReads.start(
+        context.chain_reads(), [(c, f"{provider.name}:{c}:{wallet}") for c in chain_ids]), started)
+    if chain_reads is None:
+        errors |= dict.fromkeys(chain_ids, started[chain_ids[0]])
         return {}
     try:
         futures = {_chain_pool.submit(_read_chain, chain_reads, c, wallet, deadline): c for c in chain_ids}
-        done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        for future in not_done:
-            future.cancel()
-            errors[futures[future]] = TransientProviderError("time_limit_exceeded",
-                                                             "no answer within SYNC_TIME_LIMIT_MS")
+        done = _wait_within(futures, deadline, errors)
         ended = chain_reads.end()
     finally:
         chain_reads.end()  # does something only if the time limit's exception came first: frees what reads hold
@@ -316,13 +313,20 @@ def _read_chains(chain_ids: list[int], wallet: str, deadline: float,
             asking[_chain_pool.submit(_priced, chain_id, *loaded, deadline)] = chain_id
         else:
             reads[chain_id] = _collect(chain_id, lambda: _priced(chain_id, *loaded, deadline), errors)
-    done, not_done = concurrent.futures.wait(asking, timeout=max(0.0, deadline - time.monotonic()))
-    for future in not_done:
-        future.cancel()
-        errors[asking[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
-    for future in done:
+    for future in _wait_within(asking, deadline, errors):
         reads[asking[future]] = _collect(asking[future], future.result, errors)
     return {chain_id: read for chain_id, read in reads.items() if read is not None}
+
+
+def _wait_within(futures: dict[concurrent.futures.Future, int], deadline: float,
+                 errors: dict[int, ProviderError]) -> set[concurrent.futures.Future]:
+    """The futures (of chain ids) done by ``deadline``; the others are cancelled and their chains' errors
+    recorded in ``errors``."""
+    done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+    for future in not_done:
+        future.cancel()
+        errors[futures[future]] = TransientProviderError("time_limit_exceeded", "no answer within SYNC_TIME_LIMIT_MS")
+    return done
 
 
 def _text(text: str, limit: int = _MAX_ERROR_MESSAGE) -> str:

@@ -12,8 +12,11 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+import redis
 
 import actors
+from actors.errors import SyncAttemptFailed
+from actors.redis_backed.attempt_reads import AttemptReads
 from actors.services import context, lifecycle
 from chaindata.base import PermanentProviderError
 from storage import operations
@@ -269,3 +272,18 @@ def test_a_resync_writes_only_what_changed_and_reads_show_the_latest_read(user_i
     assert versions() == {a: first[a]}  # b and c vanished; a still the row first written
     (h,) = operations.get_holdings(user_id, wallet)
     assert (h["operation_id"], h["block_number"], h["as_of"]) == (third, 12, now + dt.timedelta(seconds=20))
+
+
+def test_a_chain_reads_start_that_fails_fails_its_chains_and_leaves_no_row_running(user_id, wallet, monkeypatch):
+    def refused(*_args, **_kwargs):
+        raise redis.ResponseError("ERR Error running script: @user_script: attempt to index a nil value")
+
+    monkeypatch.setattr(AttemptReads, "start", refused)
+    op_id = actors.request_sync(user_id, wallet, [1, 10])
+    with pytest.raises(SyncAttemptFailed):
+        lifecycle.sync_portfolio(op_id)
+
+    op = actors.get_sync(op_id)
+    assert op["status"] == "failed" and op["error_code"] == "provider_error" and op["finished_at"] is not None
+    assert {r["error_code"] for r in op["chain_results"].values()} == {"provider_error"}
+    assert operations.get_holdings(user_id, wallet.lower()) == []
