@@ -222,9 +222,10 @@ def users(window: Window, *, user_filter: str | None = None, min_syncs: int = 0,
     page = page.drop(columns=["last_sync_at"]).merge(details, on="user_id", how="left")
     page["last_sync_at"] = pd.to_datetime(page["last_sync_at"], utc=True)
     if on_page:
-        page[sort] = page[sort].astype("float64")
-        page = page.sort_values([sort, "user_id"], ascending=[not descending, True], na_position="last",
-                                ignore_index=True, kind="stable")
+        # A float key orders the page; the column itself keeps its exact Decimal values.
+        page = page.assign(sort_key=page[sort].astype("float64")).sort_values(
+            ["sort_key", "user_id"], ascending=[not descending, True], na_position="last", ignore_index=True,
+            kind="stable").drop(columns=["sort_key"])
     columns = ["user_id", "syncs", "succeeded", "failed", "success_rate", "last_sync_at", "last_status",
                "last_error_code", "avg_duration_ms", "p95_duration_ms", "portfolio_value_usd", "unpriced_holdings",
                "wallets"]
