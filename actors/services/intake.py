@@ -204,18 +204,30 @@ def _persist_and_enqueue(new: list[tuple[SyncRequest, str]]) -> None:
     except psycopg.Error as exc:
         context.admissions().give_back(admitted)
         raise SyncUnavailable(f"PostgreSQL did not record the request(s): {cfg.redact(str(exc))}") from None
+    except Exception:  # the rows are written, their messages could not be made (a bug): withdrawn, then raised
+        _withdraw(new, admitted, "the message(s) could not be made")
+        raise
 
     try:
         broker.send_encoded(encoded if encoded is not None else encode())
     except redis.RedisError as exc:
         reason = f"Redis did not take the message(s): {cfg.redact(str(exc))}"
-        for _request, op_id in new:
-            try:
-                operations.fail_operation(op_id, error_code="enqueue_failed", error_message=reason)
-            except psycopg.Error:
-                pass  # the row stays queued without a message: the reconciler will send it
-        context.admissions().give_back(admitted)
+        _withdraw(new, admitted, reason)
         raise SyncUnavailable(reason) from None
+    except Exception:
+        _withdraw(new, admitted, "the message(s) could not be made")
+        raise
+
+
+def _withdraw(new: list, admitted: list[tuple[str, str, str]], reason: str) -> None:
+    """Requests whose rows are written but whose messages were not sent: their rows failed with ``reason``
+    and their admissions given back, so the wallets are not held for messages that do not exist."""
+    for _request, op_id in new:
+        try:
+            operations.fail_operation(op_id, error_code="enqueue_failed", error_message=reason)
+        except psycopg.Error:
+            pass  # the row stays queued without a message: the reconciler will send it
+    context.admissions().give_back(admitted)
 
 
 #: Requests from which a batch's messages are encoded on the caller's thread while its rows are

@@ -173,6 +173,22 @@ def test_enqueue_failure_is_reported_and_recorded(user_id, wallet, monkeypatch, 
     assert actors.request_sync(user_id, wallet, [1]) != row["id"]
 
 
+@pytest.mark.parametrize("count", [1, 20])  # encoded after the insert, or while it runs
+def test_messages_that_cannot_be_made_withdraw_their_rows_and_wallets(user_id, monkeypatch, db_conn, count):
+    def broken(messages):
+        raise ValueError("an encoder bug")
+
+    monkeypatch.setattr(actors.worker.broker, "encode_batch", broken)
+    wallets = ["0x" + f"{i:040x}" for i in range(1, count + 1)]
+    with pytest.raises(ValueError, match="an encoder bug"):
+        actors.request_syncs([{"user_id": user_id, "wallet_address": w, "chain_ids": [1]} for w in wallets])
+    assert {(r["status"], r["error_code"]) for r in rows(db_conn, user_id)} == {("failed", "enqueue_failed")}
+    monkeypatch.undo()
+    # The wallets were released: new requests are accepted at once.
+    assert len(set(actors.request_syncs([{"user_id": user_id, "wallet_address": w, "chain_ids": [1]}
+                                         for w in wallets]))) == count
+
+
 def test_an_admission_redis_runs_after_the_callers_deadline_takes_no_wallet(user_id, wallet, redis_client):
     """A stalled Redis runs the commands it received once it resumes, after the producer gave up and
     refused the request: the admission script then declines, so the wallet is not held for an
