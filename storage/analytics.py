@@ -276,9 +276,15 @@ def user_holdings(user_id: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------- operations --
 
+#: How far a search counts its matches: a total above it is reported as ``SEARCH_COUNT_LIMIT + 1``
+#: ("more than ..."), and pages go as far as it.
+SEARCH_COUNT_LIMIT = 10_000
+
+
 def search_operations(window: Window, search: OperationSearch, *, limit: int = 25,
                       offset: int = 0) -> tuple[pd.DataFrame, int]:
-    """One page of the operations matching ``search`` (newest first) and how many match."""
+    """One page of the operations matching ``search`` (newest first) and how many match, counted up to
+    :data:`SEARCH_COUNT_LIMIT` + 1."""
     params = {
         **window.params(),
         "operation_id": parse_uuid(search.operation_id) if search.operation_id else None,
@@ -288,7 +294,7 @@ def search_operations(window: Window, search: OperationSearch, *, limit: int = 2
     }
     if search.operation_id and params["operation_id"] is None:
         return _frame("dash_operations_search", {**params, "operation_id": None, "limit": 0, "offset": 0}), 0
-    total = int(_frame("dash_operations_count", params)["total"].iloc[0])
+    total = int(_frame("dash_operations_count", {**params, "count_limit": SEARCH_COUNT_LIMIT})["total"].iloc[0])
     page = _frame("dash_operations_search", {**params, "limit": max(1, min(int(limit), 500)),
                                              "offset": max(0, int(offset))})
     return page, total

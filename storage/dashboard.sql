@@ -375,17 +375,21 @@ ORDER BY enqueued_at DESC, id
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- dash_operations_count --
--- How many operations match the search (the same conditions as dash_operations_search).
+-- How many operations match the search (the same conditions as dash_operations_search), counted up to
+-- %(count_limit)s + 1: an exact count of a month's operations reads every one of them, and a page of 25
+-- needs only to know there are more than it can page through.
 SELECT count(*) AS total
-FROM sync_operations
-WHERE (%(operation_id)s::uuid IS NOT NULL AND id = %(operation_id)s::uuid
-       OR %(operation_id)s::uuid IS NULL AND enqueued_at >= %(start)s AND enqueued_at < %(end)s)
-  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
-  AND (%(wallet)s::text IS NULL OR wallet_address = %(wallet)s)
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(error_pattern)s::text IS NULL
-       OR status IN ('failed', 'retrying')
-          AND (error_code ILIKE %(error_pattern)s OR error_message ILIKE %(error_pattern)s));
+FROM (SELECT 1
+      FROM sync_operations
+      WHERE (%(operation_id)s::uuid IS NOT NULL AND id = %(operation_id)s::uuid
+             OR %(operation_id)s::uuid IS NULL AND enqueued_at >= %(start)s AND enqueued_at < %(end)s)
+        AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+        AND (%(wallet)s::text IS NULL OR wallet_address = %(wallet)s)
+        AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+        AND (%(error_pattern)s::text IS NULL
+             OR status IN ('failed', 'retrying')
+                AND (error_code ILIKE %(error_pattern)s OR error_message ILIKE %(error_pattern)s))
+      LIMIT %(count_limit)s + 1) AS matching;
 
 -- dash_operation --
 -- One operation's full record.

@@ -83,6 +83,10 @@ def search(range_key: str | None, _n: int | None, operation_id: str | None, user
         "total_value_usd": figures.fmt_usd(r["total_value_usd"]), "error_code": r["error_code"] or "",
         "error_message": r["error_message"] or "",
     } for r in frame.to_dict("records")]
+    if total > analytics.SEARCH_COUNT_LIMIT:
+        return (rows, page_count(analytics.SEARCH_COUNT_LIMIT, size),
+                f"more than {analytics.SEARCH_COUNT_LIMIT:,} operations (the first {analytics.SEARCH_COUNT_LIMIT:,} "
+                "are paged; narrow the search or the range for the rest)")
     return rows, page_count(total, size), f"{total:,} operations"
 
 

@@ -201,6 +201,19 @@ def test_a_user_drill_down(raw):
     assert analytics.user_summary(w, "nobody-at-all").iloc[0]["syncs"] == 0
 
 
+def test_a_search_counts_its_matches_up_to_the_limit(raw, monkeypatch):
+    w = window("7d")
+    rows = in_window(raw, "7d")
+    user = rows["user_id"].value_counts().index[0]
+    matches = int((rows["user_id"] == user).sum())
+    assert matches > 3
+    monkeypatch.setattr(analytics, "SEARCH_COUNT_LIMIT", 3)
+    page, total = analytics.search_operations(w, analytics.OperationSearch(user_id=user), limit=2, offset=2)
+    assert total == 4 and len(page) == 2  # "more than 3"; the page itself is read as ever
+    monkeypatch.setattr(analytics, "SEARCH_COUNT_LIMIT", matches)
+    assert analytics.search_operations(w, analytics.OperationSearch(user_id=user))[1] == matches
+
+
 def test_search_operations(raw):
     w = window("7d")
     rows = in_window(raw, "7d")

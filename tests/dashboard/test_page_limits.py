@@ -32,3 +32,10 @@ def test_a_page_asked_for_by_the_browser_is_bounded(monkeypatch, page_current, p
     for limit, offset in letters.calls + searched.calls:
         assert 1 <= limit <= 100 and 0 <= offset <= 10_000_000  # at most 100 rows, up to page 100,000
     assert len(letters.calls) == 1 and len(searched.calls) == 1
+
+
+def test_a_search_past_the_count_limit_says_so_and_pages_up_to_it(monkeypatch):
+    limit = operations_page.analytics.SEARCH_COUNT_LIMIT
+    monkeypatch.setattr(operations_page.analytics, "search_operations", Recorder((pd.DataFrame(), limit + 1)))
+    _rows, pages, count = operations_page.search("30d", 0, None, None, None, None, None, 0, 25)
+    assert pages == limit // 25 and count.startswith(f"more than {limit:,} operations")
