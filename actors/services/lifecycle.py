@@ -288,11 +288,11 @@ def _read_chains(chain_ids: list[int], wallet: str, deadline: float,
     provider = context.provider()
     # Every chain's shared read and circuit in one round trip, and every read's end in one more.  A start
     # that fails (Redis away, read-only in a failover, a script's error) fails every chain alike.
-    started: dict[int, ProviderError] = {}
-    chain_reads = _collect(chain_ids[0], lambda: AttemptReads.start(
-        context.chain_reads(), [(c, f"{provider.name}:{c}:{wallet}") for c in chain_ids]), started)
-    if chain_reads is None:
-        errors |= dict.fromkeys(chain_ids, started[chain_ids[0]])
+    try:
+        chain_reads = AttemptReads.start(context.chain_reads(),
+                                         [(c, f"{provider.name}:{c}:{wallet}") for c in chain_ids])
+    except Exception as exc:
+        errors |= dict.fromkeys(chain_ids, _as_chain_error(exc, "Starting the attempt's chain reads"))
         return {}
     try:
         futures = {_chain_pool.submit(_read_chain, chain_reads, c, wallet, deadline): c for c in chain_ids}
@@ -405,14 +405,21 @@ def _collect(chain_id: int, result: Callable[[], T], errors: dict[int, ProviderE
     """``result()``, or None with the chain's error recorded in ``errors``."""
     try:
         return result()
-    except ProviderError as exc:
-        errors[chain_id] = exc
-    except TRANSIENT_INFRASTRUCTURE_ERRORS as exc:  # e.g. the price cache's Redis briefly away
-        errors[chain_id] = _unavailable(exc)
-    except Exception as exc:  # a bug or an unexpected answer: permanent, but recorded, never lost
-        logger.exception("Reading chain %s failed unexpectedly.", chain_id)
-        errors[chain_id] = PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        errors[chain_id] = _as_chain_error(exc, f"Reading chain {chain_id}")
     return None
+
+
+def _as_chain_error(exc: Exception, doing: str) -> ProviderError:
+    """What a chain's result records of ``exc``, raised while ``doing``: the provider's own error as it is,
+    an infrastructure outage as transient, anything else (a bug, an unexpected answer) as permanent,
+    logged, but recorded, never lost."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, TRANSIENT_INFRASTRUCTURE_ERRORS):  # e.g. the price cache's Redis briefly away
+        return _unavailable(exc)
+    logger.exception("%s failed unexpectedly.", doing)
+    return PermanentProviderError("provider_error", f"{type(exc).__name__}: {exc}")
 
 
 def _priced(chain_id: int, loaded: _Loaded, cached: list[bytes | None], deadline: float) -> _ChainOutcome:
