@@ -177,7 +177,7 @@ def chains(window: Window) -> pd.DataFrame:
 
 def users_window(window: Window) -> Window:
     """The window the users page shows for ``window``: a window of a day or more becomes the same number
-    of closed UTC days before today and today so far (what its per-user rollup, sync_rollup_user_span,
+    of closed UTC days before today and today so far (what its per-user rollup, sync_rollup_user_since,
     holds at a cost flat in history); a shorter one is kept as it is."""
     days = window.span // dt.timedelta(days=1)
     if days < 1:

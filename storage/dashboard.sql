@@ -187,14 +187,14 @@ ORDER BY c.chain_id;
 -- Per-user statistics of a window, filtered, sorted and paginated here; `total` is the number of
 -- users matching.  A window of %(days)s > 0 is the %(days)s closed UTC days before %(today)s and
 -- today so far, [%(start)s = %(today)s - %(days)s days, %(end)s), read at a cost flat in history: the
--- final operations from the trailing span of those days (sync_rollup_user_span, one row per user)
--- and the user_day rows of the days after its watermark (today's, and yesterday's until housekeeping
--- has moved the span), less the days of a lagging span that fell out of the window; without a
--- usable span (housekeeping more than half a span behind, or a window in another time) from the
--- window's user_day rows alone.  The operations not final are the small set of
--- sync_operations_active_idx.  A shorter window (%(days)s = 0) reads its raw rows, exact to the second.
--- The wallets of every user are counted only when the page is sorted by them (a one-time filter on
--- %(sort)s); dash_user_details adds them, the p95 and the portfolio value for the users of the page.
+-- final operations from the users' rows of that span (sync_rollup_user_since: its days and every later
+-- one, one row per user), less the days of a lagging span that fell out of the window (none once
+-- housekeeping has moved it after midnight); without a usable span (housekeeping more than half a span
+-- behind, or a window in another time) from the window's user_day rows alone.  The operations not final
+-- are the small set of sync_operations_active_idx.  A shorter window (%(days)s = 0) reads its raw rows,
+-- exact to the second.  The wallets of every user are counted only when the page is sorted by them (a
+-- one-time filter on %(sort)s); dash_user_details adds them, the p95 and the portfolio value for the
+-- users of the page.
 WITH plan AS (
     SELECT coalesce(t.through_day, '-infinity') AS through,
            coalesce(%(days)s > 0 AND t.through_day <= %(today)s - interval '1 day'
@@ -202,7 +202,7 @@ WITH plan AS (
     FROM (SELECT 1) AS one
     LEFT JOIN sync_rollup_user_span_through AS t ON t.span_days = %(days)s
 ), extra AS (
-    -- Everything of the window outside the span, per user: far fewer users than the span holds (today's).
+    -- What the window holds beyond the span's rows, per user: few users (the active operations), or none.
     -- int and float8 sums: a sum of bigint is numeric, several times slower; a user's counts of a window
     -- fit an int, and a float8 sum of durations is exact below 2^53 ms.
     SELECT p.user_id, sum(p.syncs::int) AS syncs, sum(p.succeeded::int) AS succeeded,
@@ -213,8 +213,7 @@ WITH plan AS (
         SELECT d.user_id, d.syncs, d.succeeded, d.partial, d.failed, d.duration_ms_sum, d.duration_count,
                d.last_enqueued_at
         FROM sync_rollup_user_day AS d
-        WHERE %(days)s > 0 AND d.day >= %(start)s AND d.day < %(end)s
-          AND d.day > (SELECT CASE WHEN use_span THEN through ELSE '-infinity' END FROM plan)
+        WHERE %(days)s > 0 AND NOT (SELECT use_span FROM plan) AND d.day >= %(start)s AND d.day < %(end)s
         UNION ALL
         SELECT d.user_id, -d.syncs, -d.succeeded, -d.partial, -d.failed, -d.duration_ms_sum, -d.duration_count,
                NULL
@@ -238,7 +237,7 @@ WITH plan AS (
 ), span AS (
     SELECT s.user_id, s.syncs, s.succeeded, s.partial, s.failed, s.duration_ms_sum, s.duration_count,
            s.last_enqueued_at
-    FROM sync_rollup_user_span AS s
+    FROM sync_rollup_user_since AS s
     WHERE s.span_days = %(days)s AND (SELECT use_span FROM plan)
       AND (%(user_pattern)s::text IS NULL OR s.user_id ILIKE %(user_pattern)s)
 ), stats AS (

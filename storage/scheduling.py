@@ -20,7 +20,7 @@ from .queries import QUERIES
 
 #: Tracked-wallet states shown by :func:`wallet_health` (see ``tracked_wallet_health``).
 WALLET_STATES = ("paused", "in_flight", "backing_off", "stale", "fresh")
-#: The trailing spans (days) of the users page's rollup, sync_rollup_user_span.
+#: The trailing spans (days) of the users page's rollup, sync_rollup_user_since.
 USER_SPANS = (1, 7, 30)
 
 
@@ -223,7 +223,7 @@ class UserSpans:
 
 
 def build_user_spans(*, today: dt.datetime | None = None) -> UserSpans:
-    """Bring every span of ``sync_rollup_user_span`` up to the last UTC day closed by ``today`` (by
+    """Bring every span of ``sync_rollup_user_since`` up to the last UTC day closed by ``today`` (by
     default, now on PostgreSQL's clock, the one writers go by), one day per transaction (idempotent: the
     watermark moves with the day)."""
     steps = 0

@@ -263,14 +263,17 @@ END $$;
 ALTER TABLE sync_rollup_wallet_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE sync_rollup_failure_latest SET (autovacuum_vacuum_scale_factor = 0.02);
 
--- The users page's grain (docs/capacity.md): per user, the sums of sync_rollup_user_day over a trailing
--- span of closed UTC days, (through_day - span_days, through_day], so a page window of N closed days and
--- today reads one row per user here plus today's user_day rows, whatever the history or the volume.
--- Housekeeping moves each span one day at a time after each UTC midnight (sync_rollup_user_span_step);
--- an operation of a day already in a span becoming final later (the reconciler failing an old one) is
--- added to the span by sync_rollup_add itself.  Invariant: a span's row of a user = the sum of that
--- user's user_day rows over the span's days (no row when that sum is empty).
-CREATE TABLE IF NOT EXISTS sync_rollup_user_span (
+-- The users page's grain (docs/capacity.md): per user and span of N closed UTC days, the sums of
+-- sync_rollup_user_day over every day from the span's first on, (through_day - span_days, +infinity): the
+-- span's N days and everything after them, so a page window of N closed days and today is one row per user
+-- here, whatever the history or the volume.  sync_rollup_add adds every final operation of those days to
+-- it as it adds it to user_day; housekeeping moves each span one day at a time after each UTC midnight
+-- (sync_rollup_user_span_step), taking off the day that left.  Invariant: a user's row = the sum of that
+-- user's user_day rows from the span's first day on (no row when that sum is empty).
+-- (It replaced sync_rollup_user_span, which held the span's closed days only and made every read join
+-- today's user_day rows to it: at 100,000 active users that join was most of the page's time.)
+DROP TABLE IF EXISTS sync_rollup_user_span;
+CREATE TABLE IF NOT EXISTS sync_rollup_user_since (
     user_id          text        NOT NULL,
     span_days        int         NOT NULL CHECK (span_days IN (1, 7, 30)),
     syncs            bigint      NOT NULL,
@@ -282,14 +285,24 @@ CREATE TABLE IF NOT EXISTS sync_rollup_user_span (
     last_enqueued_at timestamptz NOT NULL,
     PRIMARY KEY (span_days, user_id)
 );
--- The watermark of each span: the last day it holds ('-infinity' until first built).  Its row is locked
--- FOR UPDATE by a housekeeping step and FOR SHARE by a writer adding a late operation, so the two never
--- interleave: a day is added to a span either before a late operation of it (which then adds itself) or
--- after it (and counts it through user_day), never both or neither.
+-- Updated by every finishing batch of a user's operations: vacuumed early, so it stays near its live size.
+ALTER TABLE sync_rollup_user_since SET (autovacuum_vacuum_scale_factor = 0.02);
+-- The watermark of each span: the last closed day it has moved to ('-infinity' until first built).  Its
+-- row is locked FOR UPDATE by a housekeeping step and FOR SHARE by a writer adding an operation of a day
+-- before today, so the two never interleave: a day leaves a span either before a late operation of it
+-- (which then leaves it out) or after it (and takes it off with the day's user_day rows), never both or
+-- neither.  An operation of today needs no lock: no step takes today off a span.
 CREATE TABLE IF NOT EXISTS sync_rollup_user_span_through (
     span_days   int         PRIMARY KEY CHECK (span_days IN (1, 7, 30)),
     through_day timestamptz NOT NULL
 );
+-- A database whose spans held closed days only: built again, whole, below.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sync_rollup_user_since) THEN
+        UPDATE sync_rollup_user_span_through SET through_day = '-infinity';
+    END IF;
+END $$;
 INSERT INTO sync_rollup_user_span_through (span_days, through_day)
 VALUES (1, '-infinity'), (7, '-infinity'), (30, '-infinity')
 ON CONFLICT DO NOTHING;
@@ -338,12 +351,11 @@ $f$;
 -- again at every call, and this runs once per finishing batch on the workers' write path.
 CREATE OR REPLACE FUNCTION sync_rollup_add(ops sync_operations[]) RETURNS void LANGUAGE plpgsql AS $f$
 DECLARE
-    -- Operations of a day that may be closed already (from ten minutes before midnight: a writer that
-    -- skips this checked earlier and has long committed when housekeeping closes the day after midnight,
-    -- write transactions being bounded by the statement timeout) are added to the spans holding their day,
-    -- under the watermarks' share lock.  Almost every batch is of today's operations and skips it.
+    -- Operations of a day before today (PostgreSQL's clock) may race a housekeeping step taking that day
+    -- off a span: they are added under the watermarks' share lock.  A step only ever takes off a day at
+    -- least a span before the last closed one, so today's operations, almost every batch, skip it.
     late boolean := EXISTS (SELECT 1 FROM unnest(ops) AS o
-                            WHERE o.enqueued_at < date_trunc('day', clock_timestamp() + interval '10 minutes', 'UTC'));
+                            WHERE o.enqueued_at < date_trunc('day', clock_timestamp(), 'UTC'));
 BEGIN
     IF late THEN
         -- First: a batch waiting here for a housekeeping step holds no rollup row other writers need.
@@ -375,16 +387,37 @@ BEGIN
     ON CONFLICT (bucket, chain_id, status, error_code, slot) DO UPDATE
     SET reads = r.reads + excluded.reads, duration_hist = sync_hist_add(r.duration_hist, excluded.duration_hist);
 
-    INSERT INTO sync_rollup_user_day AS r (user_id, day, syncs, succeeded, partial, failed, duration_ms_sum,
-                                           duration_count, last_enqueued_at)
-    SELECT o.user_id, date_trunc('day', o.enqueued_at, 'UTC'), count(*),
-           count(*) FILTER (WHERE o.status = 'succeeded'), count(*) FILTER (WHERE o.status = 'partial'),
-           count(*) FILTER (WHERE o.status = 'failed'), coalesce(sum(o.duration_ms), 0), count(o.duration_ms),
-           max(o.enqueued_at)
-    FROM unnest(ops) AS o
+    -- Per user and day, into user_day and into every span holding the day (all spans, for today's).
+    WITH per_day AS (
+        SELECT o.user_id, date_trunc('day', o.enqueued_at, 'UTC') AS day, count(*) AS syncs,
+               count(*) FILTER (WHERE o.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE o.status = 'partial') AS partial,
+               count(*) FILTER (WHERE o.status = 'failed') AS failed,
+               coalesce(sum(o.duration_ms), 0) AS duration_ms_sum, count(o.duration_ms) AS duration_count,
+               max(o.enqueued_at) AS last_enqueued_at
+        FROM unnest(ops) AS o
+        GROUP BY 1, 2
+    ), days AS (
+        INSERT INTO sync_rollup_user_day AS r (user_id, day, syncs, succeeded, partial, failed, duration_ms_sum,
+                                               duration_count, last_enqueued_at)
+        SELECT * FROM per_day
+        ORDER BY 1, 2
+        ON CONFLICT (user_id, day) DO UPDATE
+        SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
+            partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
+            duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
+            duration_count = r.duration_count + excluded.duration_count,
+            last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at)
+    )
+    INSERT INTO sync_rollup_user_since AS r (user_id, span_days, syncs, succeeded, partial, failed,
+                                             duration_ms_sum, duration_count, last_enqueued_at)
+    SELECT d.user_id, t.span_days, sum(d.syncs), sum(d.succeeded), sum(d.partial), sum(d.failed),
+           sum(d.duration_ms_sum), sum(d.duration_count), max(d.last_enqueued_at)
+    FROM per_day AS d
+    JOIN sync_rollup_user_span_through AS t ON d.day > t.through_day - t.span_days * interval '1 day'
     GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (user_id, day) DO UPDATE
+    ORDER BY 2, 1
+    ON CONFLICT (span_days, user_id) DO UPDATE
     SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
         partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
         duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
@@ -408,37 +441,18 @@ BEGIN
     ORDER BY 1, 2
     ON CONFLICT (error_code, user_id) DO UPDATE SET last_enqueued_at = excluded.last_enqueued_at
     WHERE r.last_enqueued_at < excluded.last_enqueued_at;
-    IF late THEN
-        INSERT INTO sync_rollup_user_span AS r (user_id, span_days, syncs, succeeded, partial, failed,
-                                                duration_ms_sum, duration_count, last_enqueued_at)
-        SELECT o.user_id, t.span_days, count(*),
-               count(*) FILTER (WHERE o.status = 'succeeded'), count(*) FILTER (WHERE o.status = 'partial'),
-               count(*) FILTER (WHERE o.status = 'failed'), coalesce(sum(o.duration_ms), 0), count(o.duration_ms),
-               max(o.enqueued_at)
-        FROM unnest(ops) AS o
-        JOIN sync_rollup_user_span_through AS t
-          ON o.enqueued_at >= t.through_day - (t.span_days - 1) * interval '1 day'
-         AND o.enqueued_at < t.through_day + interval '1 day'
-        GROUP BY 1, 2
-        ORDER BY 2, 1
-        ON CONFLICT (span_days, user_id) DO UPDATE
-        SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
-            partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
-            duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
-            duration_count = r.duration_count + excluded.duration_count,
-            last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
-    END IF;
 END
 $f$;
 
 -- One housekeeping step of a span: the next day after its watermark, if that day is closed by `today`
--- (one UTC day after it ends), is added and the day leaving the span taken off, two user_day slices
--- (~users rows), with the watermark, in one transaction: a day is moved exactly once, and a second call
--- finds nothing to do.  A span missing more days than it holds (never built, or housekeeping stopped for
--- longer) or ahead of `today` is rebuilt whole from user_day instead.  Returns the new watermark, null
--- when the span was up to date.  A user whose last day left the span has its row deleted: its
--- last_enqueued_at cannot be taken back, but it then lies in the day that left only when no later day of
--- the span holds one of the user's operations.
+-- (one UTC day after it ends), becomes the watermark and the day leaving the span is taken off, one
+-- user_day slice (~users rows), in one transaction: a day leaves exactly once, and a second call finds
+-- nothing to do.  A span missing more days than it holds (never built, or housekeeping stopped for
+-- longer) or ahead of `today` is rebuilt whole from user_day instead, holding the writers off the table
+-- meanwhile (today's writers take no watermark lock, and an increment landing between the rebuild's read
+-- and its write would be lost).  Returns the new watermark, null when the span was up to date.  A user
+-- whose last day left the span has its row deleted: its last_enqueued_at cannot be taken back, but it
+-- then lies in the day that left only when no later day holds one of the user's operations.
 CREATE OR REPLACE FUNCTION sync_rollup_user_span_step(span int, today timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql AS $f$
 DECLARE
@@ -451,35 +465,36 @@ BEGIN
         RETURN NULL;
     END IF;
     IF through > target OR through <= target - span * interval '1 day' THEN
-        DELETE FROM sync_rollup_user_span WHERE span_days = span;
-        INSERT INTO sync_rollup_user_span (user_id, span_days, syncs, succeeded, partial, failed, duration_ms_sum,
-                                           duration_count, last_enqueued_at)
+        LOCK TABLE sync_rollup_user_since IN SHARE ROW EXCLUSIVE MODE;
+        DELETE FROM sync_rollup_user_since WHERE span_days = span;
+        INSERT INTO sync_rollup_user_since (user_id, span_days, syncs, succeeded, partial, failed, duration_ms_sum,
+                                            duration_count, last_enqueued_at)
         SELECT d.user_id, span, sum(d.syncs), sum(d.succeeded), sum(d.partial), sum(d.failed),
                sum(d.duration_ms_sum), sum(d.duration_count), max(d.last_enqueued_at)
         FROM sync_rollup_user_day AS d
-        WHERE d.day > target - span * interval '1 day' AND d.day <= target
+        WHERE d.day > target - span * interval '1 day'
         GROUP BY d.user_id
         ORDER BY d.user_id;
         through := target;
     ELSE
         through := through + interval '1 day';
-        INSERT INTO sync_rollup_user_span AS r (user_id, span_days, syncs, succeeded, partial, failed,
-                                                duration_ms_sum, duration_count, last_enqueued_at)
-        SELECT d.user_id, span, sum(d.sign * d.syncs), sum(d.sign * d.succeeded), sum(d.sign * d.partial),
-               sum(d.sign * d.failed), sum(d.sign * d.duration_ms_sum), sum(d.sign * d.duration_count),
-               coalesce(max(d.last_enqueued_at) FILTER (WHERE d.sign > 0), '-infinity')
-        FROM (SELECT 1 AS sign, a.* FROM sync_rollup_user_day AS a WHERE a.day = through
-              UNION ALL
-              SELECT -1, g.* FROM sync_rollup_user_day AS g WHERE g.day = through - span * interval '1 day') AS d
-        GROUP BY d.user_id
+        -- Rows in the writers' order (span, user): a step and a writer never wait for each other in a circle.
+        INSERT INTO sync_rollup_user_since AS r (user_id, span_days, syncs, succeeded, partial, failed,
+                                                 duration_ms_sum, duration_count, last_enqueued_at)
+        SELECT d.user_id, span, -d.syncs, -d.succeeded, -d.partial, -d.failed, -d.duration_ms_sum,
+               -d.duration_count, '-infinity'
+        FROM sync_rollup_user_day AS d
+        WHERE d.day = through - span * interval '1 day'
         ORDER BY d.user_id
         ON CONFLICT (span_days, user_id) DO UPDATE
         SET syncs = r.syncs + excluded.syncs, succeeded = r.succeeded + excluded.succeeded,
             partial = r.partial + excluded.partial, failed = r.failed + excluded.failed,
             duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum,
-            duration_count = r.duration_count + excluded.duration_count,
-            last_enqueued_at = greatest(r.last_enqueued_at, excluded.last_enqueued_at);
-        DELETE FROM sync_rollup_user_span WHERE span_days = span AND syncs = 0;
+            duration_count = r.duration_count + excluded.duration_count;
+        DELETE FROM sync_rollup_user_since AS r
+        USING (SELECT e.user_id FROM sync_rollup_user_since AS e WHERE e.span_days = span AND e.syncs = 0
+               ORDER BY e.user_id FOR UPDATE) AS empty
+        WHERE r.span_days = span AND r.user_id = empty.user_id AND r.syncs = 0;
     END IF;
     UPDATE sync_rollup_user_span_through SET through_day = through WHERE span_days = span;
     RETURN through;
@@ -809,8 +824,8 @@ END $$;
 
 -- The users page's spans for the data already there (built whole the first time; one step at a later
 -- release; housekeeping catches up the rest).  The first build holds the writers as the latest-pair
--- backfill above does, for the same reason: a late operation finishing before this release commits would
--- run the function without the spans' path.
+-- backfill above does, for the same reason: an operation finishing before this release commits would run
+-- the earlier function, which does not add to sync_rollup_user_since.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM sync_rollup_user_span_through WHERE NOT isfinite(through_day)) THEN

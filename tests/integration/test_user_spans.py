@@ -1,5 +1,5 @@
-"""The users page's per-user figures, read from the trailing spans (sync_rollup_user_span), today's
-user_day rows and the operations not final, equal the same aggregates over raw rows: after the spans are
+"""The users page's per-user figures, read from the spans (sync_rollup_user_since: a span's closed days and
+every day after them) and the operations not final, equal the same aggregates over raw rows: after the spans are
 built, after a second (idempotent) run, after an old operation becomes final late (the reconciler failing
 it), across a UTC day rollover, and while housekeeping lags a day behind.  "Today" is a fake day long past,
 so no other test's operation falls in its windows."""
@@ -82,18 +82,18 @@ def _compare(database: str, prefix: str, now: dt.datetime) -> None:
 
 
 def _assert_spans_hold_their_days(database: str, prefix: str) -> None:
-    """Each span row of the test's users = the sum of their user_day rows over the span's days."""
+    """Each span row of the test's users = the sum of their user_day rows from the span's first day on."""
     with psycopg.connect(database) as conn:
         mismatched = conn.execute(
             "WITH expected AS ("
             "  SELECT t.span_days, d.user_id, sum(d.syncs) AS syncs, sum(d.failed) AS failed,"
             "         sum(d.duration_ms_sum) AS duration_ms_sum, max(d.last_enqueued_at) AS last_enqueued_at"
             "  FROM sync_rollup_user_span_through AS t JOIN sync_rollup_user_day AS d"
-            "    ON d.day > t.through_day - t.span_days * interval '1 day' AND d.day <= t.through_day"
+            "    ON d.day > t.through_day - t.span_days * interval '1 day'"
             "  WHERE d.user_id LIKE %(p)s GROUP BY 1, 2"
             "), held AS ("
             "  SELECT span_days, user_id, syncs, failed, duration_ms_sum, last_enqueued_at"
-            "  FROM sync_rollup_user_span WHERE user_id LIKE %(p)s"
+            "  FROM sync_rollup_user_since WHERE user_id LIKE %(p)s"
             ") SELECT count(*)"
             " FROM ((TABLE expected EXCEPT TABLE held) UNION ALL (TABLE held EXCEPT TABLE expected)) AS x",
             {"p": prefix + "%"}).fetchone()[0]
@@ -156,7 +156,7 @@ def test_users_page_figures_from_spans_agree_with_raw_rows(database):
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute("DELETE FROM sync_operations WHERE user_id LIKE %s", (prefix + "%",))
             conn.execute("DELETE FROM sync_rollup_user_day WHERE user_id LIKE %s", (prefix + "%",))
-            conn.execute("DELETE FROM sync_rollup_user_span WHERE user_id LIKE %s", (prefix + "%",))
+            conn.execute("DELETE FROM sync_rollup_user_since WHERE user_id LIKE %s", (prefix + "%",))
             for table in ("sync_rollup_minute", "sync_rollup_chain_minute"):
                 conn.execute(f"DELETE FROM {table} WHERE bucket >= %s AND bucket < %s",
                              (TODAY - dt.timedelta(days=35), TODAY + dt.timedelta(days=3)))
