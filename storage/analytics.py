@@ -295,9 +295,23 @@ def search_operations(window: Window, search: OperationSearch, *, limit: int = 2
     if search.operation_id and params["operation_id"] is None:
         return _frame("dash_operations_search", {**params, "operation_id": None, "limit": 0, "offset": 0}), 0
     total = int(_frame("dash_operations_count", {**params, "count_limit": SEARCH_COUNT_LIMIT})["total"].iloc[0])
-    page = _frame("dash_operations_search", {**params, "limit": max(1, min(int(limit), 500)),
-                                             "offset": max(0, int(offset))})
-    return page, total
+    limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
+    if params["error_pattern"] is None:
+        return _frame("dash_operations_search", {**params, "limit": limit, "offset": offset}), total
+    # Newest partition first, until the page is full (dash_window_partitions says why).
+    parts: list[pd.DataFrame] = []
+    wanted = offset + limit
+    for part in _frame("dash_window_partitions", window.params()).to_dict("records"):
+        found = _frame("dash_operations_search", {**params, "start": part["start"], "end": part["end"],
+                                                  "limit": wanted, "offset": 0})
+        parts.append(found)
+        wanted -= len(found)
+        if wanted <= 0:
+            break
+    if not parts:
+        return _frame("dash_operations_search", {**params, "limit": 0, "offset": 0}), total
+    page = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return page.iloc[offset:offset + limit].reset_index(drop=True), total
 
 
 def operation(operation_id: str) -> dict | None:

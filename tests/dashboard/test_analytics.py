@@ -242,6 +242,22 @@ def test_search_operations(raw):
     assert analytics.operation("00000000-0000-0000-0000-000000000000") is None
 
 
+def test_an_error_text_search_pages_newest_first_across_partitions(raw):
+    """Read partition by partition (dash_window_partitions), its pages are those of one ordered search."""
+    w = window("30d")
+    rows = in_window(raw, "30d")
+    failed = rows[rows["status"].isin(["failed", "retrying"]) & rows["error_message"].str.contains("simulated", na=False)]
+    expected = list(failed.sort_values(["enqueued_at", "operation_id"], ascending=[False, True])["operation_id"])
+    weeks = set(failed["enqueued_at"].dt.tz_convert("UTC").dt.strftime("%G-%V"))
+    assert len(expected) > 20 and len(weeks) >= 2  # the pages cross partitions (weekly)
+    assert len(analytics._frame("dash_window_partitions", w.params())) >= 2
+    size = len(expected) // 4 + 1
+    pages = [analytics.search_operations(w, analytics.OperationSearch(error_text="simulated"), limit=size,
+                                         offset=offset) for offset in range(0, len(expected) + size, size)]
+    assert all(total == len(expected) for _page, total in pages)
+    assert [op for page, _total in pages for op in page["operation_id"]] == expected
+
+
 def test_the_dashboard_pool_is_read_only_with_its_own_timeout(seeded):
     with get_readonly_pool().connection() as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone()["default_transaction_read_only"] == "on"
