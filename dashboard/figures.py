@@ -21,7 +21,7 @@ STATUS_ORDER = ("succeeded", "partial", "failed", "retrying", "running", "queued
 SERIES_COLORS = ("#1971c2", "#f08c00", "#2b8a3e", "#e03131", "#7048e8", "#0c8599", "#d6336c", "#5c940d",
                  "#e8590c", "#495057")
 
-pio.templates["portfolio"] = go.layout.Template(layout=go.Layout(
+_PORTFOLIO = go.layout.Template(layout=go.Layout(
     font={"family": "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12, "color": "#212529"},
     colorway=list(SERIES_COLORS),
     paper_bgcolor="white", plot_bgcolor="white",
@@ -32,12 +32,15 @@ pio.templates["portfolio"] = go.layout.Template(layout=go.Layout(
     hoverlabel={"font": {"size": 12}},
     title={"font": {"size": 14}, "x": 0.0, "xanchor": "left"},
 ))
-TEMPLATE = "plotly_white+portfolio"
+# Merged once and made the default every figure starts from: a template named as "plotly_white+portfolio"
+# is merged again for each figure, 30 ms of every figure's build (most of a drill-down's own time).
+pio.templates["portfolio"] = pio.templates.merge_templates("plotly_white", _PORTFOLIO)
+pio.templates.default = "portfolio"
 
 
 def _figure(**layout) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(template=TEMPLATE, **layout)
+    fig.update_layout(**layout)
     return fig
 
 
@@ -114,7 +117,7 @@ def trigger_priority_figure(frame: pd.DataFrame) -> go.Figure:
         return empty_figure(title=title)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Syncs by trigger", "Queue wait by trigger · priority (ms)"),
                         horizontal_spacing=0.12)
-    fig.update_layout(template=TEMPLATE, title=title, barmode="stack", height=360,
+    fig.update_layout(title=title, barmode="stack", height=360,
                       legend={"y": -0.18, "yanchor": "top", "x": 0.5, "xanchor": "center"})
     by_trigger = frame.groupby("trigger", sort=True)[["syncs", "succeeded", "failed"]].sum()
     other = by_trigger["syncs"] - by_trigger["succeeded"] - by_trigger["failed"]
@@ -148,7 +151,7 @@ def chains_figure(frame: pd.DataFrame) -> go.Figure:
     labels = [chain_label(c) for c in frame["chain_id"]]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Success rate of chain reads", "Latency of a chain read (ms)"),
                         horizontal_spacing=0.12)
-    fig.update_layout(template=TEMPLATE, title=title, height=360, barmode="group",
+    fig.update_layout(title=title, height=360, barmode="group",
                       legend={"y": -0.18, "yanchor": "top", "x": 0.5, "xanchor": "center"})
     rates = frame["success_rate"].astype("float64")
     fig.add_bar(x=labels, y=rates, name="success rate", row=1, col=1, showlegend=False,
@@ -184,8 +187,10 @@ def user_timeline_figure(frame: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=part["enqueued_at"], y=durations, mode="markers", name=status,
                         marker={"color": STATUS_COLORS[status], "size": 7 if status != "succeeded" else 5,
                                 "opacity": 0.8},
-                        customdata=list(zip(part["operation_id"], part["wallet_address"], part["trigger"],
-                                            part["error_code"].fillna(""))),
+                        # One array, not a list of tuples: plotly checks a list element by element (30 ms
+                        # for a busy user's 2,000 points).
+                        customdata=part[["operation_id", "wallet_address", "trigger"]].assign(
+                            error_code=part["error_code"].fillna("")).to_numpy(),
                         hovertemplate="%{x}<br>%{y:.0f} ms · %{customdata[2]}<br>%{customdata[1]}"
                                       "<br>%{customdata[0]}<br>%{customdata[3]}<extra>" + status + "</extra>")
     return fig
