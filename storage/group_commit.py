@@ -58,7 +58,8 @@ class _Call(Generic[P, R]):
 class GroupCommit(Generic[P, R]):
     """Parameters:
       write_batch(callable): writes the parameters of a batch of calls with one statement and returns
-        one result per call, in order.  A batch of one is a single call.
+        one result per call, in order; an exception as a call's result fails that call alone (the
+        others' are written).  A batch of one is a single call.
       name(str): the writer thread's name.
       max_batch(int): most calls written together. Default 64.
       wait_s(float): how long a call waits to be written before it gives up with :class:`TimeoutError`
@@ -183,4 +184,4 @@ class GroupCommit(Generic[P, R]):
                     call.error = single
             return
         for call, result in zip(batch, results, strict=True):
-            call.result, call.error = result, None
+            call.result, call.error = (None, result) if isinstance(result, BaseException) else (result, None)

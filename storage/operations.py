@@ -12,10 +12,12 @@ import dataclasses
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from .group_commit import GroupCommit
@@ -24,6 +26,8 @@ from .queries import QUERIES
 
 
 T = TypeVar("T")
+C = TypeVar("C", bound=tuple)
+R = TypeVar("R")
 
 #: An operation in one of these statuses is over: no attempt changes it any more.
 FINAL_STATUSES = ("succeeded", "partial", "failed")
@@ -131,17 +135,79 @@ def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
     return _finishes((operation_id, outcome))
 
 
-def _start_batch(calls: Sequence[tuple[str, str, str | None]]) -> list[dict | None]:
+#: How far an operation's ``enqueued_at`` (PostgreSQL's clock, at its insert) is looked for either side of
+#: the time in its id (the producer's clock, at admission, a moment before): the two clocks' skew.
+ID_TIME_MARGIN = dt.timedelta(days=1)
+#: No bound: every partition.
+EVERY_PARTITION = {"lo": None, "hi": None}
+
+
+def id_time_bound(operation_ids: Iterable[str]) -> dict[str, dt.datetime | None]:
+    """The ``lo``/``hi`` parameters of a lookup of ``operation_ids``: the ``enqueued_at`` range, ``[earliest
+    - margin, latest + margin)`` of the times in the ids (version 7, actors.ids), that PostgreSQL prunes the
+    audit trail's partitions to at plan time.  Ids without a time (version 4, made before) are left out
+    of it; none has one: :data:`EVERY_PARTITION`."""
+    times = [ms for ms in map(_id_ms, operation_ids) if ms is not None]
+    if not times:
+        return EVERY_PARTITION
+    try:
+        return {"lo": dt.datetime.fromtimestamp(min(times) / 1000, dt.timezone.utc) - ID_TIME_MARGIN,
+                "hi": dt.datetime.fromtimestamp(max(times) / 1000, dt.timezone.utc) + ID_TIME_MARGIN}
+    except (OverflowError, ValueError):  # a time past what a datetime holds: no id of ours
+        return EVERY_PARTITION
+
+
+def _id_ms(operation_id: str) -> int | None:
+    """The time in a version 7 id, in ms since the epoch; ``None`` for any other id."""
+    try:
+        value = uuid.UUID(str(operation_id))
+    except ValueError:  # not a UUID: the statement says so, as it did before ids had a time
+        return None
+    return value.int >> 80 if value.version == 7 else None
+
+
+def _in_id_partitions(calls: Sequence[C], write: Callable[[Sequence[C], dict], list[R]]) -> list[R | Exception]:
+    """``write(calls, bound)`` (one result per call, falsy where its statement found no row to act on) with
+    the bound of the calls' operation ids (each call's first item), then, for the calls it did not find,
+    again with no bound.  An operation outside the bound (a clock skewed past the margin, an id without a
+    time) or that the statement passes over (already final: a duplicate delivery) is looked for in every
+    partition, so none is missed; the first statement changed nothing of the calls it did not find, so
+    none is written twice.  If the second statement fails, so do the calls it was for (the exception is
+    their result, storage.group_commit); the others' writes are committed and stand."""
+    bound = id_time_bound(call[0] for call in calls)
+    results: list[R | Exception] = list(write(calls, bound))
+    missed = [i for i, result in enumerate(results) if not result]
+    if missed and bound is not EVERY_PARTITION:
+        try:
+            again: Sequence[R | Exception] = write([calls[i] for i in missed], EVERY_PARTITION)
+        except Exception as exc:
+            if len(missed) == len(calls):
+                raise  # nothing was written: the batch failed whole, as one statement's would
+            again = [exc] * len(missed)
+        for i, result in zip(missed, again):
+            results[i] = result
+    return results
+
+
+def _start_batch(calls: Sequence[tuple[str, str, str | None]]) -> list[dict | None | Exception]:
+    return _in_id_partitions(calls, _start_rows)
+
+
+def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: dict) -> list[dict | None]:
     with get_pool().connection() as conn:
         rows = conn.execute(QUERIES["start_attempts"], {
             "ids": [op_id for op_id, _, _ in calls], "worker_ids": [w for _, w, _ in calls],
-            "message_ids": [m for _, _, m in calls],
+            "message_ids": [m for _, _, m in calls], **bound,
         }).fetchall()
     by_id = {str(row["id"]): row for row in rows}
     return [by_id.get(str(op_id)) for op_id, _, _ in calls]
 
 
-def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
+def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool | Exception]:
+    return _in_id_partitions(calls, _finish_rows)
+
+
+def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> list[bool]:
     attempts = [{
         "id": op_id,
         "status": outcome.status,
@@ -161,7 +227,8 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
     with get_pool().connection() as conn:
         finished = {str(row["id"]) for row in
                     conn.execute(QUERIES["finish_attempts"], {
-                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls]}).fetchall()}
+                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls],
+                        **bound}).fetchall()}
     return [str(op_id) in finished for op_id, _ in calls]
 
 
@@ -181,10 +248,10 @@ def observe_batches(callback: Callable[[str, int], None] | None) -> None:
 def fail_operation(operation_id: str, *, error_code: str, error_message: str) -> dict | None:
     """Mark an operation ``failed`` without an attempt result; returns its user and wallet, or ``None``."""
     with get_pool().connection() as conn:
-        return conn.execute(
+        return _in_id_partitions([(operation_id,)], lambda calls, bound: [conn.execute(
             QUERIES["fail_operation"],
-            {"id": operation_id, "error_code": error_code, "error_message": error_message},
-        ).fetchone()
+            {"id": operation_id, "error_code": error_code, "error_message": error_message, **bound},
+        ).fetchone()])[0]
 
 
 def reconcile_candidates(*, after, grace_ms: int, lease_ms: int, max_age_ms: int, limit: int) -> list[dict]:
@@ -216,7 +283,7 @@ def fail_stuck_operation(candidate: dict, *, error_code: str, error_message: str
 def get_operation(operation_id: str) -> dict | None:
     """The operation's row, read on the primary (what a worker that just wrote it needs)."""
     with get_pool().connection() as conn:
-        return conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
+        return _get_operation(conn, operation_id)
 
 
 def get_operations(operation_ids: Sequence[str]) -> dict[str, dict]:
@@ -233,8 +300,13 @@ def read_operation(operation_id: str) -> dict | None:
     the primary by default), and from the primary when the read endpoint does not have it yet (a replica
     lags: a sync requested a moment ago is found all the same)."""
     with get_readonly_pool().connection() as conn:
-        row = conn.execute(QUERIES["get_operation"], {"id": operation_id}).fetchone()
+        row = _get_operation(conn, operation_id)
     return row if row is not None else get_operation(operation_id)
+
+
+def _get_operation(conn: psycopg.Connection, operation_id: str) -> dict | None:
+    return _in_id_partitions([(operation_id,)], lambda calls, bound: [
+        conn.execute(QUERIES["get_operation"], {"id": operation_id, **bound}).fetchone()])[0]
 
 
 def get_holdings(user_id: str, wallet_address: str) -> list[dict]:

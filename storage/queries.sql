@@ -34,6 +34,8 @@ SET chain_ids = (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(t.chain_ids
 -- attempts at once (storage.group_commit); no row for an operation that is unknown or already final
 -- (a duplicate delivery).  started_at, PostgreSQL's clock, is the time of the attempt's reads: the one
 -- clock every worker shares, so which read is newer never depends on a worker host's clock.
+-- lo and hi bound enqueued_at to the weeks the ids' times name (storage.operations: PostgreSQL prunes
+-- the other partitions at plan time); both NULL, every partition.
 UPDATE sync_operations AS s
 SET status = 'running',
     attempts = s.attempts + 1,
@@ -45,6 +47,7 @@ SET status = 'running',
 FROM unnest(%(ids)s::uuid[], %(worker_ids)s::text[], %(message_ids)s::text[]) AS a(id, worker_id, message_id)
 WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
   AND s.id = ANY(%(ids)s::uuid[])  -- the planner reads the array's size; unnest's it guesses (100)
+  AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
           s.queue_wait_ms, s.started_at;
 
@@ -80,6 +83,8 @@ WITH attempt AS (
     FROM attempt AS a
     WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'partial', 'failed')
       AND s.id = ANY(%(ids)s::uuid[])  -- index lookups: the planner guesses 100 rows for a recordset
+      AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity')  -- partitions, as start_attempts
+      AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
     RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.chain_blocks,
               a.holdings
 ), fresh AS (
@@ -156,19 +161,22 @@ SELECT id FROM op;
 
 -- fail_operation --
 -- Fail an operation that never ran to the end (malformed message, expired, not enqueued).
+-- lo, hi: as in start_attempts.
 UPDATE sync_operations
 SET status = 'failed', finished_at = clock_timestamp(), error_code = %(error_code)s, error_message = %(error_message)s
 WHERE id = %(id)s AND status NOT IN ('succeeded', 'partial', 'failed')
+  AND enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
 RETURNING user_id, wallet_address;
 
 -- get_operation --
--- One operation's full record.
+-- One operation's full record.  lo, hi: as in start_attempts.
 SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
        enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count,
        total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id,
        requeues
 FROM sync_operations
-WHERE id = %(id)s;
+WHERE id = %(id)s
+  AND enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity');
 
 -- get_operations --
 -- Several operations' full records (a producer checks the operations that hold its wallets).

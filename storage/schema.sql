@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sync_operations (
     message_id       text,                 -- Redis id of the message that carries (or last carried) it
     requeues         int         NOT NULL DEFAULT 0, -- times the reconciler sent it again
     -- A partitioned table's unique keys include its partition key; the id alone is unique by
-    -- construction (uuid4 from intake), and a lookup by id probes each partition's index on it.
+    -- construction (made by intake: UUIDv7, uuid4 before), and a lookup by id probes each partition's
+    -- index on it unless it bounds enqueued_at by the time in the id (storage.operations).
     PRIMARY KEY (id, enqueued_at)
 ) PARTITION BY RANGE (enqueued_at);
 

@@ -39,7 +39,7 @@ from storage.operations import FINAL_STATUSES, NewOperation
 
 from ..constants import QUEUES, actor_name
 from ..errors import SyncUnavailable
-from ..ids import uuid4_string, uuid4_strings
+from ..ids import uuid4_string, uuid4_strings, uuid7_strings
 from ..redis_backed import events, scripts
 from ..redis_backed.broker import EncodedBatch
 from ..redis_backed.admission import Admission
@@ -107,7 +107,7 @@ def _submit(validated: list[SyncRequest]) -> list[str]:
         return []
     cfg = context.cfg()
     candidates = [(r.user_id, r.wallet_address, op_id, r.force)
-                  for r, op_id in zip(validated, uuid4_strings(len(validated)))]
+                  for r, op_id in zip(validated, uuid7_strings(len(validated)))]
     try:
         admitted = _admit(candidates)
     except redis.RedisError as exc:
