@@ -79,6 +79,9 @@ def _define() -> None:
         "operations.search (failed + text)": (
             [("ops-table", "data"), ("ops-table", "page_count"), ("ops-count", "children")],
             lambda k: _ops_inputs(k, statuses=["failed"], text="rate limited"), "operations"),
+        "operations.search (failed + rare text)": (  # a text no failure holds
+            [("ops-table", "data"), ("ops-table", "page_count"), ("ops-count", "children")],
+            lambda k: _ops_inputs(k, statuses=["failed"], text="quota exhausted"), "operations"),
         "operations.search (user)": (
             [("ops-table", "data"), ("ops-table", "page_count"), ("ops-count", "children")],
             lambda k: _ops_inputs(k, user="user-00042"), "operations"),
