@@ -7,10 +7,10 @@ Runs in a throwaway database and a private ``redis-server`` (so Redis's command 
 this run's alone).  Per sync it measures: Redis commands (by command) and bytes in and out; PostgreSQL
 transactions, rows written (by table) and WAL bytes (``pg_walinspect``: records of this database only,
 and the server-wide LSN delta beside it, which other databases of the server add to); CPU seconds of
-the worker processes, of redis-server and of this database's PostgreSQL backends.  Then rounds of
-``--syncs`` syncs alternate between the rollup trigger enabled (A) and disabled (B) in one running
-worker, interleaved, and each round's throughput is printed.  The costs are written as JSON for
-``bench/capacity.py``.
+the worker processes, of redis-server and of this database's PostgreSQL backends.  Then, after a
+warm-up round, rounds of ``--syncs`` syncs run with the rollup trigger enabled (A) and disabled (B) in
+one running worker, in the order ABBA ABBA ..., and each round's throughput is printed.  Every sync's
+user owns :data:`WALLETS_PER_USER` wallets.  The costs are written as JSON for ``bench/capacity.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -155,8 +156,7 @@ def measure(args, chains: list[int], redis_pid: int) -> dict:
         batch = wallets(args.syncs, offset)
         offset += args.syncs
         for i in range(0, len(batch), 500):
-            actors.request_syncs([{"user_id": f"user-{i}", "wallet_address": w, "chain_ids": chains}
-                                  for w in batch[i:i + 500]])
+            actors.request_syncs(requests(batch[i:i + 500], offset - args.syncs + i, chains))
         total += args.syncs
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
@@ -203,17 +203,30 @@ def measure(args, chains: list[int], redis_pid: int) -> dict:
         conn.close()
 
 
+#: Wallets a user holds in these runs.  Users own a few wallets each (the seeded dashboard data: 100,000
+#: users, ~3 wallets), and the per-user rollups keep a row per user: a user of 500 wallets (these runs'
+#: earlier shape) had every finishing batch of the run wait on the same few rows.
+WALLETS_PER_USER = 3
+
+
+def requests(batch: list[str], first: int, chains: list[int]) -> list[dict]:
+    """Sync requests for ``batch``, whose first wallet is the ``first``-th of the run, by user."""
+    return [{"user_id": f"user-{(first + n) // WALLETS_PER_USER}", "wallet_address": w, "chain_ids": chains}
+            for n, w in enumerate(batch)]
+
+
 def ab_rounds(args, chains, conn, offset: int, total: int, pids) -> dict:
-    """Rounds alternating rollups on (A) and off (B), in one worker: syncs per second of each, and CPU
-    per sync of the worker, Redis and this database's PostgreSQL backends.  On a shared machine the CPU
-    figure is the steadier one: other processes slow a round down, but do not add to its CPU."""
+    """Rounds of rollups on (A) and off (B), in one worker, after one warm-up round that is not counted and
+    in the order ABBA ABBA ..., so neither side is always the first of its pair: syncs per second of each,
+    and CPU per sync of the worker, Redis and this database's PostgreSQL backends.  On a shared machine the
+    CPU figure is the steadier one: other processes slow a round down, but do not add to its CPU."""
     import actors
 
-    rates: dict[str, list[float]] = {"with_rollups": [], "without_rollups": []}
-    cpu_ms: dict[str, list[float]] = {"with_rollups": [], "without_rollups": []}
-    for round_number in range(2 * args.rounds):
-        kind = "with_rollups" if round_number % 2 == 0 else "without_rollups"
-        conn.execute("ALTER TABLE sync_operations " + ("ENABLE" if kind == "with_rollups" else "DISABLE")
+    rates: dict[str, list[float]] = {"with_rollups": [], "without_rollups": [], "warm_up": []}
+    cpu_ms: dict[str, list[float]] = {"with_rollups": [], "without_rollups": [], "warm_up": []}
+    order = ["with_rollups", "without_rollups", "without_rollups", "with_rollups"]
+    for round_number, kind in enumerate(["warm_up"] + [order[n % 4] for n in range(2 * args.rounds)]):
+        conn.execute("ALTER TABLE sync_operations " + ("DISABLE" if kind == "without_rollups" else "ENABLE")
                      + " TRIGGER sync_operations_rollup")
         batch = wallets(args.syncs, offset)
         offset += args.syncs
@@ -221,21 +234,18 @@ def ab_rounds(args, chains, conn, offset: int, total: int, pids) -> dict:
         cpu.sample([pid for group in pids() for pid in group])
         first = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         for i in range(0, len(batch), 500):
-            actors.request_syncs([{"user_id": f"ab-{i}", "wallet_address": w, "chain_ids": chains}
-                                  for w in batch[i:i + 500]])
+            actors.request_syncs(requests(batch[i:i + 500], offset - args.syncs + i, chains))
         total += args.syncs
         wait_final(conn, total, cpu, lambda: [pid for group in pids() for pid in group])
         seconds = conn.execute("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM sync_operations"
                                " WHERE enqueued_at >= %s", (first,)).fetchone()[0]
         rates[kind].append(round(args.syncs / float(seconds), 1))
         cpu_ms[kind].append(round(cpu.seconds() * 1000 / args.syncs, 3))
-        print(f"round {round_number + 1}: {kind}: {rates[kind][-1]} syncs/s, {cpu_ms[kind][-1]} ms CPU a sync"
+        print(f"round {round_number}: {kind}: {rates[kind][-1]} syncs/s, {cpu_ms[kind][-1]} ms CPU a sync"
               f" (load {os.getloadavg()[0]:.1f})", flush=True)
     conn.execute("ALTER TABLE sync_operations ENABLE TRIGGER sync_operations_rollup")
 
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
+    median = statistics.median
     a, b = median(rates["with_rollups"]), median(rates["without_rollups"])
     ca, cb = median(cpu_ms["with_rollups"]), median(cpu_ms["without_rollups"])
     return {**rates, "median_with": a, "median_without": b, "with_over_without": round(a / b, 3),
