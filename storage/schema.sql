@@ -280,7 +280,14 @@ ALTER TABLE sync_rollup_failure_latest SET (autovacuum_vacuum_scale_factor = 0.0
 -- user's user_day rows from the span's first day on (no row when that sum is empty).
 -- (It replaced sync_rollup_user_span, which held the span's closed days only and made every read join
 -- today's user_day rows to it: at 100,000 active users that join was most of the page's time.)
-DROP TABLE IF EXISTS sync_rollup_user_span;
+-- A database of that layout has its spans built again, whole, below (watermarks back to never built).
+DO $$
+BEGIN
+    IF to_regclass('sync_rollup_user_span') IS NOT NULL THEN
+        UPDATE sync_rollup_user_span_through SET through_day = '-infinity';
+        DROP TABLE sync_rollup_user_span;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS sync_rollup_user_since (
     user_id          text        NOT NULL,
     span_days        int         NOT NULL CHECK (span_days IN (1, 7, 30)),
@@ -304,13 +311,6 @@ CREATE TABLE IF NOT EXISTS sync_rollup_user_span_through (
     span_days   int         PRIMARY KEY CHECK (span_days IN (1, 7, 30)),
     through_day timestamptz NOT NULL
 );
--- A database whose spans held closed days only: built again, whole, below.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM sync_rollup_user_since) THEN
-        UPDATE sync_rollup_user_span_through SET through_day = '-infinity';
-    END IF;
-END $$;
 INSERT INTO sync_rollup_user_span_through (span_days, through_day)
 VALUES (1, '-infinity'), (7, '-infinity'), (30, '-infinity')
 ON CONFLICT DO NOTHING;
@@ -472,7 +472,7 @@ BEGIN
     IF through = target THEN
         RETURN NULL;
     END IF;
-    IF through > target OR through <= target - span * interval '1 day' THEN
+    IF through > target OR through < target - span * interval '1 day' THEN
         LOCK TABLE sync_rollup_user_since IN SHARE ROW EXCLUSIVE MODE;
         DELETE FROM sync_rollup_user_since WHERE span_days = span;
         INSERT INTO sync_rollup_user_since (user_id, span_days, syncs, succeeded, partial, failed, duration_ms_sum,

@@ -133,6 +133,16 @@ def test_users_page_figures_from_spans_agree_with_raw_rows(database):
         _assert_spans_hold_their_days(database, prefix)
         _compare(database, prefix, now)
 
+        # a user of today alone: a step takes off the day leaving and leaves that user's rows be (a span
+        # is rebuilt whole only when it misses more days than it holds)
+        add_solo = [{**_operations(rng, prefix, now - dt.timedelta(hours=1), now, 1)[0], "user_id": f"{prefix}solo",
+                     "status": "succeeded", "duration_ms": 5}]
+        with psycopg.connect(database, autocommit=True) as conn:
+            seed.insert_operations(conn, add_solo)
+            solo_before = conn.execute("SELECT span_days, xmin::text FROM sync_rollup_user_since WHERE user_id = %s"
+                                       " ORDER BY 1", (f"{prefix}solo",)).fetchall()
+        assert [span for span, _x in solo_before] == [1, 7, 30]
+
         # the next UTC day: before housekeeping moves the spans (read with yesterday's user_day rows, the
         # day that left taken off), then after it (one step per span)
         tomorrow = TODAY + dt.timedelta(days=1, hours=1)
@@ -140,6 +150,9 @@ def test_users_page_figures_from_spans_agree_with_raw_rows(database):
         _compare(database, prefix, tomorrow)
         moved = scheduling.build_user_spans(today=tomorrow)
         assert moved.steps == 3
+        with psycopg.connect(database) as conn:
+            assert conn.execute("SELECT span_days, xmin::text FROM sync_rollup_user_since WHERE user_id = %s"
+                                " ORDER BY 1", (f"{prefix}solo",)).fetchall() == solo_before
         assert set(moved.through.values()) == {TODAY.date().isoformat()}
         _assert_spans_hold_their_days(database, prefix)
         _compare(database, prefix, tomorrow)
