@@ -296,7 +296,7 @@ def search_operations(window: Window, search: OperationSearch, *, limit: int = 2
         return _frame("dash_operations_search", {**params, "operation_id": None, "limit": 0, "offset": 0}), 0
     total = int(_frame("dash_operations_count", {**params, "count_limit": SEARCH_COUNT_LIMIT})["total"].iloc[0])
     limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
-    if params["error_pattern"] is None:
+    if params["error_pattern"] is None or params["operation_id"] is not None:  # an id is searched in all time
         return _frame("dash_operations_search", {**params, "limit": limit, "offset": offset}), total
     # Newest partition first, until the page is full (dash_window_partitions says why).
     parts: list[pd.DataFrame] = []

@@ -251,6 +251,10 @@ def test_an_error_text_search_pages_newest_first_across_partitions(raw):
     weeks = set(failed["enqueued_at"].dt.tz_convert("UTC").dt.strftime("%G-%V"))
     assert len(expected) > 20 and len(weeks) >= 2  # the pages cross partitions (weekly)
     assert len(analytics._frame("dash_window_partitions", w.params())) >= 2
+    # an operation id with the text: that one operation, whatever the window, once
+    one = analytics.search_operations(window("1h"), analytics.OperationSearch(operation_id=expected[-1],
+                                                                              error_text="simulated"))
+    assert one[1] == 1 and list(one[0]["operation_id"]) == [expected[-1]]
     size = len(expected) // 4 + 1
     pages = [analytics.search_operations(w, analytics.OperationSearch(error_text="simulated"), limit=size,
                                          offset=offset) for offset in range(0, len(expected) + size, size)]
