@@ -179,9 +179,14 @@ class GroupCommit(Generic[P, R]):
                            len(batch), self.name, type(exc).__name__)
             for call in batch:
                 try:
-                    call.result, call.error = self.write_batch([call.params])[0], None
+                    _settle(call, self.write_batch([call.params])[0])
                 except Exception as single:  # noqa: BLE001
                     call.error = single
             return
         for call, result in zip(batch, results, strict=True):
-            call.result, call.error = (None, result) if isinstance(result, BaseException) else (result, None)
+            _settle(call, result)
+
+
+def _settle(call: _Call, result) -> None:
+    """A call's result, or its error when write_batch gave an exception as its result."""
+    call.result, call.error = (None, result) if isinstance(result, BaseException) else (result, None)

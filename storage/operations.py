@@ -157,6 +157,14 @@ def id_time_bound(operation_ids: Iterable[str]) -> dict[str, dt.datetime | None]
         return EVERY_PARTITION
 
 
+def _canonical(operation_id: str) -> str:
+    """The id as PostgreSQL returns it, so a written row is never taken for a missed one (and written again)."""
+    try:
+        return str(uuid.UUID(str(operation_id)))
+    except ValueError:
+        return str(operation_id)
+
+
 def _id_ms(operation_id: str) -> int | None:
     """The time in a version 7 id, in ms since the epoch; ``None`` for any other id."""
     try:
@@ -200,7 +208,7 @@ def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: dict) -> li
             "message_ids": [m for _, _, m in calls], **bound,
         }).fetchall()
     by_id = {str(row["id"]): row for row in rows}
-    return [by_id.get(str(op_id)) for op_id, _, _ in calls]
+    return [by_id.get(_canonical(op_id)) for op_id, _, _ in calls]
 
 
 def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool | Exception]:
@@ -229,7 +237,7 @@ def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> li
                     conn.execute(QUERIES["finish_attempts"], {
                         "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls],
                         **bound}).fetchall()}
-    return [str(op_id) in finished for op_id, _ in calls]
+    return [_canonical(op_id) in finished for op_id, _ in calls]
 
 
 # An attempt's start is written by its own thread when nothing else is being written: on an idle

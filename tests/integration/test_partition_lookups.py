@@ -101,3 +101,11 @@ def test_intake_makes_ids_whose_time_is_when_the_row_was_enqueued(clean_queues, 
     bound = operations.id_time_bound([op_id])
     assert bound["lo"] + operations.ID_TIME_MARGIN <= enqueued_at["enqueued_at"] < bound["hi"]
     assert actors.get_sync(op_id)["status"] == "queued"
+
+
+def test_an_id_in_upper_case_is_started_once(db_conn, user_id):
+    """The bounded statement finds it; its row must not be taken for a missed one and started again."""
+    op_id = uuid7_strings(1)[0]
+    _insert(user_id, [op_id])
+    assert operations.start_attempt(op_id.upper(), worker_id="w1", message_id="m1")["attempts"] == 1
+    assert db_conn.execute("SELECT attempts FROM sync_operations WHERE id = %s", (op_id,)).fetchone()["attempts"] == 1
