@@ -9,8 +9,9 @@ transactions, rows written (by table) and WAL bytes (``pg_walinspect``: records 
 and the server-wide LSN delta beside it, which other databases of the server add to); CPU seconds of
 the worker processes, of redis-server and of this database's PostgreSQL backends.  Then, after a
 warm-up round, rounds of ``--syncs`` syncs run with the rollup trigger enabled (A) and disabled (B) in
-one running worker, in the order ABBA ABBA ..., and each round's throughput is printed.  Every sync's
-user owns :data:`WALLETS_PER_USER` wallets.  The costs are written as JSON for ``bench/capacity.py``.
+one running worker, in the order ABBA ABBA ... (balanced for an even ``--rounds``), and each round's
+throughput is printed.  Every sync's user owns :data:`WALLETS_PER_USER` wallets.  The costs are written
+as JSON for ``bench/capacity.py``.
 """
 
 from __future__ import annotations
