@@ -97,3 +97,9 @@ def test_rollups_equal_raw_aggregates_after_retries_redeliveries_a_kill_and_reco
         assert added(after[name], before[name]) == raw[name], name
     mine = [v for k, v in raw["user"].items() if k[0] == user_id]
     assert sum(v[0] for v in mine) == len(ids)
+    # The users page's spans hold each of this user's final operations once too (all of today: in every span).
+    with psycopg.connect(database) as conn:
+        spans = {r[0]: tuple(r[1:]) for r in conn.execute(
+            "SELECT span_days, syncs, succeeded, partial, failed, duration_ms_sum, duration_count"
+            " FROM sync_rollup_user_since WHERE user_id = %s", (user_id,)).fetchall()}
+    assert spans == {span: tuple(sum(v[n] for v in mine) for n in range(6)) for span in (1, 7, 30)}
