@@ -101,6 +101,8 @@ def test_intake_makes_ids_whose_time_is_when_the_row_was_enqueued(clean_queues, 
     bound = operations.id_time_bound([op_id])
     assert bound["lo"] + operations.ID_TIME_MARGIN <= enqueued_at["enqueued_at"] < bound["hi"]
     assert actors.get_sync(op_id)["status"] == "queued"
+    # Final, so no later test's reconciler pass (this worker's database) finds it stranded.
+    assert operations.fail_operation(op_id, error_code="expired", error_message="test over") is not None
 
 
 def test_an_id_in_upper_case_is_started_once(db_conn, user_id):
@@ -109,3 +111,4 @@ def test_an_id_in_upper_case_is_started_once(db_conn, user_id):
     _insert(user_id, [op_id])
     assert operations.start_attempt(op_id.upper(), worker_id="w1", message_id="m1")["attempts"] == 1
     assert db_conn.execute("SELECT attempts FROM sync_operations WHERE id = %s", (op_id,)).fetchone()["attempts"] == 1
+    assert operations.finish_attempt(op_id.upper(), _outcome("succeeded"))  # final: no reconciler finds it
