@@ -135,10 +135,10 @@ def test_users_page_figures_from_spans_agree_with_raw_rows(database):
 
         # a user of today alone: a step takes off the day leaving and leaves that user's rows be (a span
         # is rebuilt whole only when it misses more days than it holds)
-        add_solo = [{**_operations(rng, prefix, now - dt.timedelta(hours=1), now, 1)[0], "user_id": f"{prefix}solo",
-                     "status": "succeeded", "duration_ms": 5}]
+        solo = [{**_operations(rng, prefix, now - dt.timedelta(hours=1), now, 1)[0], "user_id": f"{prefix}solo",
+                 "status": "succeeded", "duration_ms": 5}]
         with psycopg.connect(database, autocommit=True) as conn:
-            seed.insert_operations(conn, add_solo)
+            seed.insert_operations(conn, solo)
             solo_before = conn.execute("SELECT span_days, xmin::text FROM sync_rollup_user_since WHERE user_id = %s"
                                        " ORDER BY 1", (f"{prefix}solo",)).fetchall()
         assert [span for span, _x in solo_before] == [1, 7, 30]
