@@ -9,7 +9,7 @@ the no-op one; with ``--resync`` each wallet is synced once unprofiled, then aga
 steady state: the stored snapshot unchanged).  A sync's chain reads run on the ``chain`` threads, not
 under ``process_message``: pass ``--only-thread ''`` to count every thread.
 
-Needs ``pyinstrument`` and ``py-spy`` (``.venv/bin/pip install pyinstrument py-spy``; py-spy attaches
+Needs the ``bench`` extra (``.venv/bin/pip install -e '.[bench]'``: pyinstrument, py-spy; py-spy attaches
 with ptrace, so run it as root or with CAP_SYS_PTRACE).  Reports go to ``bench/results/profile-*``;
 a summary by function (self and inclusive share of the samples) is printed.
 """
