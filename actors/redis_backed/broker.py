@@ -60,6 +60,9 @@ class SyncBroker(RedisBroker):
         self.clock = RedisClock(self.client)
         self._enqueue_many = self.client.register_script(scripts.source("enqueue_many"))
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
+        #: (queue, Redis id) of the messages acked on another round trip (:meth:`queue_ack`), whose
+        #: consumer's ack only forgets them (:meth:`forget_acked`).
+        self._acked: set[tuple[str, str]] = set()
 
     @property
     def consumer_class(self):
@@ -115,6 +118,27 @@ class SyncBroker(RedisBroker):
                                   self._max_unpack_size(), *args], keys=keys)
 
         return do_dispatch
+
+    def queue_ack(self, pipeline: redis.client.Pipeline, queue_name: str, redis_message_id: str) -> None:
+        """Queue on ``pipeline`` the ack of the message ``redis_message_id`` fetched from ``queue_name``, as its
+        consumer would send it (Dramatiq's dispatch script, its heartbeat and maintenance chance included), so
+        it rides on a round trip the worker makes anyway.  Once that is sent, :meth:`acked` tells the consumer."""
+        scripts.queue(pipeline, self.scripts["dispatch"], keys=[self.namespace],
+                      args=["ack", self.clock.now_ms(), queue_name, self.broker_id, self.heartbeat_timeout,
+                            self.dead_message_ttl, self._should_do_maintenance("ack"), self._max_unpack_size(),
+                            redis_message_id])
+
+    def acked(self, queue_name: str, redis_message_id: str) -> None:
+        """The ack of ``redis_message_id`` queued with :meth:`queue_ack` has been applied."""
+        self._acked.add((queue_name, redis_message_id))
+
+    def forget_acked(self, queue_name: str, redis_message_id: str | None) -> bool:
+        """Whether the message was acked already (:meth:`acked`); forgets it."""
+        try:
+            self._acked.remove((queue_name, redis_message_id))
+        except KeyError:
+            return False
+        return True
 
     @staticmethod
     def prepare(message: Message) -> Message:

@@ -14,6 +14,9 @@ moved to ``{namespace}:quarantine`` (a capped list, shown on the dashboard and
 by the CLI), removed from the queue's bookkeeping, and logged; the rest of the
 batch flows on.
 
+A message the worker thread has acked already, on the attempt's last round trip
+(``SyncBroker.queue_ack``), is only forgotten by :meth:`QuarantiningConsumer.ack`.
+
 It also treats a Redis *timeout* like a lost connection (Dramatiq only does so
 for connection errors): an ack or nack that timed out is then retried until
 Redis answers, instead of being given up, which would leave the message in
@@ -154,12 +157,19 @@ class QuarantiningConsumer(_RedisConsumer):
         return Message(**fields)
 
     def ack(self, message):
+        if self.broker.forget_acked(self.queue_name, message.options.get("redis_message_id")):
+            # The worker thread acked it with the attempt's last round trip (SyncBroker.queue_ack).
+            self.queued_message_ids.discard(message.message_id)
+            return
         try:
             super().ack(message)
         except redis.TimeoutError as exc:
             raise ConnectionClosed(exc) from None
 
     def nack(self, message):
+        # Acked already (the attempt's end failed after its ack was applied, and its retries are spent):
+        # the nack finds nothing to dead-letter, as the operation it names is final.
+        self.broker.forget_acked(self.queue_name, message.options.get("redis_message_id"))
         try:
             super().nack(message)
         except redis.TimeoutError as exc:

@@ -88,19 +88,22 @@ def sync_portfolio(operation_id: str) -> None:
         # The lease may be a finished attempt's whose last round trip (lease release included) was lost.
         logger.info("Operation %s is running under another delivery's lease; this one does nothing.", op_id)
         _repair_end(op_id, end)
-        end.send()
+        end.send(ack=True)
         return
+    returned = False
     try:
         _run_attempt(op_id, end)
+        returned = True
     finally:
         leases.release(op_id, token, pipeline=end.pipeline)
-        end.send()
+        end.send(ack=returned)
 
 
 class _AttemptEnd:
     """What an attempt leaves in Redis once its result is committed (the operation's end: the wallet's
     admission and the completion events; the lease), queued on one pipeline and sent in one round
-    trip, before the message is acked.
+    trip, with the message's ack last when the actor is about to return (Dramatiq would ack it then,
+    one round trip later; a message that is retried or dead-lettered is left to Dramatiq).
 
     The operation's end is idempotent (:meth:`Admissions.end`): if this round trip is lost after the
     final status was committed, the message comes back (Retries, or the broker's recovery of a dead
@@ -123,12 +126,22 @@ class _AttemptEnd:
                                  maxlen=cfg.events.maxlen, pipeline=self.pipeline)
         self.events = built
 
-    def send(self) -> None:
+    def send(self, *, ack: bool = False) -> None:
+        """Send what is queued; with ``ack``, ack the message being processed in the same round trip (after
+        everything else: the ack is the producer's and the broker's sign that the operation is done)."""
+        delivery = _delivery() if ack else None
+        if delivery is not None:
+            broker, queue_name, redis_message_id = delivery
+            broker.queue_ack(self.pipeline, queue_name, redis_message_id)
         try:
             results = redis_scripts.execute(self.pipeline)
         except redis.RedisError as exc:  # the round trip itself failed
             observe.events_sent(self.events, exc)
             raise  # a transient infrastructure error: Retries brings the message back, and it ends the operation
+        if delivery is not None:
+            acked = results.pop()
+            if not isinstance(acked, Exception):  # else the consumer acks it, as without this
+                broker.acked(queue_name, redis_message_id)
         for i, result in enumerate(results):
             if i == self._end_slot and not isinstance(result, Exception):
                 # An event Redis refused is dropped and counted, as the audit trail stays the truth.
@@ -140,6 +153,16 @@ class _AttemptEnd:
                 if i == self._end_slot:
                     observe.events_sent(self.events, result)
                 raise result
+
+
+def _delivery():
+    """(broker, queue, Redis id) of the message this worker thread is processing; None outside a worker
+    (a direct call, a test) or for a message without a Redis id."""
+    message = CurrentMessage.get_current_message()
+    redis_message_id = message.options.get("redis_message_id") if message is not None else None
+    if redis_message_id is None:
+        return None
+    return context.broker(), message.queue_name, redis_message_id
 
 
 def _repair_end(op_id: str, end: _AttemptEnd) -> None:

@@ -1,5 +1,5 @@
-"""The end of an attempt in Redis: the wallet's admission, the completion events and the lease go in
-one round trip, and an event Redis refuses is dropped without failing the sync."""
+"""The end of an attempt in Redis: the wallet's admission, the completion events, the lease and the
+message's ack go in one round trip, and an event Redis refuses is dropped without failing the sync."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import redis
+from dramatiq.middleware import CurrentMessage
 
 import actors
 import actors.worker
@@ -64,6 +65,68 @@ def test_events_redis_refuses_are_dropped_and_the_sync_still_ends(user_id, walle
     assert redis_client.exists(keys["inflight"], keys["lease"]) == 0
     assert redis_client.get(keys["recent"]).decode() == op_id
     assert any(f"Completion events of operation {op_id} were dropped" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------ the ack on the attempt's last round trip --
+
+def _delivered(queue: str = "sync"):
+    """The consumer of ``queue`` and the next message it hands a worker thread."""
+    consumer = actors.worker.broker.consume(queue, prefetch=1, timeout=200)
+    for _ in range(50):
+        message = next(consumer)
+        if message is not None:
+            return consumer, message
+    raise AssertionError(f"no message came from {queue!r}")
+
+
+def _in_flight(consumer, message) -> bool:
+    broker = actors.worker.broker
+    acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{consumer.queue_name}"
+    return bool(broker.client.sismember(acks, message.options["redis_message_id"]))
+
+
+def _process(message, call) -> None:
+    """``call()`` as a worker thread runs the actor of ``message``: with it as the current message."""
+    current = CurrentMessage()
+    current.before_process_message(actors.worker.broker, message)
+    try:
+        call()
+    finally:
+        current.after_process_message(actors.worker.broker, message)
+
+
+def test_a_finished_attempt_acks_its_message_on_its_last_round_trip(user_id, wallet, redis_client, monkeypatch):
+    op_id = actors.request_sync(user_id, wallet, [1])
+    consumer, message = _delivered()
+    assert message.args == (op_id,) and _in_flight(consumer, message)
+
+    _process(message, lambda: lifecycle.sync_portfolio(op_id))
+
+    assert actors.get_sync(op_id)["status"] == "succeeded"
+    assert not _in_flight(consumer, message)  # acked before the actor returned, with the end
+    assert redis_client.hexists(f"{actors.worker.broker.namespace}:sync.msgs",
+                                message.options["redis_message_id"]) == 0
+    sent = []
+    monkeypatch.setattr(actors.worker.broker, "do_ack", lambda *args: sent.append(args), raising=False)
+    consumer.ack(message)  # what Dramatiq does next: nothing left to send
+    assert sent == [] and message.message_id not in consumer.queued_message_ids
+    consumer.close()
+
+
+def test_an_attempt_that_raises_leaves_its_ack_to_dramatiq(user_id, wallet, redis_client, monkeypatch):
+    op_id = actors.request_sync(user_id, wallet, [1])
+    consumer, message = _delivered()
+    monkeypatch.setattr(lifecycle, "_attempt", lambda row, deadline: lifecycle._failure(
+        row, "provider_unavailable", "injected", transient=True))
+
+    with pytest.raises(lifecycle.SyncAttemptFailed):
+        _process(message, lambda: lifecycle.sync_portfolio(op_id))
+
+    assert actors.get_sync(op_id)["status"] == "retrying"
+    assert _in_flight(consumer, message)  # Retries sends the next attempt, then the consumer acks this one
+    consumer.ack(message)
+    assert not _in_flight(consumer, message)
+    consumer.close()
 
 
 # ------------------------------------------------ a lost end-of-attempt round trip (issue 14, item 1) --
