@@ -18,7 +18,7 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 
-``--before COMMIT`` adds the realistic syncs and the enqueues of another commit's tree as a column, in the same rounds,
+``--before COMMIT`` adds the realistic syncs, the no-op pipeline and the enqueues of another commit's tree as a column, in the same rounds,
 interleaved: the tree is taken with ``git archive`` into ``bench/results/``, this tree's ``bench/``
 copied over it (the same driver, the other commit's product), and its drivers run from there.
 """
@@ -553,7 +553,7 @@ def report(doc: dict) -> str:
 
 
 def ab_line(medians: dict, commit: str) -> str:
-    """One line: the realistic re-syncs and the batch enqueue of this tree against those of ``commit``,
+    """One line: the realistic re-syncs, the no-op pipeline and the batch enqueue of this tree against those of ``commit``,
     the same run (what was measured of them)."""
     cells = []
     for ms in REALISTIC_LATENCIES:
@@ -564,6 +564,13 @@ def ab_line(medians: dict, commit: str) -> str:
         cells.append(f"realistic re-sync at {ms} ms {_fmt_num(rate.get('project'), '/s')} vs "
                      f"{_fmt_num(rate.get('project:before'), '/s')} syncs/s, {_fmt_num(now, 'ms CPU')} vs "
                      f"{_fmt_num(then, 'ms CPU')} ms CPU per sync (CPU before ÷ now: {_fmt_ratio(_safe_ratio(then, now))})")
+    noop = medians["noop"]
+    if noop.get("project:before") is not None:
+        split = [medians[key].get(system) for system in ("project", "project:before")
+                 for key in ("noop_cpu", "noop_pg_cpu", "noop_redis_cpu")]
+        cells.append(f"no-op pipeline {_fmt_num(noop.get('project'), '/s')} vs {_fmt_num(noop.get('project:before'), '/s')}"
+                     f" jobs/s, CPU per job worker + PostgreSQL + Redis "
+                     + " vs ".join(" + ".join(_fmt_num(v, '') for v in split[i:i + 3]) for i in (0, 3)) + " ms")
     batch = medians["enqueue_batch"]
     if batch.get("project:before") is not None:
         cells.append(f"batch enqueue {_fmt_num(batch.get('project'), '/s')} vs {_fmt_num(batch.get('project:before'), '/s')}"
@@ -662,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = dict(parse_variant(v) for v in args.variant)
     if args.before:
         variants["before"] = {"tree": before_tree(args.before),
-                              "only": {"enqueue", *(f"realistic{ms}" for ms in REALISTIC_LATENCIES)}}
+                              "only": {"enqueue", "noop", *(f"realistic{ms}" for ms in REALISTIC_LATENCIES)}}
         LABELS["project:before"] = f"before ({args.before})"
     node = ensure_node()
     if node is None:

@@ -84,3 +84,14 @@ def test_docs_keep_what_is_written_around_the_report(tmp_path):
     run_all.write_docs(path, "table 2")
     text = path.read_text()
     assert "table 2" in text and "table 1" not in text and text.endswith("## Analysis\nkept\n")
+
+
+def test_the_ab_line_names_the_no_op_pipeline_and_its_cpu_split():
+    runs = []
+    for system, rate, cpu in (("project", 300, (3.0, 2.5, 0.4)), ("project:before", 250, (3.5, 2.6, 0.5))):
+        runs.append({"round": 0, "measurement": "noop", "system": system,
+                     "result": {"jobs_per_s": rate, "worker_cpu_ms_per_job": cpu[0],
+                                "postgres_cpu_ms_per_job": cpu[1], "redis_cpu_ms_per_job": cpu[2]}})
+    line = run_all.ab_line(run_all.summarize(runs, ["project", "project:before"]), "abc1234")
+    assert line == ("A/B, this tree vs abc1234 (same run, interleaved): no-op pipeline 300 vs 250 jobs/s, "
+                    "CPU per job worker + PostgreSQL + Redis 3.00 + 2.50 + 0.40 vs 3.50 + 2.60 + 0.50 ms.")
