@@ -36,8 +36,10 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = No
 class RedisServer:
     """``redis-server`` with AOF on (``appendfsync always``): what it acknowledged survives a kill."""
 
-    def __init__(self, directory: Path, *, port: int | None = None):
+    def __init__(self, directory: Path, *, port: int | None = None, settings: dict[str, str] | None = None):
         self.directory = directory
+        #: Server settings (``-c NAME=VALUE``) besides the defaults, e.g. a preloaded library.
+        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,10 @@ class PostgresServer:
     system temp directory (``cluster_dir``), which :meth:`cleanup` removes.
     """
 
-    def __init__(self, directory: Path, *, port: int | None = None):
+    def __init__(self, directory: Path, *, port: int | None = None, settings: dict[str, str] | None = None):
         self.directory = directory
+        #: Server settings (``-c NAME=VALUE``) besides the defaults, e.g. a preloaded library.
+        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.bindir = _postgres_bindir()
         self.proc: subprocess.Popen | None = None
@@ -128,7 +132,8 @@ class PostgresServer:
             self._run_as_owner([str(self.bindir / "postgres"), "-D", str(self.cluster_dir / "data"),
                                 "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
                                 "-c", f"unix_socket_directories={self.cluster_dir}", "-c", "fsync=off",
-                                "-c", "max_connections=200"]),
+                                "-c", "max_connections=200",
+                                *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}"))]),
             stdout=open("/dev/null", "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, self.proc)
         time.sleep(0.3)  # listening is not quite accepting: let the startup finish
