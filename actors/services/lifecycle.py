@@ -128,7 +128,7 @@ class _AttemptEnd:
 
     def send(self, *, ack: bool = False) -> None:
         """Send what is queued; with ``ack``, ack the message being processed in the same round trip (after
-        everything else: the ack is the producer's and the broker's sign that the operation is done)."""
+        everything else: the ack tells the broker the message is done with)."""
         delivery = _delivery() if ack else None
         if delivery is not None:
             broker, queue_name, redis_message_id = delivery
