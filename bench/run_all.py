@@ -696,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_once:
         once_steps: list[tuple[str, Callable[[], dict]]] = [
-            ("memory", lambda: run_json(project_cmd("memory", None, "--n", str(s.memory_n)), log=log, timeout=1800)),
+            ("memory", lambda: run_json(project_cmd("memory", None, "--n", str(s.memory_n), "--timeout", "1700"),
+                                         log=log, timeout=1800)),
             ("recovery", lambda: run_json(project_cmd("recovery", None), log=log)),
             ("redis", redis_ceiling),
         ]
