@@ -34,9 +34,8 @@ _FINISH = "-- End a batch of attempts"
 
 
 def label(query: str) -> str:
-    """A statement's name for the table: its first comment line, else its first words."""
-    first = " ".join(query.split())
-    return first[:90]
+    """A statement's name for the table: the start of its text (its leading comment, for the named queries)."""
+    return " ".join(query.split())[:90]
 
 
 def main(argv: list[str] | None = None) -> int:

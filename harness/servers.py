@@ -36,10 +36,8 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = No
 class RedisServer:
     """``redis-server`` with AOF on (``appendfsync always``): what it acknowledged survives a kill."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, settings: dict[str, str] | None = None):
+    def __init__(self, directory: Path, *, port: int | None = None):
         self.directory = directory
-        #: Server settings (``-c NAME=VALUE``) besides the defaults, e.g. a preloaded library.
-        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         directory.mkdir(parents=True, exist_ok=True)
