@@ -149,7 +149,10 @@ class _AttemptEnd:
                 if done != "already":
                     observe.events_sent(self.events, done)
             elif isinstance(result, Exception):
-                # A release Redis refused is an error of the worker's own keys, and fails the message.
+                # A release Redis refused is an error of the worker's own keys, and fails the message.  Its
+                # ack, if applied, stands: the operation is final, so the message is retried (and its
+                # redelivery ends the operation again) or, its retries spent, not dead-lettered; the wallet
+                # is then freed by the next request for it (intake) or its in-flight entry's lifetime.
                 if i == self._end_slot:
                     observe.events_sent(self.events, result)
                 raise result

@@ -95,38 +95,76 @@ def _process(message, call) -> None:
         current.after_process_message(actors.worker.broker, message)
 
 
+def _round_trips(monkeypatch) -> list[list[str]]:
+    """The commands of each of lifecycle's pipelines, as they are sent (EVALSHA's script digest for a script)."""
+    sent: list[list[str]] = []
+    real_execute = lifecycle.redis_scripts.execute
+
+    def execute(pipeline):
+        sent.append([args[1] if args[0] == "EVALSHA" else args[0] for args, _ in pipeline.command_stack])
+        return real_execute(pipeline)
+
+    monkeypatch.setattr(lifecycle.redis_scripts, "execute", execute)
+    return sent
+
+
 def test_a_finished_attempt_acks_its_message_on_its_last_round_trip(user_id, wallet, redis_client, monkeypatch):
     op_id = actors.request_sync(user_id, wallet, [1])
     consumer, message = _delivered()
-    assert message.args == (op_id,) and _in_flight(consumer, message)
+    try:
+        assert message.args == (op_id,) and _in_flight(consumer, message)
+        round_trips = _round_trips(monkeypatch)
 
-    _process(message, lambda: lifecycle.sync_portfolio(op_id))
+        _process(message, lambda: lifecycle.sync_portfolio(op_id))
 
-    assert actors.get_sync(op_id)["status"] == "succeeded"
-    assert not _in_flight(consumer, message)  # acked before the actor returned, with the end
-    assert redis_client.hexists(f"{actors.worker.broker.namespace}:sync.msgs",
-                                message.options["redis_message_id"]) == 0
-    sent = []
-    monkeypatch.setattr(actors.worker.broker, "do_ack", lambda *args: sent.append(args), raising=False)
-    consumer.ack(message)  # what Dramatiq does next: nothing left to send
-    assert sent == [] and message.message_id not in consumer.queued_message_ids
-    consumer.close()
+        assert actors.get_sync(op_id)["status"] == "succeeded"
+        # One round trip ends the attempt: the operation's end, the lease's release, then the ack.
+        assert len(round_trips) == 1 and len(round_trips[0]) == 3
+        assert round_trips[0][-1] == actors.worker.broker.scripts["dispatch"].sha
+        assert not _in_flight(consumer, message)
+        assert redis_client.hexists(f"{actors.worker.broker.namespace}:sync.msgs",
+                                    message.options["redis_message_id"]) == 0
+        sent = []
+        monkeypatch.setattr(actors.worker.broker, "do_ack", lambda *args: sent.append(args), raising=False)
+        consumer.ack(message)  # what Dramatiq does next: nothing left to send
+        assert sent == [] and message.message_id not in consumer.queued_message_ids
+    finally:
+        consumer.close()
+
+
+def test_a_delivery_finding_the_lease_held_acks_with_its_repair(user_id, wallet, redis_client, monkeypatch):
+    """Another delivery holds the operation's lease: this one only makes sure the operation ended, and its
+    message is acked on that round trip too."""
+    op_id = actors.request_sync(user_id, wallet, [1])
+    consumer, message = _delivered()
+    try:
+        redis_client.set(context.leases().key(op_id), "another delivery's token", px=60_000)
+        _process(message, lambda: lifecycle.sync_portfolio(op_id))
+        assert actors.get_sync(op_id)["status"] == "queued"  # this delivery ran nothing
+        assert not _in_flight(consumer, message)
+        consumer.ack(message)
+        assert message.message_id not in consumer.queued_message_ids
+    finally:
+        redis_client.delete(context.leases().key(op_id))
+        consumer.close()
 
 
 def test_an_attempt_that_raises_leaves_its_ack_to_dramatiq(user_id, wallet, redis_client, monkeypatch):
     op_id = actors.request_sync(user_id, wallet, [1])
     consumer, message = _delivered()
-    monkeypatch.setattr(lifecycle, "_attempt", lambda row, deadline: lifecycle._failure(
-        row, "provider_unavailable", "injected", transient=True))
+    try:
+        monkeypatch.setattr(lifecycle, "_attempt", lambda row, deadline: lifecycle._failure(
+            row, "provider_unavailable", "injected", transient=True))
 
-    with pytest.raises(lifecycle.SyncAttemptFailed):
-        _process(message, lambda: lifecycle.sync_portfolio(op_id))
+        with pytest.raises(lifecycle.SyncAttemptFailed):
+            _process(message, lambda: lifecycle.sync_portfolio(op_id))
 
-    assert actors.get_sync(op_id)["status"] == "retrying"
-    assert _in_flight(consumer, message)  # Retries sends the next attempt, then the consumer acks this one
-    consumer.ack(message)
-    assert not _in_flight(consumer, message)
-    consumer.close()
+        assert actors.get_sync(op_id)["status"] == "retrying"
+        assert _in_flight(consumer, message)  # Retries sends the next attempt, then the consumer acks this one
+        consumer.ack(message)
+        assert not _in_flight(consumer, message)
+    finally:
+        consumer.close()
 
 
 # ------------------------------------------------ a lost end-of-attempt round trip (issue 14, item 1) --
