@@ -38,17 +38,11 @@ def label(query: str) -> str:
     return " ".join(query.split())[:90]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="noop", choices=sorted(MODES))
-    parser.add_argument("--n", type=int, default=3000)
-    parser.add_argument("--top", type=int, default=15)
-    args = parser.parse_args(argv)
-
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="bench-pg-statements-")),
-                            settings={"shared_preload_libraries": "pg_stat_statements",
-                                      "pg_stat_statements.track": "all", "pg_stat_statements.track_planning": "on",
-                                      "pg_stat_statements.max": "2000"})
+def _measure(directory: Path, args: argparse.Namespace) -> list[tuple] | None:
+    """Run the measurement on a cluster of its own in ``directory``; its statements, or None if it failed."""
+    server = PostgresServer(directory, settings={
+        "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all",
+        "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000"})
     try:
         server.init()
         with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -57,17 +51,30 @@ def main(argv: list[str] | None = None) -> int:
         run = subprocess.run([sys.executable, "-m", "bench.project", *MODES[args.mode], "--n", str(args.n)],
                              cwd=ROOT, env={**os.environ, "DATABASE_URL": server.url()}, capture_output=True,
                              text=True, timeout=1800)
-        if run.returncode:
+        if run.returncode or not run.stdout.strip():
             print(run.stdout, run.stderr, sep="\n", file=sys.stderr)
-            return run.returncode
+            return None
         print(run.stdout.strip().splitlines()[-1])
         with psycopg.connect(server.url(), autocommit=True) as conn:
-            rows = conn.execute(
+            return conn.execute(
                 "SELECT query, calls, rows, total_exec_time, shared_blks_hit, wal_bytes, plans, total_plan_time "
                 "FROM pg_stat_statements "
                 "WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC").fetchall()
     finally:
         server.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="noop", choices=sorted(MODES))
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-pg-statements-") as directory:
+        rows = _measure(Path(directory), args)
+    if rows is None:
+        return 1
 
     ops = sum(r[2] for r in rows if r[0].lstrip().startswith(_FINISH)) or 1
     total = sum(r[3] for r in rows if r[0].lstrip().startswith(_FINISH))
