@@ -74,10 +74,10 @@ def worker(args) -> None:
         worker_env = dict(item.split("=", 1) for item in args.env)
         with Worker(args.worker_module, processes=args.processes, threads=args.threads, env=worker_env) as w:
             _warm_up(actors, w, chains)
-            if args.resync:
-                _submit_batches(actors, "bench-first", wallets(args.n, 0), chains, 1000)
-                _wait_final(args.n, 600, "bench-first", interval=0.2)
-            _submit_batches(actors, "bench", wallets(args.n, 0), chains, 1000)
+            if args.resync:  # the same user's wallets first: the profiled pass re-syncs their snapshots
+                first = _submit_batches(actors, "bench", wallets(args.n, 0), chains, 1000)
+                _wait_final(args.n, 600, interval=0.2, ids=first)
+            ids = _submit_batches(actors, "bench", wallets(args.n, 0), chains, 1000)
             raw = RESULTS / f"profile-worker{'-gil' if args.gil else ''}{'-idle' if args.idle else ''}.txt"
             spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(w.proc.pid), "--subprocesses",
                                     "--rate", "250", "--format", "raw", "-o", str(raw), "--duration",
@@ -85,7 +85,7 @@ def worker(args) -> None:
                                     *(["--idle"] if args.idle else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             started = time.monotonic()
-            done = _wait_final(args.n, 600, "bench", interval=0.2)
+            done = _wait_final(args.n, 600, interval=0.2, ids=ids)
             elapsed = time.monotonic() - started
             spy.wait(args.duration + 30)
         print(f"== worker: {done} syncs in {elapsed:.1f} s ({done / elapsed:,.0f}/s while profiled); stacks in {raw}")
