@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -67,6 +68,9 @@ class AttemptOutcome:
     refund_attempt: bool = False  # no provider was called: the attempt is not counted
     #: The block each chain of ``synced_chains`` was read at (absent or None: the provider has no block).
     chain_blocks: dict[int, int | None] = dataclasses.field(default_factory=dict)
+    #: The digests of the chains' stored holdings when the attempt started (``start_attempt``'s
+    #: ``holdings_digests``): a chain read whose holdings have the same digest is finished without them.
+    stored_digests: Mapping[int, str] = dataclasses.field(default_factory=dict)
 
 
 def insert_operations(operations: Sequence[NewOperation], *, provider: str,
@@ -125,7 +129,10 @@ def _insert(params: dict) -> None:
 
 def start_attempt(operation_id: str, *, worker_id: str, message_id: str | None) -> dict | None:
     """Mark the operation ``running`` and return its row; ``None`` if unknown or already final.
-    Written with the other attempts of this process starting at the same moment (group commit)."""
+    Written with the other attempts of this process starting at the same moment (group commit).
+
+    The row's ``holdings_digests`` are its wallet's chains' stored holdings, as :func:`holdings_digest`
+    (chain id -> digest; a chain stored before digests were kept has none)."""
     return _starts((operation_id, worker_id, message_id))
 
 
@@ -140,6 +147,25 @@ def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
 ID_TIME_MARGIN = dt.timedelta(days=1)
 #: No bound: every partition.
 EVERY_PARTITION = {"lo": None, "hi": None}
+
+
+#: A holding's fields as finish_attempts compares them with the stored row (the row's other columns are
+#: the read's, kept on the chain's snapshot), with the defaults the statement gives a missing flag.
+_COMPARED = ("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd", "value_usd",
+             "price_source", "priced_at")
+_FLAGS = ("listed", "possible_spam")
+
+
+def holdings_digest(holdings: Iterable[dict[str, Any]], provider: str) -> str:
+    """A digest of one chain's ``holdings`` as finish_attempts stores them: equal digests, equal rows.
+
+    The fields' ``repr``, not their JSON: the same values give the same text in every process (a
+    ``Decimal`` keeps its exponent, so 1.0 and 1.00 differ, which only costs a write), and building it is
+    a fraction of encoding them."""
+    rows = sorted((tuple(h.get(k) for k in _COMPARED) + tuple(bool(h.get(k, False)) for k in _FLAGS)
+                   for h in holdings), key=lambda row: str(row[0]))
+    text = repr((provider, rows)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 def id_time_bound(operation_ids: Iterable[str]) -> dict[str, dt.datetime | None]:
@@ -207,7 +233,10 @@ def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: dict) -> li
             "ids": [op_id for op_id, _, _ in calls], "worker_ids": [w for _, w, _ in calls],
             "message_ids": [m for _, _, m in calls], **bound,
         }).fetchall()
-    by_id = {str(row["id"]): row for row in rows}
+    by_id = {}
+    for row in rows:
+        row["holdings_digests"] = {int(chain): digest for chain, digest in (row["holdings_digests"] or {}).items()}
+        by_id[str(row["id"])] = row
     return [by_id.get(_canonical(op_id)) for op_id, _, _ in calls]
 
 
@@ -216,7 +245,23 @@ def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool | Ex
 
 
 def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> list[bool]:
-    attempts = [{
+    attempts = [_attempt_json(op_id, outcome) for op_id, outcome in calls]
+    with get_pool().connection() as conn:
+        finished = {str(row["id"]) for row in
+                    conn.execute(QUERIES["finish_attempts"], {
+                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls],
+                        **bound}).fetchall()}
+    return [_canonical(op_id) in finished for op_id, _ in calls]
+
+
+def _attempt_json(op_id: str, outcome: AttemptOutcome) -> dict[str, Any]:
+    """One attempt of finish_attempts' batch; a chain whose holdings are as stored goes without them."""
+    by_chain: dict[int, list[dict[str, Any]]] = {chain_id: [] for chain_id in outcome.synced_chains}
+    for holding in outcome.holdings:
+        by_chain.setdefault(holding["chain_id"], []).append(holding)
+    digests = {chain_id: holdings_digest(rows, outcome.provider) for chain_id, rows in by_chain.items()}
+    unchanged = [chain_id for chain_id, digest in digests.items() if outcome.stored_digests.get(chain_id) == digest]
+    return {
         "id": op_id,
         "status": outcome.status,
         "refund_attempt": outcome.refund_attempt,
@@ -230,14 +275,10 @@ def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> li
         "as_of": outcome.as_of,
         "synced_chains": list(outcome.synced_chains),
         "chain_blocks": {str(chain_id): block for chain_id, block in outcome.chain_blocks.items()},
-        "holdings": list(outcome.holdings),
-    } for op_id, outcome in calls]
-    with get_pool().connection() as conn:
-        finished = {str(row["id"]) for row in
-                    conn.execute(QUERIES["finish_attempts"], {
-                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls],
-                        **bound}).fetchall()}
-    return [_canonical(op_id) in finished for op_id, _ in calls]
+        "holdings": [h for chain_id, rows in by_chain.items() if chain_id not in unchanged for h in rows],
+        "digests": {str(chain_id): digest for chain_id, digest in digests.items()},
+        "unchanged_chains": unchanged,
+    }
 
 
 # An attempt's start is written by its own thread when nothing else is being written: on an idle

@@ -49,15 +49,23 @@ WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
   AND s.id = ANY(%(ids)s::uuid[])  -- the planner reads the array's size; unnest's it guesses (100)
   AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
-          s.queue_wait_ms, s.started_at;
+          s.queue_wait_ms, s.started_at,
+          -- What each chain's stored holdings are, as a digest: a read whose holdings have the same one is
+          -- finished without sending them (finish_attempts' unchanged chains).
+          (SELECT jsonb_object_agg(w.chain_id::text, w.holdings_digest) FROM wallet_chain_snapshots AS w
+           WHERE w.user_id = s.user_id AND w.wallet_address = s.wallet_address AND w.holdings_digest IS NOT NULL)
+              AS holdings_digests;
 
 -- finish_attempts --
 -- End a batch of attempts in one statement: each operation's new status and results, the holdings
 -- of every chain read in its attempt (each chain replaced whole, and only by a newer read than the
 -- one stored), and the tracked wallet's health.  Of a chain's holdings only what changed is written:
 -- its snapshot row takes the read (time, operation, block), a token whose row is equal is left as it
--- is (readers take the read from the snapshot), a changed one is upserted, a vanished one deleted.  An operation already final is left alone, and its
--- id is not returned.  (Two attempts of one wallet in one batch would touch a row twice, which
+-- is (readers take the read from the snapshot), a changed one is upserted, a vanished one deleted.
+-- A chain in unchanged_chains comes without its holdings: its read's holdings have the digest its
+-- snapshot had when the attempt started, so only the snapshot takes the read, and only if it still has
+-- that digest (else the chain is left as stored, as for an older read).  An operation already final is
+-- left alone, and its id is not returned.  (Two attempts of one wallet in one batch would touch a row twice, which
 -- PostgreSQL refuses; admission keeps one operation per wallet in flight, and storage.group_commit
 -- writes such a batch again one attempt at a time.)
 WITH attempt AS (
@@ -65,7 +73,8 @@ WITH attempt AS (
     FROM jsonb_to_recordset(%(attempts)s::jsonb) AS a(
         id uuid, status text, refund_attempt boolean, holdings_count int, total_value_usd numeric,
         unpriced_count int, chain_results jsonb, error_code text, error_message text, provider text,
-        as_of timestamptz, synced_chains int[], chain_blocks jsonb, holdings jsonb)
+        as_of timestamptz, synced_chains int[], chain_blocks jsonb, holdings jsonb, digests jsonb,
+        unchanged_chains int[])
 ), op AS (
     UPDATE sync_operations AS s
     SET status = a.status,
@@ -86,19 +95,32 @@ WITH attempt AS (
       AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity')  -- partitions, as start_attempts
       AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
     RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.chain_blocks,
-              a.holdings
+              a.holdings, a.digests, coalesce(a.unchanged_chains, '{}') AS unchanged_chains
 ), fresh AS (
     -- The chains each attempt may replace: those never stored, or stored from an older read.  Older is by
     -- block number when both reads have one (two workers' clocks, or two nodes, may disagree on which read
     -- came last; the chain does not), by the time of the read otherwise, or between reads of one block.
-    INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id, block_number)
-    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id, (op.chain_blocks ->> chain_id::text)::bigint
+    -- An unchanged chain is never inserted (its holdings are not here to go with it), and replaces a
+    -- snapshot only if it still has the digest the attempt compared with: checked again on the row
+    -- locked, as another writer may have replaced it since this statement began.
+    INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id, block_number,
+                                                holdings_digest)
+    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id, (op.chain_blocks ->> chain_id::text)::bigint,
+           op.digests ->> chain_id::text
     FROM op, unnest(op.synced_chains) AS chain_id
+    WHERE chain_id <> ALL(op.unchanged_chains)
+       OR EXISTS (SELECT 1 FROM wallet_chain_snapshots AS cur
+                  WHERE (cur.user_id, cur.wallet_address, cur.chain_id) = (op.user_id, op.wallet_address, chain_id)
+                    AND cur.holdings_digest = op.digests ->> chain_id::text)
     ON CONFLICT (user_id, wallet_address, chain_id) DO UPDATE
-    SET as_of = excluded.as_of, operation_id = excluded.operation_id, block_number = excluded.block_number
+    SET as_of = excluded.as_of, operation_id = excluded.operation_id, block_number = excluded.block_number,
+        holdings_digest = excluded.holdings_digest
     WHERE CASE WHEN snap.block_number IS NULL OR excluded.block_number IS NULL OR snap.block_number = excluded.block_number
                THEN snap.as_of < excluded.as_of
                ELSE snap.block_number < excluded.block_number END
+      AND (snap.holdings_digest = excluded.holdings_digest
+           OR array_position((SELECT op.unchanged_chains FROM op WHERE op.id = excluded.operation_id),
+                             excluded.chain_id) IS NULL)
     RETURNING user_id, wallet_address, chain_id, operation_id, block_number
 ), new AS (
     SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, fresh.block_number, h.*
@@ -111,9 +133,9 @@ WITH attempt AS (
     WHERE h.chain_id = fresh.chain_id
 ), removed AS (
     DELETE FROM holdings AS old
-    USING fresh
+    USING fresh JOIN op ON op.id = fresh.operation_id
     WHERE old.user_id = fresh.user_id AND old.wallet_address = fresh.wallet_address
-      AND old.chain_id = fresh.chain_id
+      AND old.chain_id = fresh.chain_id AND fresh.chain_id <> ALL(op.unchanged_chains)
       AND old.wallet_address = ANY(ARRAY(SELECT wallet_address FROM op))  -- index lookups, not a scan
       AND NOT EXISTS (SELECT 1 FROM new
                       WHERE new.user_id = old.user_id AND new.wallet_address = old.wallet_address

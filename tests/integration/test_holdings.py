@@ -287,3 +287,119 @@ def test_a_chain_reads_start_that_fails_fails_its_chains_and_leaves_no_row_runni
     assert op["status"] == "failed" and op["error_code"] == "provider_error" and op["finished_at"] is not None
     assert {r["error_code"] for r in op["chain_results"].values()} == {"provider_error"}
     assert operations.get_holdings(user_id, wallet.lower()) == []
+
+
+def _start(op_id: str) -> dict:
+    row = operations.start_attempt(op_id, worker_id="test", message_id=None)
+    assert row is not None
+    return row
+
+
+def _finish(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int], block: int) -> None:
+    outcome = _outcome(as_of, tokens)
+    assert operations.finish_attempt(op_id, operations.AttemptOutcome(
+        **{**outcome.__dict__, "chain_blocks": {1: block}, "stored_digests": row["holdings_digests"]}))
+
+
+def _snapshot(db_conn, user_id: str, wallet: str) -> dict:
+    return db_conn.execute("SELECT operation_id::text, as_of, block_number, holdings_digest FROM wallet_chain_snapshots "
+                           "WHERE user_id = %s AND wallet_address = %s AND chain_id = 1", (user_id, wallet)).fetchone()
+
+
+def test_a_read_equal_to_the_stored_holdings_moves_only_the_snapshot(user_id, wallet, db_conn, monkeypatch):
+    """Holdings whose digest is the one the attempt started with are not sent: the snapshot takes the read,
+    the rows stay (same row versions) and show the new read."""
+    wallet = wallet.lower()
+    a, b = "0x" + "a" * 40, "0x" + "b" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    row = _start(first)
+    assert row["holdings_digests"] == {}  # nothing stored yet
+    _finish(first, row, as_of=now, tokens={a: 1, b: 2}, block=10)
+    stored = _snapshot(db_conn, user_id, wallet)["holdings_digest"]
+    assert stored == operations.holdings_digest(_outcome(now, {a: 1, b: 2}).holdings, "test")
+    versions = db_conn.execute("SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s",
+                               (user_id, wallet)).fetchall()
+
+    sent = []
+    original = operations._attempt_json
+    monkeypatch.setattr(operations, "_attempt_json", lambda *args: sent.append(original(*args)) or sent[-1])
+    second = _new_operation(user_id, wallet)
+    row = _start(second)
+    assert row["holdings_digests"] == {1: stored}
+    _finish(second, row, as_of=now + dt.timedelta(seconds=10), tokens={b: 2, a: 1}, block=11)
+
+    assert (sent[-1]["unchanged_chains"], sent[-1]["holdings"]) == ([1], [])
+    assert db_conn.execute("SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s",
+                           (user_id, wallet)).fetchall() == versions
+    assert _snapshot(db_conn, user_id, wallet) == {"operation_id": second, "as_of": now + dt.timedelta(seconds=10),
+                                                   "block_number": 11, "holdings_digest": stored}
+    held = holdings_by_chain(user_id, wallet)[1]
+    assert {t: (int(h["raw_balance"]), h["operation_id"], h["block_number"]) for t, h in held.items()} == {
+        a: (1, second, 11), b: (2, second, 11)}
+
+    third = _new_operation(user_id, wallet)  # then a change: written in full, with its own digest
+    _finish(third, _start(third), as_of=now + dt.timedelta(seconds=20), tokens={a: 5}, block=12)
+    assert sent[-1]["unchanged_chains"] == [] and len(sent[-1]["holdings"]) == 1
+    assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 5}
+    assert _snapshot(db_conn, user_id, wallet)["holdings_digest"] == operations.holdings_digest(
+        _outcome(now, {a: 5}).holdings, "test")
+
+
+def test_an_unchanged_read_leaves_a_chain_rewritten_since_its_start_as_stored(user_id, wallet, db_conn):
+    """Another writer replaced the chain between the attempt's start and its finish: the attempt has no
+    holdings to send for it, so the chain keeps the other writer's, as it would an older read."""
+    wallet = wallet.lower()
+    a, c = "0x" + "a" * 40, "0x" + "c" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+
+    slow, fast = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
+    slow_row = _start(slow)  # compares with {a: 1}
+    _finish(fast, _start(fast), as_of=now + dt.timedelta(seconds=5), tokens={c: 3}, block=11)
+    _finish(slow, slow_row, as_of=now + dt.timedelta(seconds=9), tokens={a: 1}, block=12)
+
+    assert actors.get_sync(slow)["status"] == "succeeded"
+    assert _snapshot(db_conn, user_id, wallet)["operation_id"] == fast
+    held = holdings_by_chain(user_id, wallet)[1]
+    assert {t: (int(h["raw_balance"]), h["operation_id"]) for t, h in held.items()} == {c: (3, fast)}
+
+
+def test_a_snapshot_without_a_digest_is_written_in_full_and_gets_one(user_id, wallet, db_conn):
+    """Snapshots stored before digests were kept: the next read of equal holdings is sent whole."""
+    wallet = wallet.lower()
+    a = "0x" + "a" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    db_conn.execute("UPDATE wallet_chain_snapshots SET holdings_digest = NULL WHERE user_id = %s", (user_id,))
+
+    second = _new_operation(user_id, wallet)
+    row = _start(second)
+    assert row["holdings_digests"] == {}
+    _finish(second, row, as_of=now + dt.timedelta(seconds=1), tokens={a: 1}, block=11)
+    snap = _snapshot(db_conn, user_id, wallet)
+    assert snap["operation_id"] == second and snap["holdings_digest"] == operations.holdings_digest(
+        _outcome(now, {a: 1}).holdings, "test")
+    assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 1}
+
+
+def test_a_resync_of_the_worker_sends_no_holdings_for_chains_that_did_not_change(user_id, wallet, monkeypatch):
+    """The actor end to end: the second sync of a wallet whose balances and prices are as stored finishes
+    each chain without its holdings, and the portfolio reads the same rows under the newer operation."""
+    first = actors.request_sync(user_id, wallet, [1, 10])
+    lifecycle.sync_portfolio(first)
+    before = holdings_by_chain(user_id, wallet.lower())
+
+    sent = []
+    original = operations._attempt_json
+    monkeypatch.setattr(operations, "_attempt_json", lambda *args: sent.append(original(*args)) or sent[-1])
+    second = actors.request_sync(user_id, wallet, [1, 10], force=True)
+    lifecycle.sync_portfolio(second)
+
+    assert actors.get_sync(second)["status"] == "succeeded"
+    assert (sorted(sent[-1]["unchanged_chains"]), sent[-1]["holdings"]) == ([1, 10], [])
+    after = holdings_by_chain(user_id, wallet.lower())
+    assert {c: set(rows) for c, rows in after.items()} == {c: set(rows) for c, rows in before.items()}
+    assert {h["operation_id"] for rows in after.values() for h in rows.values()} == {second}
