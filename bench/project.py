@@ -46,13 +46,26 @@ def _conn():
     return get_pool().connection()
 
 
+_IDS = ("id = ANY(%s::uuid[]) AND enqueued_at >= coalesce(%s::timestamptz, '-infinity') "
+        "AND enqueued_at < coalesce(%s::timestamptz, 'infinity')")
+
+
+def _ids_params(ids: list[str]) -> tuple:
+    """``_IDS``' parameters: the ids and the weeks their times name, so the polling reads one or two
+    partitions, not all (its PostgreSQL time is counted in the pass)."""
+    from storage.operations import id_time_bound
+
+    bound = id_time_bound(ids)
+    return ids, bound["lo"], bound["hi"]
+
+
 def _count_final(user_id: str | None = None, ids: list[str] | None = None) -> int:
     """Final operations: of ``ids`` if given, else of ``user_id`` if given, else all."""
-    where, params = ("AND id = ANY(%s::uuid[])", (ids,)) if ids is not None else (
+    where, params = ("AND " + _IDS, _ids_params(ids)) if ids is not None else (
         ("AND user_id = %s", (user_id,)) if user_id is not None else ("", ()))
     with _conn() as conn:
-        return conn.execute(f"SELECT count(*) AS n FROM sync_operations WHERE status IN ('succeeded', 'failed') {where}",
-                            params).fetchone()["n"]
+        return conn.execute("SELECT count(*) AS n FROM sync_operations WHERE status IN ('succeeded', 'failed') "
+                            + where, params).fetchone()["n"]
 
 
 def _wait_final(total: int, timeout: float, user_id: str | None = None, interval: float = 0.1,
@@ -74,7 +87,7 @@ def _stats(ids: list[str]) -> dict:
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS duration_p50_ms,
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS duration_p95_ms,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY queue_wait_ms) AS queue_wait_p50_ms
-            FROM sync_operations WHERE id = ANY(%s::uuid[])""", (ids,)).fetchone()
+            FROM sync_operations WHERE """ + _IDS, _ids_params(ids)).fetchone()
 
 
 def _submit_batches(actors, user_id: str, addresses: list[str], chains: list[int], batch: int, **fields) -> list[str]:

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import operator
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -132,15 +131,15 @@ def start_attempt(operation_id: str, *, worker_id: str, message_id: str | None) 
     """Mark the operation ``running`` and return its row; ``None`` if unknown or already final.
     Written with the other attempts of this process starting at the same moment (group commit).
 
-    The row's ``holdings_digests`` are its wallet's chains' stored holdings, as :func:`holdings_digest`
-    (chain id -> digest; a chain stored before digests were kept has none)."""
+    The row's ``holdings_digests`` are the digests of its wallet's chains' stored holdings (chain id ->
+    :func:`holdings_digest`; a chain without a digest that describes its current read has none)."""
     return _starts((operation_id, worker_id, message_id))
 
 
 def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
     """Record ``outcome``; ``False`` if the operation was already final (nothing written).
     Written with the other attempts of this process ending at the same moment (group commit)."""
-    return _finishes((operation_id, outcome))
+    return _finishes((operation_id, _attempt_json(operation_id, outcome)))
 
 
 #: How far an operation's ``enqueued_at`` (PostgreSQL's clock, at its insert) is looked for either side of
@@ -150,22 +149,27 @@ ID_TIME_MARGIN = dt.timedelta(days=1)
 EVERY_PARTITION = {"lo": None, "hi": None}
 
 
-#: A holding's fields as finish_attempts compares them with the stored row (the row's other columns are
-#: the read's, kept on the chain's snapshot), with the defaults the statement gives a missing flag.
-_COMPARED = operator.itemgetter("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd",
-                                "value_usd", "price_source", "priced_at")
+#: A holding's fields that finish_attempts compares with the stored row (its other columns are the read's,
+#: kept on the chain's snapshot; the provider is the attempt's).
+_COMPARED = ("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd", "value_usd",
+             "price_source", "priced_at")
 
 
 def holdings_digest(holdings: Iterable[dict[str, Any]], provider: str) -> str:
     """A digest of one chain's ``holdings`` as finish_attempts stores them: equal digests, equal rows.
 
-    The fields' ``repr``, not their JSON: the same values give the same text in every process (a
-    ``Decimal`` keeps its exponent, so 1.0 and 1.00 differ, which only costs a write), and it takes about
-    two thirds of the time of encoding them (40 holdings: ~140 against ~215 µs)."""
-    rows = sorted([(*_COMPARED(h), bool(h.get("listed", False)), bool(h.get("possible_spam", False))) for h in holdings],
-                  key=lambda row: str(row[0]))
-    text = repr((provider, rows)).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
+    The fields' ``repr``, not their JSON: the same values give the same text in every process, and a
+    value of another type (``5`` and ``Decimal(5)``, ``None`` and ``"None"``) another text, so different
+    rows never share a digest; equal amounts written otherwise (1.0 and 1.00) only cost a write.  A
+    missing field or flag is null or false, as the statement stores it.  It takes about two thirds of the
+    time of encoding the holdings (40 of them: ~140 against ~215 µs)."""
+    rows = sorted([(*map(h.get, _COMPARED), _flag(h.get("listed")), _flag(h.get("possible_spam")))
+                   for h in holdings], key=lambda row: str(row[0]))
+    return hashlib.blake2b(repr((provider, rows)).encode(), digest_size=16).hexdigest()
+
+
+def _flag(value: Any) -> Any:
+    return False if value is None else value  # coalesce(flag, false); any other value keeps its own text
 
 
 def id_time_bound(operation_ids: Iterable[str]) -> dict[str, dt.datetime | None]:
@@ -240,12 +244,12 @@ def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: dict) -> li
     return [by_id.get(_canonical(op_id)) for op_id, _, _ in calls]
 
 
-def _finish_batch(calls: Sequence[tuple[str, AttemptOutcome]]) -> list[bool | Exception]:
+def _finish_batch(calls: Sequence[tuple[str, dict[str, Any]]]) -> list[bool | Exception]:
     return _in_id_partitions(calls, _finish_rows)
 
 
-def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> list[bool]:
-    attempts = [_attempt_json(op_id, outcome) for op_id, outcome in calls]
+def _finish_rows(calls: Sequence[tuple[str, dict[str, Any]]], bound: dict) -> list[bool]:
+    attempts = [attempt for _, attempt in calls]
     with get_pool().connection() as conn:
         finished = {str(row["id"]) for row in
                     conn.execute(QUERIES["finish_attempts"], {
@@ -255,10 +259,13 @@ def _finish_rows(calls: Sequence[tuple[str, AttemptOutcome]], bound: dict) -> li
 
 
 def _attempt_json(op_id: str, outcome: AttemptOutcome) -> dict[str, Any]:
-    """One attempt of finish_attempts' batch; a chain whose holdings are as stored goes without them."""
+    """One attempt of finish_attempts' batch, built on the attempt's thread (the writer's batch waits for
+    none of it); a chain whose holdings are as stored goes without them.  Only the holdings of
+    ``synced_chains`` are written, so only theirs are sent."""
     by_chain: dict[int, list[dict[str, Any]]] = {chain_id: [] for chain_id in outcome.synced_chains}
     for holding in outcome.holdings:
-        by_chain.setdefault(holding["chain_id"], []).append(holding)
+        if (rows := by_chain.get(holding.get("chain_id"))) is not None:
+            rows.append(holding)
     digests = {chain_id: holdings_digest(rows, outcome.provider) for chain_id, rows in by_chain.items()}
     unchanged = [chain_id for chain_id, digest in digests.items() if outcome.stored_digests.get(chain_id) == digest]
     return {

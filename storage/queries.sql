@@ -50,10 +50,12 @@ WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
   AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
           s.queue_wait_ms, s.started_at,
-          -- What each chain's stored holdings are, as a digest: a read whose holdings have the same one is
-          -- finished without sending them (finish_attempts' unchanged chains).
+          -- Each chain's stored holdings as a digest (storage.operations.holdings_digest), if it describes the
+          -- snapshot's current read (digest_of): a read whose holdings have the same digest is finished
+          -- without sending them (finish_attempts' unchanged chains).
           (SELECT jsonb_object_agg(w.chain_id::text, w.holdings_digest) FROM wallet_chain_snapshots AS w
-           WHERE w.user_id = s.user_id AND w.wallet_address = s.wallet_address AND w.holdings_digest IS NOT NULL)
+           WHERE w.user_id = s.user_id AND w.wallet_address = s.wallet_address AND w.holdings_digest IS NOT NULL
+             AND w.digest_of = w.operation_id)
               AS holdings_digests;
 
 -- finish_attempts --
@@ -63,9 +65,11 @@ RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger,
 -- its snapshot row takes the read (time, operation, block), a token whose row is equal is left as it
 -- is (readers take the read from the snapshot), a changed one is upserted, a vanished one deleted.
 -- A chain in unchanged_chains comes without its holdings: its read's holdings have the digest its
--- snapshot had when the attempt started, so only the snapshot takes the read, and only if it still has
--- that digest (else the chain is left as stored, as for an older read).  An operation already final is
--- left alone, and its id is not returned.  (Two attempts of one wallet in one batch would touch a row twice, which
+-- snapshot had when the attempt started, so only the snapshot takes the read, if it still has that
+-- digest.  If another writer changed the chain meanwhile (two operations of one wallet at once, which
+-- admission prevents but a lost in-flight entry allows), the chain keeps that writer's read, even an
+-- older one, until the next sync.  An operation already final is left alone, and its id is not
+-- returned.  (Two attempts of one wallet in one batch would touch a row twice, which
 -- PostgreSQL refuses; admission keeps one operation per wallet in flight, and storage.group_commit
 -- writes such a batch again one attempt at a time.)
 WITH attempt AS (
@@ -100,25 +104,32 @@ WITH attempt AS (
     -- The chains each attempt may replace: those never stored, or stored from an older read.  Older is by
     -- block number when both reads have one (two workers' clocks, or two nodes, may disagree on which read
     -- came last; the chain does not), by the time of the read otherwise, or between reads of one block.
-    -- An unchanged chain is never inserted (its holdings are not here to go with it), and replaces a
-    -- snapshot only if it still has the digest the attempt compared with: checked again on the row
-    -- locked, as another writer may have replaced it since this statement began.
+    -- An unchanged chain is never inserted (its holdings are not here to go with it), and moves a snapshot
+    -- only if the snapshot still has the digest the attempt compared with, checked again on the row
+    -- locked.  The digest describes the rows only if no other writer changed the chain since this
+    -- statement's start (its delete saw the rows as they were then): else it is left null, and the next
+    -- read is written whole.
     INSERT INTO wallet_chain_snapshots AS snap (user_id, wallet_address, chain_id, as_of, operation_id, block_number,
-                                                holdings_digest)
-    SELECT op.user_id, op.wallet_address, chain_id, op.as_of, op.id, (op.chain_blocks ->> chain_id::text)::bigint,
-           op.digests ->> chain_id::text
-    FROM op, unnest(op.synced_chains) AS chain_id
-    WHERE chain_id <> ALL(op.unchanged_chains)
+                                                holdings_digest, digest_of)
+    SELECT op.user_id, op.wallet_address, sc.chain_id, op.as_of, op.id, (op.chain_blocks ->> sc.chain_id::text)::bigint,
+           op.digests ->> sc.chain_id::text, op.id
+    FROM op, unnest(op.synced_chains) AS sc(chain_id)
+    WHERE sc.chain_id <> ALL(op.unchanged_chains)
        OR EXISTS (SELECT 1 FROM wallet_chain_snapshots AS cur
-                  WHERE (cur.user_id, cur.wallet_address, cur.chain_id) = (op.user_id, op.wallet_address, chain_id)
-                    AND cur.holdings_digest = op.digests ->> chain_id::text)
+                  WHERE (cur.user_id, cur.wallet_address, cur.chain_id) = (op.user_id, op.wallet_address, sc.chain_id)
+                    AND cur.holdings_digest = op.digests ->> sc.chain_id::text AND cur.digest_of = cur.operation_id)
     ON CONFLICT (user_id, wallet_address, chain_id) DO UPDATE
     SET as_of = excluded.as_of, operation_id = excluded.operation_id, block_number = excluded.block_number,
-        holdings_digest = excluded.holdings_digest
+        holdings_digest = CASE WHEN snap.operation_id IS NOT DISTINCT FROM
+                                    (SELECT was.operation_id FROM wallet_chain_snapshots AS was
+                                     WHERE (was.user_id, was.wallet_address, was.chain_id)
+                                           = (excluded.user_id, excluded.wallet_address, excluded.chain_id))
+                               THEN excluded.holdings_digest END,
+        digest_of = excluded.operation_id
     WHERE CASE WHEN snap.block_number IS NULL OR excluded.block_number IS NULL OR snap.block_number = excluded.block_number
                THEN snap.as_of < excluded.as_of
                ELSE snap.block_number < excluded.block_number END
-      AND (snap.holdings_digest = excluded.holdings_digest
+      AND ((snap.holdings_digest = excluded.holdings_digest AND snap.digest_of = snap.operation_id)
            OR array_position((SELECT op.unchanged_chains FROM op WHERE op.id = excluded.operation_id),
                              excluded.chain_id) IS NULL)
     RETURNING user_id, wallet_address, chain_id, operation_id, block_number
@@ -135,7 +146,7 @@ WITH attempt AS (
     DELETE FROM holdings AS old
     USING fresh JOIN op ON op.id = fresh.operation_id
     WHERE old.user_id = fresh.user_id AND old.wallet_address = fresh.wallet_address
-      AND old.chain_id = fresh.chain_id AND fresh.chain_id <> ALL(op.unchanged_chains)
+      AND old.chain_id = fresh.chain_id AND fresh.chain_id <> ALL(op.unchanged_chains)  -- their rows stay
       AND old.wallet_address = ANY(ARRAY(SELECT wallet_address FROM op))  -- index lookups, not a scan
       AND NOT EXISTS (SELECT 1 FROM new
                       WHERE new.user_id = old.user_id AND new.wallet_address = old.wallet_address

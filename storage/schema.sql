@@ -889,8 +889,11 @@ CREATE TABLE IF NOT EXISTS wallet_chain_snapshots (
 -- Added after the first release: the block of that read, which orders reads when both have one.
 ALTER TABLE wallet_chain_snapshots ADD COLUMN IF NOT EXISTS block_number bigint CHECK (block_number >= 0);
 -- Added later: a digest of the chain's holdings as stored (storage.operations.holdings_digest), so a read
--- that finds them unchanged is finished without sending them.  Null (rows from before): never equal.
+-- that finds them unchanged is finished without sending them, and the operation whose read it was taken
+-- with.  It is trusted only while that is the snapshot's operation: a writer that does not keep the
+-- digest (a release before it, still running or rolled back to) moves the snapshot and leaves it stale.
 ALTER TABLE wallet_chain_snapshots ADD COLUMN IF NOT EXISTS holdings_digest text;
+ALTER TABLE wallet_chain_snapshots ADD COLUMN IF NOT EXISTS digest_of uuid;
 
 -- Wallets the system keeps fresh: who asked, which chains, how the last syncs went.
 CREATE TABLE IF NOT EXISTS tracked_wallets (

@@ -177,6 +177,11 @@ def _outcome(as_of: dt.datetime, tokens: dict[str, int]) -> operations.AttemptOu
         total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test")
 
 
+def _attempt(op_id: str, as_of: dt.datetime, tokens: dict[str, int]) -> dict:
+    """A call of the finish's group commit: the attempt as the statement takes it."""
+    return operations._attempt_json(op_id, _outcome(as_of, tokens))
+
+
 def test_one_batch_of_attempts_writes_each_operation_its_own_rows(user_id):
     """The group commit's set-based statements: each attempt of a batch keeps to its own wallet, and
     an operation already final is reported (False) and left alone."""
@@ -191,8 +196,8 @@ def test_one_batch_of_attempts_writes_each_operation_its_own_rows(user_id):
 
     now = dt.datetime.now(dt.timezone.utc)
     tokens = [{"0x" + "a" * 40: i + 1, "0x" + "b" * 40: 10 * (i + 1)} for i in range(3)]
-    finished = operations._finish_batch([*((op, _outcome(now, t)) for op, t in zip(ops, tokens)),
-                                         (done, _outcome(now, {"0x" + "2" * 40: 2}))])
+    finished = operations._finish_batch([*((op, _attempt(op, now, t)) for op, t in zip(ops, tokens)),
+                                         (done, _attempt(done, now, {"0x" + "2" * 40: 2}))])
     assert finished == [True, True, True, False]
     for op, wallet, t in zip(ops, wallets, tokens):
         held = holdings_by_chain(user_id, wallet)[1]
@@ -211,8 +216,8 @@ def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, w
     older, newer = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
     operations._start_batch([(older, "test", None), (newer, "test", None)])
     now = dt.datetime.now(dt.timezone.utc)
-    batch = [(newer, _outcome(now, {"0x" + "c" * 40: 2})), (older, _outcome(now - dt.timedelta(seconds=1),
-                                                                            {"0x" + "c" * 40: 1}))]
+    batch = [(newer, _attempt(newer, now, {"0x" + "c" * 40: 2})),
+             (older, _attempt(older, now - dt.timedelta(seconds=1), {"0x" + "c" * 40: 1}))]
     with pytest.raises(psycopg.errors.CardinalityViolation):
         operations._finish_batch(batch)
 
@@ -229,7 +234,8 @@ def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, w
         return original(calls)
 
     writer.write_batch = slow_first
-    threads = [threading.Thread(target=lambda: writer(("00000000-0000-0000-0000-000000000000", _outcome(now, {}))))]
+    nobody = "00000000-0000-0000-0000-000000000000"
+    threads = [threading.Thread(target=lambda: writer((nobody, _attempt(nobody, now, {}))))]
     threads += [threading.Thread(target=lambda c=c: results.__setitem__(c[0], writer(c))) for c in batch]
     threads[0].start()
     assert first_done.wait(5)
@@ -302,8 +308,9 @@ def _finish(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int]
 
 
 def _snapshot(db_conn, user_id: str, wallet: str) -> dict:
-    return db_conn.execute("SELECT operation_id::text, as_of, block_number, holdings_digest FROM wallet_chain_snapshots "
-                           "WHERE user_id = %s AND wallet_address = %s AND chain_id = 1", (user_id, wallet)).fetchone()
+    return db_conn.execute("SELECT operation_id::text, as_of, block_number, holdings_digest "
+                           "FROM wallet_chain_snapshots WHERE user_id = %s AND wallet_address = %s AND chain_id = 1",
+                           (user_id, wallet)).fetchone()
 
 
 def test_a_read_equal_to_the_stored_holdings_moves_only_the_snapshot(user_id, wallet, db_conn, monkeypatch):
@@ -318,8 +325,8 @@ def test_a_read_equal_to_the_stored_holdings_moves_only_the_snapshot(user_id, wa
     _finish(first, row, as_of=now, tokens={a: 1, b: 2}, block=10)
     stored = _snapshot(db_conn, user_id, wallet)["holdings_digest"]
     assert stored == operations.holdings_digest(_outcome(now, {a: 1, b: 2}).holdings, "test")
-    versions = db_conn.execute("SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s",
-                               (user_id, wallet)).fetchall()
+    rows = "SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s"
+    versions = db_conn.execute(rows, (user_id, wallet)).fetchall()
 
     sent = []
     original = operations._attempt_json
@@ -330,8 +337,7 @@ def test_a_read_equal_to_the_stored_holdings_moves_only_the_snapshot(user_id, wa
     _finish(second, row, as_of=now + dt.timedelta(seconds=10), tokens={b: 2, a: 1}, block=11)
 
     assert (sent[-1]["unchanged_chains"], sent[-1]["holdings"]) == ([1], [])
-    assert db_conn.execute("SELECT token_address, xmin::text FROM holdings WHERE user_id = %s AND wallet_address = %s",
-                           (user_id, wallet)).fetchall() == versions
+    assert db_conn.execute(rows, (user_id, wallet)).fetchall() == versions
     assert _snapshot(db_conn, user_id, wallet) == {"operation_id": second, "as_of": now + dt.timedelta(seconds=10),
                                                    "block_number": 11, "holdings_digest": stored}
     held = holdings_by_chain(user_id, wallet)[1]
@@ -347,8 +353,9 @@ def test_a_read_equal_to_the_stored_holdings_moves_only_the_snapshot(user_id, wa
 
 
 def test_an_unchanged_read_leaves_a_chain_rewritten_since_its_start_as_stored(user_id, wallet, db_conn):
-    """Another writer replaced the chain between the attempt's start and its finish: the attempt has no
-    holdings to send for it, so the chain keeps the other writer's, as it would an older read."""
+    """Another writer replaced the chain between the attempt's start and its finish (two operations of one
+    wallet at once): the attempt has no holdings to send for it, so the chain keeps the other writer's
+    read, older here, whole and consistent, until the next sync."""
     wallet = wallet.lower()
     a, c = "0x" + "a" * 40, "0x" + "c" * 40
     now = dt.datetime.now(dt.timezone.utc)
@@ -403,3 +410,138 @@ def test_a_resync_of_the_worker_sends_no_holdings_for_chains_that_did_not_change
     after = holdings_by_chain(user_id, wallet.lower())
     assert {c: set(rows) for c, rows in after.items()} == {c: set(rows) for c, rows in before.items()}
     assert {h["operation_id"] for rows in after.values() for h in rows.values()} == {second}
+
+
+def test_an_unchanged_chain_whose_snapshot_is_gone_is_not_stored_without_its_rows(user_id, wallet, db_conn):
+    """Of two chains with equal digests, one lost its snapshot since the attempt started: that chain is
+    not given a snapshot whose rows were never sent; the other moves as usual."""
+    wallet = wallet.lower()
+    a = "0x" + "a" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def outcome(as_of, chains):
+        holdings = [{"chain_id": c, "token_address": a, "symbol": "T", "name": "Token", "decimals": 0,
+                     "raw_balance": 1, "balance": Decimal(1), "price_usd": None, "value_usd": None,
+                     "price_source": None, "priced_at": None} for c in chains]
+        return operations.AttemptOutcome(status="succeeded", holdings=holdings, synced_chains=chains, chain_results={},
+                                         holdings_count=len(holdings), total_value_usd=Decimal(0),
+                                         unpriced_count=len(holdings), as_of=as_of, provider="test")
+
+    first = _new_operation(user_id, wallet)
+    assert operations.start_attempt(first, worker_id="test", message_id=None)
+    assert operations.finish_attempt(first, outcome(now, [1, 10]))
+    second = _new_operation(user_id, wallet)
+    row = _start(second)
+    assert set(row["holdings_digests"]) == {1, 10}
+    db_conn.execute("DELETE FROM wallet_chain_snapshots WHERE user_id = %s AND chain_id = 10", (user_id,))
+    db_conn.execute("DELETE FROM holdings WHERE user_id = %s AND chain_id = 10", (user_id,))
+    assert operations.finish_attempt(second, operations.AttemptOutcome(**{
+        **outcome(now + dt.timedelta(seconds=1), [1, 10]).__dict__, "stored_digests": row["holdings_digests"]}))
+
+    snapshots = db_conn.execute("SELECT chain_id, operation_id::text FROM wallet_chain_snapshots WHERE user_id = %s",
+                                (user_id,)).fetchall()
+    assert snapshots == [{"chain_id": 1, "operation_id": second}]
+
+
+def _waiting_on_a_lock(db_conn, statement: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                              (f"%{statement}%",)).fetchone():
+        assert time.monotonic() < deadline, "the finish never waited for the row"
+        time.sleep(0.02)
+
+
+def _finish_in_thread(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int], block: int):
+    done: list[BaseException | None] = []
+
+    def run():
+        try:
+            _finish(op_id, row, as_of=as_of, tokens=tokens, block=block)
+            done.append(None)
+        except BaseException as exc:
+            done.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
+def test_an_unchanged_read_checks_the_digest_again_on_the_row_it_locks(user_id, wallet, db_conn, database):
+    """The snapshot is rewritten by a transaction committing while the unchanged finish waits for its row:
+    the finish's own snapshot still showed the old digest, the row it locks does not; it is left alone."""
+    wallet = wallet.lower()
+    a = "0x" + "a" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    later = _new_operation(user_id, wallet)
+    row = _start(later)
+
+    with psycopg.connect(database) as other:  # another writer, mid-transaction
+        other.execute("UPDATE wallet_chain_snapshots SET holdings_digest = 'other', block_number = 11, "
+                      "digest_of = operation_id WHERE user_id = %s", (user_id,))
+        thread, done = _finish_in_thread(later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 1}, block=12)
+        _waiting_on_a_lock(db_conn, "End a batch of attempts")
+    thread.join(10)
+
+    assert done == [None] and actors.get_sync(later)["status"] == "succeeded"
+    snap = _snapshot(db_conn, user_id, wallet)
+    assert (snap["operation_id"], snap["block_number"], snap["holdings_digest"]) == (first, 11, "other")
+
+
+def test_a_digest_is_not_kept_for_rows_another_writer_changed_during_the_finish(user_id, wallet, db_conn, database):
+    """A write of the chain commits while a full finish waits for the snapshot row: the finish wins (newer
+    read), but its delete did not see the other writer's row, which stays; so no digest is kept, and the
+    next equal read is sent whole and takes the stray row away."""
+    wallet = wallet.lower()
+    a, stray = "0x" + "a" * 40, "0x" + "e" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    later = _new_operation(user_id, wallet)
+    row = _start(later)
+    other_op = _new_operation(user_id, wallet)
+
+    with psycopg.connect(database) as other:
+        other.execute("INSERT INTO holdings (user_id, wallet_address, chain_id, token_address, symbol, name, "
+                      "decimals, raw_balance, balance, provider, operation_id, as_of) "
+                      "VALUES (%s, %s, 1, %s, 'S', 'Stray', 0, 9, 9, 'test', %s, %s)",
+                      (user_id, wallet, stray, other_op, now + dt.timedelta(seconds=1)))
+        other.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11, holdings_digest = NULL "
+                      "WHERE user_id = %s", (other_op, user_id))
+        thread, done = _finish_in_thread(later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 2}, block=12)
+        _waiting_on_a_lock(db_conn, "End a batch of attempts")
+    thread.join(10)
+
+    assert done == [None]
+    snap = _snapshot(db_conn, user_id, wallet)
+    assert (snap["operation_id"], snap["block_number"], snap["holdings_digest"]) == (later, 12, None)
+    assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 2, stray: 9}
+
+    last = _new_operation(user_id, wallet)
+    row = _start(last)
+    assert row["holdings_digests"] == {}
+    _finish(last, row, as_of=now + dt.timedelta(seconds=9), tokens={a: 2}, block=13)
+    assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 2}
+    assert _snapshot(db_conn, user_id, wallet)["holdings_digest"] is not None
+
+
+def test_a_snapshot_moved_by_a_writer_that_keeps_no_digest_offers_none(user_id, wallet, db_conn):
+    """A release before digests, still running beside this one or rolled back to, moves the snapshot and
+    rewrites the rows without touching the digest: the digest no longer names the snapshot's read, so the
+    next start offers none and the read is sent whole."""
+    wallet = wallet.lower()
+    a = "0x" + "a" * 40
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    older_release = _new_operation(user_id, wallet)
+    db_conn.execute("UPDATE holdings SET raw_balance = 7, balance = 7 WHERE user_id = %s", (user_id,))
+    db_conn.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11 WHERE user_id = %s",
+                    (older_release, user_id))
+
+    last = _new_operation(user_id, wallet)
+    row = _start(last)
+    assert row["holdings_digests"] == {}
+    _finish(last, row, as_of=now + dt.timedelta(seconds=9), tokens={a: 1}, block=12)
+    assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 1}
