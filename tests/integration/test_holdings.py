@@ -307,6 +307,14 @@ def _finish(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int]
         **{**outcome.__dict__, "chain_blocks": {1: block}, "stored_digests": row["holdings_digests"]}))
 
 
+def _first_write(user_id: str, wallet: str, tokens: dict[str, int]) -> tuple[str, dt.datetime]:
+    """Chain 1 stored by a first operation, at block 10: that operation and its read's time."""
+    now = dt.datetime.now(dt.timezone.utc)
+    first = _new_operation(user_id, wallet)
+    _finish(first, _start(first), as_of=now, tokens=tokens, block=10)
+    return first, now
+
+
 def _snapshot(db_conn, user_id: str, wallet: str) -> dict:
     return db_conn.execute("SELECT operation_id::text, as_of, block_number, holdings_digest "
                            "FROM wallet_chain_snapshots WHERE user_id = %s AND wallet_address = %s AND chain_id = 1",
@@ -358,9 +366,7 @@ def test_an_unchanged_read_leaves_a_chain_rewritten_since_its_start_as_stored(us
     read, older here, whole and consistent, until the next sync."""
     wallet = wallet.lower()
     a, c = "0x" + "a" * 40, "0x" + "c" * 40
-    now = dt.datetime.now(dt.timezone.utc)
-    first = _new_operation(user_id, wallet)
-    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    first, now = _first_write(user_id, wallet, {a: 1})
 
     slow, fast = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
     slow_row = _start(slow)  # compares with {a: 1}
@@ -377,9 +383,7 @@ def test_a_snapshot_without_a_digest_is_written_in_full_and_gets_one(user_id, wa
     """Snapshots stored before digests were kept: the next read of equal holdings is sent whole."""
     wallet = wallet.lower()
     a = "0x" + "a" * 40
-    now = dt.datetime.now(dt.timezone.utc)
-    first = _new_operation(user_id, wallet)
-    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    first, now = _first_write(user_id, wallet, {a: 1})
     db_conn.execute("UPDATE wallet_chain_snapshots SET holdings_digest = NULL WHERE user_id = %s", (user_id,))
 
     second = _new_operation(user_id, wallet)
@@ -471,9 +475,7 @@ def test_an_unchanged_read_checks_the_digest_again_on_the_row_it_locks(user_id, 
     the finish's own snapshot still showed the old digest, the row it locks does not; it is left alone."""
     wallet = wallet.lower()
     a = "0x" + "a" * 40
-    now = dt.datetime.now(dt.timezone.utc)
-    first = _new_operation(user_id, wallet)
-    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    first, now = _first_write(user_id, wallet, {a: 1})
     later = _new_operation(user_id, wallet)
     row = _start(later)
 
@@ -495,9 +497,7 @@ def test_a_digest_is_not_kept_for_rows_another_writer_changed_during_the_finish(
     next equal read is sent whole and takes the stray row away."""
     wallet = wallet.lower()
     a, stray = "0x" + "a" * 40, "0x" + "e" * 40
-    now = dt.datetime.now(dt.timezone.utc)
-    first = _new_operation(user_id, wallet)
-    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    first, now = _first_write(user_id, wallet, {a: 1})
     later = _new_operation(user_id, wallet)
     row = _start(later)
     other_op = _new_operation(user_id, wallet)
@@ -532,9 +532,7 @@ def test_a_snapshot_moved_by_a_writer_that_keeps_no_digest_offers_none(user_id, 
     next start offers none and the read is sent whole."""
     wallet = wallet.lower()
     a = "0x" + "a" * 40
-    now = dt.datetime.now(dt.timezone.utc)
-    first = _new_operation(user_id, wallet)
-    _finish(first, _start(first), as_of=now, tokens={a: 1}, block=10)
+    first, now = _first_write(user_id, wallet, {a: 1})
     older_release = _new_operation(user_id, wallet)
     db_conn.execute("UPDATE holdings SET raw_balance = 7, balance = 7 WHERE user_id = %s", (user_id,))
     db_conn.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11 WHERE user_id = %s",
