@@ -12,8 +12,9 @@
 
 ``realistic`` is a sync as deployed: the default chains (``SYNC_CHAINS``, five) and the simulated
 provider's default token lists (``SIMULATED_TOKENS_PER_CHAIN``).  Each wallet is synced twice: a first
-sync (nothing stored yet), then, once the cooldown is lifted, a re-sync whose balances equal the stored
-snapshot, the steady state of a worker keeping wallets fresh.  Both passes are measured (``first`` and
+sync (nothing stored yet), then, once the cooldown is lifted, a re-sync whose balances and prices equal
+the stored snapshot (the pass is well within the price cache's lifetime): the best case of a worker
+keeping wallets fresh.  Both passes are measured (``first`` and
 ``resync``); CPU per sync is the worker's, PostgreSQL's and Redis's over each pass.
 
 Common options: ``--processes/--threads`` (default: the Procfile's 2 x 8), ``--worker-module``
@@ -66,8 +67,12 @@ def _ids_params(ids: list[str]) -> tuple:
 
 def _count_final(user_id: str | None = None, ids: list[str] | None = None) -> int:
     """Final operations: of ``ids`` if given, else of ``user_id`` if given, else all."""
-    where, params = ("AND " + _IDS, _ids_params(ids)) if ids is not None else (
-        ("AND user_id = %s", (user_id,)) if user_id is not None else ("", ()))
+    if ids is not None:
+        where, params = "AND " + _IDS, _ids_params(ids)
+    elif user_id is not None:
+        where, params = "AND user_id = %s", (user_id,)
+    else:
+        where, params = "", ()
     with _conn() as conn:
         return conn.execute("SELECT count(*) AS n FROM sync_operations WHERE status IN ('succeeded', 'failed') "
                             + where, params).fetchone()["n"]

@@ -360,7 +360,8 @@ def targets(medians: dict, once: dict, system: str = "project") -> list[dict]:
               else m["latency_p50"] <= bull["latency_p50"] and m["latency_p99"] <= bull["latency_p99"]),
         check("high start p95 < 1 s with 10,000 low queued", _fmt_num(m["priority_p95"], "ms"),
               None if m["priority_p95"] is None else m["priority_p95"] < 1000),
-        check(f"worker RSS growth < 10% ({_fmt_count(mem.get('syncs'))} syncs, from 10% to the end)",
+        check("worker RSS growth < 10% (" + (f"{_fmt_count(mem['syncs'])} syncs, " if mem.get("syncs") else "")
+              + "from 10% to the end)",
               None if growth is None else f"{growth * 100:+.1f}%", None if growth is None else growth < 0.10),
     ]
     return out

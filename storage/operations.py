@@ -149,8 +149,9 @@ ID_TIME_MARGIN = dt.timedelta(days=1)
 EVERY_PARTITION = {"lo": None, "hi": None}
 
 
-#: A holding's fields that finish_attempts compares with the stored row (its other columns are the read's,
-#: kept on the chain's snapshot; the provider is the attempt's).
+#: A holding's fields that finish_attempts compares with the stored row, besides its two flags and the
+#: attempt's provider, which holdings_digest adds (the row's other columns are the read's, kept on the
+#: chain's snapshot).
 _COMPARED = ("token_address", "symbol", "name", "decimals", "raw_balance", "balance", "price_usd", "value_usd",
              "price_source", "priced_at")
 

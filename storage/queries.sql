@@ -130,8 +130,8 @@ WITH attempt AS (
                THEN snap.as_of < excluded.as_of
                ELSE snap.block_number < excluded.block_number END
       AND ((snap.holdings_digest = excluded.holdings_digest AND snap.digest_of = snap.operation_id)
-           OR array_position((SELECT op.unchanged_chains FROM op WHERE op.id = excluded.operation_id),
-                             excluded.chain_id) IS NULL)
+           OR excluded.chain_id <> ALL(coalesce((SELECT op.unchanged_chains FROM op
+                                                 WHERE op.id = excluded.operation_id), '{}')))
     RETURNING user_id, wallet_address, chain_id, operation_id, block_number
 ), new AS (
     SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, fresh.block_number, h.*

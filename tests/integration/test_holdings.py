@@ -3,6 +3,7 @@ never erased by a failed chain, unchanged by a repeated delivery."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -303,8 +304,8 @@ def _start(op_id: str) -> dict:
 
 def _finish(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int], block: int) -> None:
     outcome = _outcome(as_of, tokens)
-    assert operations.finish_attempt(op_id, operations.AttemptOutcome(
-        **{**outcome.__dict__, "chain_blocks": {1: block}, "stored_digests": row["holdings_digests"]}))
+    assert operations.finish_attempt(op_id, dataclasses.replace(outcome, chain_blocks={1: block},
+                                                                stored_digests=row["holdings_digests"]))
 
 
 def _first_write(user_id: str, wallet: str, tokens: dict[str, int]) -> tuple[str, dt.datetime]:
@@ -366,7 +367,7 @@ def test_an_unchanged_read_leaves_a_chain_rewritten_since_its_start_as_stored(us
     read, older here, whole and consistent, until the next sync."""
     wallet = wallet.lower()
     a, c = "0x" + "a" * 40, "0x" + "c" * 40
-    first, now = _first_write(user_id, wallet, {a: 1})
+    _, now = _first_write(user_id, wallet, {a: 1})
 
     slow, fast = _new_operation(user_id, wallet), _new_operation(user_id, wallet)
     slow_row = _start(slow)  # compares with {a: 1}
@@ -383,7 +384,7 @@ def test_a_snapshot_without_a_digest_is_written_in_full_and_gets_one(user_id, wa
     """Snapshots stored before digests were kept: the next read of equal holdings is sent whole."""
     wallet = wallet.lower()
     a = "0x" + "a" * 40
-    first, now = _first_write(user_id, wallet, {a: 1})
+    _, now = _first_write(user_id, wallet, {a: 1})
     db_conn.execute("UPDATE wallet_chain_snapshots SET holdings_digest = NULL WHERE user_id = %s", (user_id,))
 
     second = _new_operation(user_id, wallet)
@@ -439,8 +440,8 @@ def test_an_unchanged_chain_whose_snapshot_is_gone_is_not_stored_without_its_row
     assert set(row["holdings_digests"]) == {1, 10}
     db_conn.execute("DELETE FROM wallet_chain_snapshots WHERE user_id = %s AND chain_id = 10", (user_id,))
     db_conn.execute("DELETE FROM holdings WHERE user_id = %s AND chain_id = 10", (user_id,))
-    assert operations.finish_attempt(second, operations.AttemptOutcome(**{
-        **outcome(now + dt.timedelta(seconds=1), [1, 10]).__dict__, "stored_digests": row["holdings_digests"]}))
+    assert operations.finish_attempt(second, dataclasses.replace(outcome(now + dt.timedelta(seconds=1), [1, 10]),
+                                                                 stored_digests=row["holdings_digests"]))
 
     snapshots = db_conn.execute("SELECT chain_id, operation_id::text FROM wallet_chain_snapshots WHERE user_id = %s",
                                 (user_id,)).fetchall()
@@ -497,7 +498,7 @@ def test_a_digest_is_not_kept_for_rows_another_writer_changed_during_the_finish(
     next equal read is sent whole and takes the stray row away."""
     wallet = wallet.lower()
     a, stray = "0x" + "a" * 40, "0x" + "e" * 40
-    first, now = _first_write(user_id, wallet, {a: 1})
+    _, now = _first_write(user_id, wallet, {a: 1})
     later = _new_operation(user_id, wallet)
     row = _start(later)
     other_op = _new_operation(user_id, wallet)
@@ -532,7 +533,7 @@ def test_a_snapshot_moved_by_a_writer_that_keeps_no_digest_offers_none(user_id, 
     next start offers none and the read is sent whole."""
     wallet = wallet.lower()
     a = "0x" + "a" * 40
-    first, now = _first_write(user_id, wallet, {a: 1})
+    _, now = _first_write(user_id, wallet, {a: 1})
     older_release = _new_operation(user_id, wallet)
     db_conn.execute("UPDATE holdings SET raw_balance = 7, balance = 7 WHERE user_id = %s", (user_id,))
     db_conn.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11 WHERE user_id = %s",

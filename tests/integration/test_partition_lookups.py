@@ -86,7 +86,8 @@ def test_one_batch_runs_one_bounded_statement_and_one_unbounded_for_what_it_miss
     assert [(ids_, b is operations.EVERY_PARTITION) for ids_, b in statements] == [(batch, False), (batch, True)]
 
     batch = [*ids.values(), unknown]
-    finished = operations._finish_batch([(op_id, operations._attempt_json(op_id, _outcome("failed"))) for op_id in batch])
+    attempts = [(op_id, operations._attempt_json(op_id, _outcome("failed"))) for op_id in batch]
+    finished = operations._finish_batch(attempts)
     assert finished == [True] * len(ids) + [False]
     # Every operation is final now: a batch of their duplicates starts none, bounded or not.
     statements.clear()
