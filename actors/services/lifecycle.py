@@ -303,7 +303,7 @@ def _attempt(row: dict, *, deadline: float) -> AttemptOutcome:
         if errors else None,
         refund_attempt=refund,
         chain_blocks={chain_id: r.read.block_number for chain_id, r in reads.items()},
-        stored_digests=row.get("holdings_digests") or {},
+        stored_digests=row["holdings_digests"],
     )
 
 

@@ -3,6 +3,7 @@ never erased by a failed chain, unchanged by a repeated delivery."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import logging
@@ -22,6 +23,7 @@ from actors.services import context, lifecycle
 from chaindata.base import PermanentProviderError
 from storage import operations
 from storage.group_commit import GroupCommit
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -448,27 +450,10 @@ def test_an_unchanged_chain_whose_snapshot_is_gone_is_not_stored_without_its_row
     assert snapshots == [{"chain_id": 1, "operation_id": second}]
 
 
-def _waiting_on_a_lock(db_conn, statement: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                              (f"%{statement}%",)).fetchone():
-        assert time.monotonic() < deadline, "the finish never waited for the row"
-        time.sleep(0.02)
-
-
-def _finish_in_thread(op_id: str, row: dict, *, as_of: dt.datetime, tokens: dict[str, int], block: int):
-    done: list[BaseException | None] = []
-
-    def run():
-        try:
-            _finish(op_id, row, as_of=as_of, tokens=tokens, block=block)
-            done.append(None)
-        except BaseException as exc:
-            done.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, done
+def _waiting_on_a_lock(db_conn, statement: str) -> None:
+    wait_until(lambda: db_conn.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND query LIKE %s", (f"%{statement}%",)).fetchone(),
+               10, "the finish never waited for the row")
 
 
 def test_an_unchanged_read_checks_the_digest_again_on_the_row_it_locks(user_id, wallet, db_conn, database):
@@ -480,14 +465,16 @@ def test_an_unchanged_read_checks_the_digest_again_on_the_row_it_locks(user_id, 
     later = _new_operation(user_id, wallet)
     row = _start(later)
 
-    with psycopg.connect(database) as other:  # another writer, mid-transaction
-        other.execute("UPDATE wallet_chain_snapshots SET holdings_digest = 'other', block_number = 11, "
-                      "digest_of = operation_id WHERE user_id = %s", (user_id,))
-        thread, done = _finish_in_thread(later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 1}, block=12)
-        _waiting_on_a_lock(db_conn, "End a batch of attempts")
-    thread.join(10)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        with psycopg.connect(database) as other:  # another writer, mid-transaction
+            other.execute("UPDATE wallet_chain_snapshots SET holdings_digest = 'other', block_number = 11, "
+                          "digest_of = operation_id WHERE user_id = %s", (user_id,))
+            finishing = pool.submit(
+                _finish, later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 1}, block=12)
+            _waiting_on_a_lock(db_conn, "End a batch of attempts")
+        finishing.result(timeout=10)
 
-    assert done == [None] and actors.get_sync(later)["status"] == "succeeded"
+    assert actors.get_sync(later)["status"] == "succeeded"
     snap = _snapshot(db_conn, user_id, wallet)
     assert (snap["operation_id"], snap["block_number"], snap["holdings_digest"]) == (first, 11, "other")
 
@@ -503,18 +490,19 @@ def test_a_digest_is_not_kept_for_rows_another_writer_changed_during_the_finish(
     row = _start(later)
     other_op = _new_operation(user_id, wallet)
 
-    with psycopg.connect(database) as other:
-        other.execute("INSERT INTO holdings (user_id, wallet_address, chain_id, token_address, symbol, name, "
-                      "decimals, raw_balance, balance, provider, operation_id, as_of) "
-                      "VALUES (%s, %s, 1, %s, 'S', 'Stray', 0, 9, 9, 'test', %s, %s)",
-                      (user_id, wallet, stray, other_op, now + dt.timedelta(seconds=1)))
-        other.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11, holdings_digest = NULL "
-                      "WHERE user_id = %s", (other_op, user_id))
-        thread, done = _finish_in_thread(later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 2}, block=12)
-        _waiting_on_a_lock(db_conn, "End a batch of attempts")
-    thread.join(10)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        with psycopg.connect(database) as other:
+            other.execute("INSERT INTO holdings (user_id, wallet_address, chain_id, token_address, symbol, name, "
+                          "decimals, raw_balance, balance, provider, operation_id, as_of) "
+                          "VALUES (%s, %s, 1, %s, 'S', 'Stray', 0, 9, 9, 'test', %s, %s)",
+                          (user_id, wallet, stray, other_op, now + dt.timedelta(seconds=1)))
+            other.execute("UPDATE wallet_chain_snapshots SET operation_id = %s, block_number = 11, "
+                          "holdings_digest = NULL WHERE user_id = %s", (other_op, user_id))
+            finishing = pool.submit(
+                _finish, later, row, as_of=now + dt.timedelta(seconds=5), tokens={a: 2}, block=12)
+            _waiting_on_a_lock(db_conn, "End a batch of attempts")
+        finishing.result(timeout=10)
 
-    assert done == [None]
     snap = _snapshot(db_conn, user_id, wallet)
     assert (snap["operation_id"], snap["block_number"], snap["holdings_digest"]) == (later, 12, None)
     assert {t: int(h["raw_balance"]) for t, h in holdings_by_chain(user_id, wallet)[1].items()} == {a: 2, stray: 9}
