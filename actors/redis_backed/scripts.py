@@ -12,7 +12,8 @@ EXISTS`` for its scripts before every ``execute``: a second round trip each time
 a script is queued as a bare ``EVALSHA``, and the rare ``NOSCRIPT`` (Redis
 restarted, or its scripts were flushed) is mended afterwards: the script is
 loaded and the commands that were refused, which therefore did not run, are run
-again.  Nothing runs twice.
+again (up to :data:`MENDS` times, if the scripts were flushed once more in between).
+Nothing runs twice.
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ def queue(pipeline: redis.client.Pipeline, script: Script, *, keys: Sequence[Any
     pipeline.evalsha(script.sha, len(keys), *keys, *args)
 
 
+#: How many times :func:`execute` loads and runs again what Redis refused with NOSCRIPT: more than once, as
+#: the scripts may be flushed again (another restart, another client's SCRIPT FLUSH) between the load and
+#: the run.
+MENDS = 3
+
+
 def execute(pipeline: redis.client.Pipeline) -> list[Any]:
     """Send ``pipeline`` (its scripts queued with :func:`queue`) and return every command's result, an
     exception in place of a command that failed.  Raises only if the round trip itself fails."""
     sent = list(pipeline.command_stack)
     results = pipeline.execute(raise_on_error=False)
     refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-    if refused:
+    for _ in range(MENDS):
+        if not refused:
+            break
         client = redis.Redis(connection_pool=pipeline.connection_pool)
         for sha in {sent[i][0][1] for i in refused}:  # EVALSHA's arguments: (name, sha, numkeys, ...)
             client.script_load(_scripts[sha].script)
@@ -60,6 +69,7 @@ def execute(pipeline: redis.client.Pipeline) -> list[Any]:
             again.execute_command(*args, **options)
         for i, result in zip(refused, again.execute(raise_on_error=False)):
             results[i] = result
+        refused = [i for i in refused if isinstance(results[i], NoScriptError)]
     return results
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
 
 import actors
 import actors.worker
@@ -51,6 +52,25 @@ def test_errors_come_back_in_place_and_raise_first_error_raises_them(redis_clien
     assert results[0] is True and "no good" in str(results[1])
     with pytest.raises(Exception, match="no good"):
         redis_scripts.raise_first_error(results)
+
+
+def test_scripts_flushed_again_between_their_load_and_their_run_are_loaded_again(redis_client, keys, monkeypatch):
+    # A text no other test loads, so that Redis does not know it yet.
+    count = redis_client.register_script(f"-- {keys}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+    real_load, flushes = redis.Redis.script_load, []
+
+    def load_then_flush(client, script):
+        sha = real_load(client, script)
+        if not flushes:
+            flushes.append(sha)
+            client.script_flush()  # as a restart or another client would, just after the load
+        return sha
+
+    monkeypatch.setattr(redis.Redis, "script_load", load_then_flush)
+    pipe = redis_client.pipeline(transaction=False)
+    redis_scripts.queue(pipe, count, keys=[f"{keys}:count"], args=[5])
+    assert redis_scripts.execute(pipe) == [5] and flushes == [count.sha]
+    assert int(redis_client.get(f"{keys}:count")) == 5  # run once
 
 
 def test_requests_are_admitted_and_enqueued_after_redis_forgot_its_scripts(redis_client, user_id, clean_queues):
