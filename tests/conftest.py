@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 import settings
 
 RUN_ID = uuid.uuid4().hex[:10]
-#: Tests that xdist must run on one worker (``--dist=loadgroup``), by path prefix, and why.
+#: Tests that xdist must run on one worker, by path prefix, and why.
 GROUPS = {
     # One seeded audit trail (20,000 operations) and one headless Chromium per worker that
     # runs any of them: keeping them together seeds once and starts one browser.
@@ -54,12 +54,19 @@ for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MA
     os.environ.pop(_name, None)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.path.relative_to(config.rootpath).as_posix()
-        group = next((g for prefix, g in GROUPS.items() if path.startswith(prefix)), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule :data:`GROUPS` by path.  xdist's own ``xdist_group`` mark renames each item's node id,
+    which pytest 9 no longer reads, so the mark alone leaves a group spread over the workers."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PathGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for prefix, group in GROUPS.items() if nodeid.startswith(prefix)), nodeid)
+
+    return PathGroupScheduling(config, log)
 
 
 def _maintenance_conninfo() -> str:
