@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import psycopg
+import psycopg_pool
 import redis
 from dash import dash_table, dcc, html, no_update
 
@@ -134,6 +135,8 @@ def guarded(fallback: Callable[[str], object]):
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return "the database took too long (DASHBOARD_STATEMENT_TIMEOUT_MS)"
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return "no database connection came free in time (busy or unreachable)"
     if isinstance(exc, psycopg.Error):
         return "the database is unavailable"
     if isinstance(exc, redis.RedisError):

@@ -4,13 +4,16 @@ same figure computed here from the raw rows, which only a test may fetch."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 
-from storage import analytics
+import settings
+from storage import analytics, pool
 from storage.pool import get_readonly_pool
 
 from .conftest import ANCHOR, PREFIX, SEED_USERS, window
@@ -268,6 +271,34 @@ def test_the_dashboard_pool_is_read_only_with_its_own_timeout(seeded):
         assert conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "5s"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("DELETE FROM holdings WHERE user_id = 'nobody'")
+
+
+def test_a_read_queued_behind_a_busy_pool_waits_its_turn(dash_app, monkeypatch):
+    """A page fires more callbacks than the pool has connections.  One queued behind a read slower than the
+    connect timeout (but inside the statement timeout) gets its connection and answers, not "n/a"."""
+    from dashboard.pages import overview
+
+    cfg = settings.load({**os.environ, "DASHBOARD_DB_POOL_MAX": "1", "DB_CONNECT_TIMEOUT_S": "1"})
+    monkeypatch.setattr(settings, "get", lambda: cfg)
+    monkeypatch.setattr(pool, "_readonly", pool._ProcessPool(pool._open_readonly_pool))
+    held, done = threading.Event(), threading.Event()
+
+    def slow_read():
+        with get_readonly_pool().connection() as conn:
+            held.set()
+            conn.execute("SELECT pg_sleep(2)")
+        done.set()
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    try:
+        assert held.wait(5)
+        answer = overview.update_wallets("7d")
+        assert done.is_set()  # it did queue behind the slow read
+    finally:
+        reader.join(5)
+        pool._readonly.close()
+    assert answer == f"{analytics.wallets_synced(window('7d')).iloc[0]['wallets_synced']:,}"
 
 
 def test_queries_use_the_indexes(seeded):
