@@ -7,6 +7,7 @@ middleware, a producer none (see ``actors.services.context``).  Its queues are t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import time
@@ -63,6 +64,12 @@ class SyncBroker(RedisBroker):
         #: (queue, Redis id) of the messages acked on another round trip (:meth:`queue_ack`), whose
         #: consumer's ack only forgets them (:meth:`forget_acked`).
         self._acked: set[tuple[str, str]] = set()
+        #: queue -> Redis ids of the messages this process's consumers handed to its worker and have not yet
+        #: acked, nacked or requeued: what, of the process's in-flight set, is really in its hands.
+        self._handed_out: dict[str, set[str]] = collections.defaultdict(set)
+        #: Queues whose consumer was given up on a lost connection, until their next consumer recovers
+        #: what that one dropped (:meth:`QuarantiningConsumer.recover_dropped`).
+        self._lost: set[str] = set()
 
     @property
     def consumer_class(self):
@@ -136,6 +143,36 @@ class SyncBroker(RedisBroker):
         """Whether the message was acked already (:meth:`acked`); forgets it."""
         try:
             self._acked.remove((queue_name, redis_message_id))
+        except KeyError:
+            return False
+        return True
+
+    def handed_out(self, queue_name: str, redis_message_id: str) -> None:
+        """A consumer handed the message to the worker: it is in this process's hands until :meth:`settled`."""
+        self._handed_out[queue_name].add(redis_message_id)
+
+    def settled(self, queue_name: str, redis_message_id: str | None) -> None:
+        """The message was acked, nacked or requeued."""
+        self._handed_out[queue_name].discard(redis_message_id)
+
+    def held(self, queue_name: str) -> set[str]:
+        """The Redis ids of the messages of ``queue_name`` in this process's hands now."""
+        return set(self._handed_out[queue_name])
+
+    def consumer_lost(self, queue_name: str) -> None:
+        """The consumer of ``queue_name`` lost its connection, and Dramatiq gives it up for a new one.
+
+        With it go the messages it had fetched and not yet handed out, and a delay queue's consumer
+        thread also drops every delayed message it was holding: they stay in this live worker's in-flight
+        set, which Dramatiq recovers only from dead workers.  The next consumer takes them back."""
+        if queue_name.endswith(".DQ"):
+            self._handed_out[queue_name].clear()
+        self._lost.add(queue_name)
+
+    def take_lost(self, queue_name: str) -> bool:
+        """Whether a consumer of ``queue_name`` was lost since the last call (once)."""
+        try:
+            self._lost.remove(queue_name)
         except KeyError:
             return False
         return True

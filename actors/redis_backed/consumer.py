@@ -22,6 +22,13 @@ for connection errors): an ack or nack that timed out is then retried until
 Redis answers, instead of being given up, which would leave the message in
 this worker's in-flight set for good.
 
+When a lost connection makes Dramatiq give a consumer up for a new one, the
+messages the old one had fetched and not handed out (and a delay queue's
+delayed ones) are dropped with it, yet stay in this live worker's in-flight
+set.  The broker knows which messages its consumers handed out and are not
+settled; the new consumer puts the rest of the in-flight set back in the
+queue before its first fetch (:meth:`QuarantiningConsumer.recover_dropped`).
+
 And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
 back empty, the consumer of a queue waits on its subscription to the queue's
 wake-ups, up to ``worker_timeout``, instead of sleeping Dramatiq's growing
@@ -94,13 +101,17 @@ class QuarantiningConsumer(_RedisConsumer):
                     self._quarantine(data, exc)
                     continue
                 self.queued_message_ids.add(message.message_id)
+                self.broker.handed_out(self.queue_name, message.options.get("redis_message_id"))
                 return MessageProxy(message)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.broker.consumer_lost(self.queue_name)  # Dramatiq replaces this consumer, cache and all
             raise ConnectionClosed(exc) from None
 
     def _fetch(self) -> bool:
         """Fetch up to the prefetch limit into the message cache; if nothing came, wait (a wake-up,
         ``worker_timeout`` at most, or Dramatiq's backoff) and say ``False``."""
+        if self.broker.take_lost(self.queue_name):
+            self.recover_dropped()
         if self.wakeups is not None and self.outstanding_message_count >= self.prefetch:
             # Every slot is taken, and one frees as soon as a worker thread finishes a job: look again
             # soon, rather than after a backoff growing to worker_timeout while worker threads idle.
@@ -130,6 +141,20 @@ class QuarantiningConsumer(_RedisConsumer):
             time.sleep(backoff_ms / 1000)
         return False
 
+    def recover_dropped(self) -> None:
+        """Put back in the queue the messages of this process's in-flight set that no consumer holds any more:
+        those its lost predecessor had fetched and not handed out (or whose fetch's answer the lost connection
+        never brought), and a delay queue's dropped delayed messages.  Without this they waited for the
+        reconciler, a time limit and 30 s.  A message acked meanwhile is left alone (Dramatiq's requeue moves
+        only what is still in the in-flight set)."""
+        acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
+        held = self.broker.held(self.queue_name)
+        dropped = [redis_id for redis_id in (m.decode() for m in self.broker.client.smembers(acks)) if redis_id not in held]
+        if dropped:
+            self.broker.do_requeue(self.queue_name, *dropped)
+            logger.warning("Consumer of %s: %d message(s) dropped with the lost connection are back in the queue.",
+                           self.queue_name, len(dropped))
+
     def close(self):
         if self.wakeups is not None:
             self.wakeups.close()
@@ -157,29 +182,35 @@ class QuarantiningConsumer(_RedisConsumer):
         return Message(**fields)
 
     def ack(self, message):
-        if self.broker.forget_acked(self.queue_name, message.options.get("redis_message_id")):
+        redis_id = message.options.get("redis_message_id")
+        if self.broker.forget_acked(self.queue_name, redis_id):
             # The worker thread acked it with the attempt's last round trip (SyncBroker.queue_ack).
             self.queued_message_ids.discard(message.message_id)
-            return
-        try:
-            super().ack(message)
-        except redis.TimeoutError as exc:
-            raise ConnectionClosed(exc) from None
+        else:
+            try:
+                super().ack(message)
+            except redis.TimeoutError as exc:
+                raise ConnectionClosed(exc) from None
+        self.broker.settled(self.queue_name, redis_id)
 
     def nack(self, message):
         # Acked already (the attempt's end failed after its ack was applied, and its retries are spent):
         # the nack finds nothing to dead-letter, as the operation it names is final.
-        self.broker.forget_acked(self.queue_name, message.options.get("redis_message_id"))
+        redis_id = message.options.get("redis_message_id")
+        self.broker.forget_acked(self.queue_name, redis_id)
         try:
             super().nack(message)
         except redis.TimeoutError as exc:
             raise ConnectionClosed(exc) from None
+        self.broker.settled(self.queue_name, redis_id)
 
     def requeue(self, messages):
         try:
             super().requeue(messages)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
+        for message in messages:
+            self.broker.settled(self.queue_name, message.options.get("redis_message_id"))
 
     def _quarantine(self, data: bytes, error: BadMessage) -> None:
         broker, client = self.broker, self.broker.client
