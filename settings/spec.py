@@ -116,7 +116,7 @@ class Dashboard:
         doc="PostgreSQL URL of every dashboard and API read (a replica, a read-only role; empty: DATABASE_URL; reads are read-only either way). A sync not yet on a lagging replica is read from the primary.")
     db_pool_max: int = var(
         "DASHBOARD_DB_POOL_MAX", Integer(1, 100), default="4",
-        doc="Dashboard: largest size of each web process's read-only PostgreSQL pool.")
+        doc="Dashboard: largest size of each web process's read-only PostgreSQL pool; at least its threads (the Procfile's 4), as a read that waits DB_CONNECT_TIMEOUT_S for a connection gives up.")
     statement_timeout_ms: int = var(
         "DASHBOARD_STATEMENT_TIMEOUT_MS", Integer(100, 600_000), default="5000",
         doc="Dashboard: statement_timeout of its reads.")

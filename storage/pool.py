@@ -66,12 +66,9 @@ def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -
 RECONNECT_TIMEOUT_S = 4.0
 
 
-def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str,
-          wait_s: float | None = None) -> ConnectionPool:
-    """A pool with what every pool here shares: one connection kept, the reconnect timeout, and a checkout that
-    waits ``wait_s`` for a connection (by default the connect timeout)."""
-    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs,
-                          timeout=cfg.database.connect_timeout_s if wait_s is None else wait_s,
+def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str) -> ConnectionPool:
+    """A pool with what every pool here shares: one connection kept, the connect timeout, the reconnect timeout."""
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, timeout=cfg.database.connect_timeout_s,
                           reconnect_timeout=RECONNECT_TIMEOUT_S, name=name, open=True)
 
 
@@ -107,15 +104,9 @@ def readonly_connection_kwargs(cfg: settings_module.Settings) -> dict:
     return kwargs
 
 
-def readonly_wait_s(cfg: settings_module.Settings) -> float:
-    """How long a dashboard read waits for a connection: a page fires more callbacks than the pool has
-    connections, so one may queue behind a read that runs to the statement timeout, then connect."""
-    return cfg.dashboard.statement_timeout_ms / 1000 + cfg.database.connect_timeout_s
-
-
 def _open_readonly_pool(cfg: settings_module.Settings) -> ConnectionPool:
     return _open(cfg, cfg.dashboard.database_url or cfg.database.url, max_size=cfg.dashboard.db_pool_max,
-                 kwargs=readonly_connection_kwargs(cfg), name="portfolio-sync-dashboard", wait_s=readonly_wait_s(cfg))
+                 kwargs=readonly_connection_kwargs(cfg), name="portfolio-sync-dashboard")
 
 
 _readonly = _ProcessPool(_open_readonly_pool)

@@ -49,6 +49,9 @@ os.environ.update({
     "SYNC_READ_SHARE_WINDOW_MS": "0",
     "LOG_LEVEL": "INFO",
     "METRICS_ENABLED": "false",  # no metrics server per test worker; tests of the metrics turn them on
+    # dash.testing serves each request on a thread of its own, and a page asks for its eight figures at
+    # once: a connection each, as under gunicorn, whose threads the pool matches (4 and 4 by default).
+    "DASHBOARD_DB_POOL_MAX": "8",
 })
 for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MAX_ATTEMPTS", "SYNC_TIME_LIMIT_MS"):
     os.environ.pop(_name, None)

@@ -273,32 +273,30 @@ def test_the_dashboard_pool_is_read_only_with_its_own_timeout(seeded):
             conn.execute("DELETE FROM holdings WHERE user_id = 'nobody'")
 
 
-def test_a_read_queued_behind_a_busy_pool_waits_its_turn(dash_app, monkeypatch):
-    """A page fires more callbacks than the pool has connections.  One queued behind a read slower than the
-    connect timeout (but inside the statement timeout) gets its connection and answers, not "n/a"."""
+def test_a_read_that_finds_no_free_connection_says_so(dash_app, monkeypatch, caplog):
+    """A callback that waits longer than the connect timeout for a connection (the pool is as large as a web
+    process's threads, so it is busy or unreachable) falls back, and its log line names that reason."""
     from dashboard.pages import overview
 
     cfg = settings.load({**os.environ, "DASHBOARD_DB_POOL_MAX": "1", "DB_CONNECT_TIMEOUT_S": "1"})
     monkeypatch.setattr(settings, "get", lambda: cfg)
     monkeypatch.setattr(pool, "_readonly", pool._ProcessPool(pool._open_readonly_pool))
-    held, done = threading.Event(), threading.Event()
+    held = threading.Event()
 
     def slow_read():
         with get_readonly_pool().connection() as conn:
             held.set()
             conn.execute("SELECT pg_sleep(2)")
-        done.set()
 
     reader = threading.Thread(target=slow_read)
     reader.start()
     try:
         assert held.wait(5)
-        answer = overview.update_wallets("7d")
-        assert done.is_set()  # it did queue behind the slow read
+        assert overview.update_wallets("7d") == "n/a"
     finally:
         reader.join(5)
         pool._readonly.close()
-    assert answer == f"{analytics.wallets_synced(window('7d')).iloc[0]['wallets_synced']:,}"
+    assert "no database connection came free in time" in caplog.text
 
 
 def test_queries_use_the_indexes(seeded):
