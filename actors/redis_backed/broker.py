@@ -67,9 +67,6 @@ class SyncBroker(RedisBroker):
         #: queue -> Redis ids of the messages this process's consumers handed to its worker and have not yet
         #: acked, nacked or requeued: what, of the process's in-flight set, is really in its hands.
         self._handed_out: dict[str, set[str]] = collections.defaultdict(set)
-        #: Queues whose consumer was given up on a lost connection, until their next consumer recovers
-        #: what that one dropped (:meth:`QuarantiningConsumer.recover_dropped`).
-        self._lost: set[str] = set()
 
     @property
     def consumer_class(self):
@@ -147,7 +144,13 @@ class SyncBroker(RedisBroker):
             return False
         return True
 
-    def handed_out(self, queue_name: str, redis_message_id: str) -> None:
+    def flush_all(self) -> None:
+        """Empty every queue and in-flight set, and forget what this process held."""
+        super().flush_all()
+        self._acked.clear()
+        self._handed_out.clear()
+
+    def handed_out(self, queue_name: str, redis_message_id: str | None) -> None:
         """A consumer handed the message to the worker: it is in this process's hands until :meth:`settled`."""
         self._handed_out[queue_name].add(redis_message_id)
 
@@ -158,24 +161,6 @@ class SyncBroker(RedisBroker):
     def held(self, queue_name: str) -> set[str]:
         """The Redis ids of the messages of ``queue_name`` in this process's hands now."""
         return set(self._handed_out[queue_name])
-
-    def consumer_lost(self, queue_name: str) -> None:
-        """The consumer of ``queue_name`` lost its connection, and Dramatiq gives it up for a new one.
-
-        With it go the messages it had fetched and not yet handed out, and a delay queue's consumer
-        thread also drops every delayed message it was holding: they stay in this live worker's in-flight
-        set, which Dramatiq recovers only from dead workers.  The next consumer takes them back."""
-        if queue_name.endswith(".DQ"):
-            self._handed_out[queue_name].clear()
-        self._lost.add(queue_name)
-
-    def take_lost(self, queue_name: str) -> bool:
-        """Whether a consumer of ``queue_name`` was lost since the last call (once)."""
-        try:
-            self._lost.remove(queue_name)
-        except KeyError:
-            return False
-        return True
 
     @staticmethod
     def prepare(message: Message) -> Message:

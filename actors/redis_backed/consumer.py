@@ -22,12 +22,15 @@ for connection errors): an ack or nack that timed out is then retried until
 Redis answers, instead of being given up, which would leave the message in
 this worker's in-flight set for good.
 
-When a lost connection makes Dramatiq give a consumer up for a new one, the
-messages the old one had fetched and not handed out (and a delay queue's
-delayed ones) are dropped with it, yet stay in this live worker's in-flight
-set.  The broker knows which messages its consumers handed out and are not
-settled; the new consumer puts the rest of the in-flight set back in the
-queue before its first fetch (:meth:`QuarantiningConsumer.recover_dropped`).
+When Dramatiq gives a consumer up for a new one (a lost connection, any error,
+a pause), the messages it had fetched and not handed out are dropped with it,
+and so are those of a fetch whose answer the connection lost, and a delay
+queue's delayed messages: all stay in this live worker's in-flight set, which
+Dramatiq recovers only from dead workers.  The broker knows which messages
+its consumers handed out and have not settled; a new consumer puts the rest of
+the in-flight set back in the queue before its first fetch
+(:meth:`QuarantiningConsumer.recover_dropped`).  That assumes one consumer per
+queue in a process, as Dramatiq's worker runs.
 
 And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
 back empty, the consumer of a queue waits on its subscription to the queue's
@@ -82,9 +85,10 @@ class QuarantiningConsumer(_RedisConsumer):
     def __init__(self, broker, queue_name, prefetch, timeout):
         super().__init__(broker, queue_name, prefetch, timeout)
         # Delay queues are announced by nobody (their messages come due by time): they keep Dramatiq's backoff.
-        self.wakeups = None if queue_name.endswith(".DQ") else Wakeups(
-            broker.client, wake_channel(broker.namespace, queue_name))
+        self.delayed = queue_name.endswith(".DQ")
+        self.wakeups = None if self.delayed else Wakeups(broker.client, wake_channel(broker.namespace, queue_name))
         self._drained = False  # the last fetch brought fewer messages than it asked for
+        self._recovered = False  # recover_dropped has run
 
     def __next__(self):
         try:
@@ -101,17 +105,18 @@ class QuarantiningConsumer(_RedisConsumer):
                     self._quarantine(data, exc)
                     continue
                 self.queued_message_ids.add(message.message_id)
-                self.broker.handed_out(self.queue_name, message.options.get("redis_message_id"))
+                if not self.delayed:
+                    self.broker.handed_out(self.queue_name, message.options.get("redis_message_id"))
                 return MessageProxy(message)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.broker.consumer_lost(self.queue_name)  # Dramatiq replaces this consumer, cache and all
             raise ConnectionClosed(exc) from None
 
     def _fetch(self) -> bool:
         """Fetch up to the prefetch limit into the message cache; if nothing came, wait (a wake-up,
         ``worker_timeout`` at most, or Dramatiq's backoff) and say ``False``."""
-        if self.broker.take_lost(self.queue_name):
+        if not self._recovered:
             self.recover_dropped()
+            self._recovered = True
         if self.wakeups is not None and self.outstanding_message_count >= self.prefetch:
             # Every slot is taken, and one frees as soon as a worker thread finishes a job: look again
             # soon, rather than after a backoff growing to worker_timeout while worker threads idle.
@@ -142,17 +147,21 @@ class QuarantiningConsumer(_RedisConsumer):
         return False
 
     def recover_dropped(self) -> None:
-        """Put back in the queue the messages of this process's in-flight set that no consumer holds any more:
-        those its lost predecessor had fetched and not handed out (or whose fetch's answer the lost connection
-        never brought), and a delay queue's dropped delayed messages.  Without this they waited for the
-        reconciler, a time limit and 30 s.  A message acked meanwhile is left alone (Dramatiq's requeue moves
-        only what is still in the in-flight set)."""
+        """Put back in the queue the messages of this process's in-flight set that its worker does not hold:
+        what an earlier consumer of the queue dropped.  Without this they waited for the reconciler, a time
+        limit and 30 s.  A message acked meanwhile is left alone (Dramatiq's requeue moves only what is still
+        in the in-flight set).
+
+        A delay queue's consumer thread holds its delayed messages until they are due, and drops them with its
+        consumer: a new one starts with none, so its whole in-flight set comes back.  One whose move to its
+        queue Redis applied but did not answer is then delivered twice, which an operation's lease and its
+        final status make harmless."""
         acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
-        held = self.broker.held(self.queue_name)
+        held = set() if self.delayed else self.broker.held(self.queue_name)
         dropped = [redis_id for redis_id in (m.decode() for m in self.broker.client.smembers(acks)) if redis_id not in held]
         if dropped:
             self.broker.do_requeue(self.queue_name, *dropped)
-            logger.warning("Consumer of %s: %d message(s) dropped with the lost connection are back in the queue.",
+            logger.warning("Consumer of %s: %d message(s) an earlier consumer dropped are back in the queue.",
                            self.queue_name, len(dropped))
 
     def close(self):
@@ -205,6 +214,7 @@ class QuarantiningConsumer(_RedisConsumer):
         self.broker.settled(self.queue_name, redis_id)
 
     def requeue(self, messages):
+        messages = list(messages)  # Dramatiq may pass a generator
         try:
             super().requeue(messages)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -1,18 +1,24 @@
-"""A consumer given up on a lost connection, on the real Redis: what it had fetched and not handed out
-stays in this live worker's in-flight set, and the consumer that replaces it puts exactly that back in
-the queue, so it runs at once instead of waiting for the reconciler.  Each test drives the real
-broker's consumers itself, as Dramatiq's consumer thread does; no worker runs."""
+"""A consumer given up for a new one, on the real Redis: what it had fetched and not handed out stays in
+this live worker's in-flight set, and the consumer that replaces it puts exactly that back in the queue, so
+it runs at once instead of waiting for the reconciler.  The tests drive the real broker's consumers, by
+hand or in Dramatiq's own consumer thread; no worker runs."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from queue import PriorityQueue
 
+import dramatiq.worker
 import pytest
 import redis
 from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+from dramatiq.worker import ConsumerThread
 
 import actors.worker
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +37,12 @@ def broker():
 
 def send(broker, n: int, *, delay: int | None = None) -> list[str]:
     """The Redis ids of ``n`` messages enqueued on ``sync`` (its delay queue with ``delay``)."""
+    return redis_ids(send_messages(broker, n, delay=delay))
+
+
+def send_messages(broker, n: int, *, delay: int | None = None) -> list[Message]:
     actor = broker.get_actor("sync_portfolio")
-    return [broker.enqueue(actor.message(str(uuid.uuid4())), delay=delay).options["redis_message_id"]
-            for _ in range(n)]
+    return [broker.enqueue(actor.message(str(uuid.uuid4())), delay=delay) for _ in range(n)]
 
 
 def drain(consumer, n: int, timeout: float = 10.0) -> list:
@@ -89,36 +98,77 @@ def test_the_next_consumer_puts_back_what_a_lost_one_dropped(broker, redis_clien
     assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
 
 
-def test_a_consumer_that_lost_nothing_leaves_the_others_messages_alone(broker, redis_client):
-    """Two consumers of one queue in a process: the second takes nothing the first fetched."""
-    send(broker, 6)
-    first = broker.consume("sync", prefetch=3, timeout=TIMEOUT_MS)
-    running = next(first)
-    fetched_by_first = in_flight(broker, redis_client, "sync")
-    assert len(fetched_by_first) == 3
+@pytest.fixture
+def consumer_thread(broker, monkeypatch):
+    """Start Dramatiq's consumer thread on a queue of the real broker, restarting its consumer 0.1 s after
+    an error (3 s in Dramatiq); it is stopped at the end of the test."""
+    monkeypatch.setattr(dramatiq.worker, "CONSUMER_RESTART_DELAY_SECS", 0.1)
+    started = []
 
-    second = broker.consume("sync", prefetch=10, timeout=TIMEOUT_MS)
-    got = drain(second, 3)
+    def start(queue_name: str, prefetch: int) -> ConsumerThread:
+        thread = ConsumerThread(broker=broker, queue_name=queue_name, prefetch=prefetch, work_queue=PriorityQueue(),
+                                worker_timeout=TIMEOUT_MS)
+        thread.start()
+        started.append(thread)
+        return thread
 
-    assert len(got) == 3 and not set(redis_ids(got)) & fetched_by_first
-    for message in [running, *drain(first, 2)]:
-        first.ack(message)
-    for message in got:
-        second.ack(message)
-    assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
+    yield start
+    for thread in started:
+        thread.stop()
+        thread.join(5)
 
 
-def test_a_lost_delay_queue_consumer_gives_back_its_delayed_messages(broker, redis_client):
-    """Dramatiq's consumer thread drops the delayed messages it holds with the consumer: those come back too."""
-    sent = send(broker, 2, delay=60_000)
-    lost = broker.consume("sync.DQ", prefetch=3, timeout=TIMEOUT_MS)
-    assert len(drain(lost, 2)) == 2  # the thread keeps them until their eta, in a queue dropped with the consumer
-    lose(lost, "fetch")
+def answer_lost_once(broker, monkeypatch, *, applied: bool) -> threading.Event:
+    """The broker's next fetch loses its connection, after Redis ran it (``applied``) or before; the event
+    is set once it has."""
+    real, failed = broker.do_fetch, threading.Event()
 
-    new = broker.consume("sync.DQ", prefetch=10, timeout=TIMEOUT_MS)
-    got = drain(new, 2)
+    def fetch(queue_name, count):
+        if failed.is_set():
+            return real(queue_name, count)
+        if applied:
+            real(queue_name, count)
+        failed.set()
+        raise redis.ConnectionError("Connection closed by server.")
 
-    assert sorted(redis_ids(got)) == sorted(sent)
-    for message in got:
-        new.ack(message)
-    assert in_flight(broker, redis_client, "sync.DQ") == set() and broker.held("sync.DQ") == set()
+    monkeypatch.setattr(broker, "do_fetch", fetch)
+    return failed
+
+
+def test_in_dramatiqs_consumer_thread_a_fetch_whose_answer_was_lost_still_reaches_the_worker(
+        broker, redis_client, consumer_thread, monkeypatch):
+    failed = answer_lost_once(broker, monkeypatch, applied=True)
+    sent = send(broker, 4)
+    thread = consumer_thread("sync", prefetch=10)
+
+    wait_until(lambda: thread.work_queue.qsize() == 4, 10, "the messages did not reach the work queue")
+    assert failed.is_set()
+    assert sorted(redis_ids(item.message for item in list(thread.work_queue.queue))) == sorted(sent)
+
+
+def test_in_dramatiqs_consumer_thread_delayed_messages_outlive_a_lost_connection(
+        broker, redis_client, consumer_thread, monkeypatch):
+    """The thread holds delayed messages until they are due and drops them with a lost consumer: they come
+    back, and reach their queue when due."""
+    sent = send_messages(broker, 2, delay=1500)
+    thread = consumer_thread("sync.DQ", prefetch=10)
+    wait_until(lambda: thread.delay_queue.qsize() == 2, 10, "the delayed messages were not taken")
+    failed = answer_lost_once(broker, monkeypatch, applied=False)
+
+    wait_until(failed.is_set, 10, "the consumer did not fetch again")
+    wait_until(lambda: redis_client.llen(f"{broker.namespace}:sync") == 2, 10, "the delayed messages were lost")
+    # moved to their queue as new messages (new Redis ids) of the same Dramatiq message ids
+    moved = redis_client.hmget(f"{broker.namespace}:sync.msgs", redis_client.lrange(f"{broker.namespace}:sync", 0, -1))
+    assert sorted(Message.decode(m).message_id for m in moved) == sorted(m.message_id for m in sent)
+    wait_until(lambda: in_flight(broker, redis_client, "sync.DQ") == set(), 5, "the delay queue kept them in flight")
+
+
+def test_a_requeue_settles_what_it_puts_back_even_from_a_generator(broker, redis_client):
+    send(broker, 2)
+    consumer = broker.consume("sync", prefetch=2, timeout=TIMEOUT_MS)
+    handed = drain(consumer, 2)
+    assert broker.held("sync") == set(redis_ids(handed))
+
+    consumer.requeue(message for message in handed)  # as Dramatiq's consumer thread passes its delay queue
+
+    assert broker.held("sync") == set() and redis_client.llen(f"{broker.namespace}:sync") == 2
