@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 import settings
 
 RUN_ID = uuid.uuid4().hex[:10]
-#: Tests that xdist must run on one worker, by path prefix, and why.
+#: Tests that xdist runs on one worker (with ``-n``, load scheduling), by path prefix, and why.
 GROUPS = {
     # One seeded audit trail (20,000 operations) and one headless Chromium per worker that
     # runs any of them: keeping them together seeds once and starts one browser.
@@ -57,7 +57,7 @@ for _name in ("SIMULATED_SEED", "SYNC_CHAINS", "SYNC_COOLDOWN_SECONDS", "SYNC_MA
     os.environ.pop(_name, None)
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Schedule :data:`GROUPS` by path.  xdist's own ``xdist_group`` mark renames each item's node id,
     which pytest 9 no longer reads, so the mark alone leaves a group spread over the workers."""
