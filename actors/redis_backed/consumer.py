@@ -158,7 +158,7 @@ class QuarantiningConsumer(_RedisConsumer):
         final status make harmless."""
         acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
         held = set() if self.delayed else self.broker.held(self.queue_name)
-        dropped = [redis_id for redis_id in (m.decode() for m in self.broker.client.smembers(acks)) if redis_id not in held]
+        dropped = [m.decode() for m in self.broker.client.smembers(acks) if m.decode() not in held]
         if dropped:
             self.broker.do_requeue(self.queue_name, *dropped)
             logger.warning("Consumer of %s: %d message(s) an earlier consumer dropped are back in the queue.",
