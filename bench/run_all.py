@@ -15,7 +15,8 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 
 ``--variant`` adds a configuration of the project's worker as another column, for a proposal:
 ``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
-``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker), or any
+``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker; ``nohiredis``: the
+worker without hiredis), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 
 ``--before COMMIT`` adds the realistic syncs, the no-op pipeline and the enqueues of another commit's tree as a column, in the same rounds,
@@ -59,6 +60,8 @@ VARIANTS = {
     # bench/proposals: measured changes not (yet) in the product, patched into the benchmark's processes only.
     # (Adopted, once proposals: wakeup, autocommit, fewer_round_trips, batch_enqueue; see docs/performance.md.)
     "asynccommit": {"module": "bench.proposals.async_commit"},
+    # The worker without hiredis (redis-py's pure-Python parser and packer), the product's setup before it.
+    "nohiredis": {"env": {"PYTHONPATH": "bench/proposals/no_hiredis"}},
 }
 
 
