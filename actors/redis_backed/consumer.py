@@ -56,6 +56,7 @@ from dramatiq.common import compute_backoff, q_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from .inspection import in_flight_key
 from .wakeup import Wakeups, wake_channel
 
 logger = logging.getLogger(__name__)
@@ -156,9 +157,10 @@ class QuarantiningConsumer(_RedisConsumer):
         consumer: a new one starts with none, so its whole in-flight set comes back.  One whose move to its
         queue Redis applied but did not answer is then delivered twice, which an operation's lease and its
         final status make harmless."""
-        acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
         held = set() if self.delayed else self.broker.held(self.queue_name)
-        dropped = [m.decode() for m in self.broker.client.smembers(acks) if m.decode() not in held]
+        in_flight = self.broker.client.smembers(in_flight_key(self.broker.namespace, self.broker.broker_id,
+                                                              self.queue_name))
+        dropped = list({m.decode() for m in in_flight} - held)
         if dropped:
             self.broker.do_requeue(self.queue_name, *dropped)
             logger.warning("Consumer of %s: %d message(s) an earlier consumer dropped are back in the queue.",
@@ -225,7 +227,7 @@ class QuarantiningConsumer(_RedisConsumer):
     def _quarantine(self, data: bytes, error: BadMessage) -> None:
         broker, client = self.broker, self.broker.client
         namespace, queue = broker.namespace, self.queue_name
-        acks = f"{namespace}:__acks__.{broker.broker_id}.{queue}"
+        acks = in_flight_key(namespace, broker.broker_id, queue)
         messages = f"{namespace}:{queue}.msgs"
         # The body may not say its Redis id, so it is found among the messages this consumer
         # holds (a prefetch's worth at most).

@@ -25,6 +25,12 @@ from dramatiq.common import dq_name
 from ..constants import PERIODIC_QUEUE, QUEUES
 
 
+def in_flight_key(namespace: str, broker_id: str, queue_name: str) -> str:
+    """``ns:__acks__.<broker id>.<queue>``: the ids of ``queue_name`` the worker ``broker_id`` fetched and has
+    not acked (its in-flight set)."""
+    return f"{namespace}:__acks__.{broker_id}.{queue_name}"
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueState:
     queue: str
@@ -108,8 +114,8 @@ def broker_processes(broker, queues: Iterable[str] | None = None) -> list[Broker
     pipe = broker.client.pipeline(transaction=False)
     for broker_id in ids:
         for q in names:
-            pipe.scard(f"{ns}:__acks__.{broker_id}.{q}")
-            pipe.scard(f"{ns}:__acks__.{broker_id}.{dq_name(q)}")
+            pipe.scard(in_flight_key(ns, broker_id, q))
+            pipe.scard(in_flight_key(ns, broker_id, dq_name(q)))
     counts = pipe.execute()
     per = 2 * len(names)
     now_ms = broker.clock.now_ms()  # heartbeats are Redis times (SyncBroker._dispatch)

@@ -31,6 +31,7 @@ import uuid
 from storage import operations
 
 from ..constants import QUEUES
+from ..redis_backed.inspection import in_flight_key
 from . import context, lifecycle
 from . import observe  # metrics and completion events
 from .intake import sync_message
@@ -140,7 +141,7 @@ def _in_flight(broker) -> set[str]:
     pipe = client.pipeline(transaction=False)
     for worker in live:
         for queue in queues:
-            pipe.smembers(f"{namespace}:__acks__.{worker.decode()}.{queue}")
+            pipe.smembers(in_flight_key(namespace, worker.decode(), queue))
     return {m.decode() for members in pipe.execute() for m in members}
 
 

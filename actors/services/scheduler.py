@@ -53,6 +53,7 @@ from storage.scheduling import Staleness
 
 from ..constants import QUEUES
 from ..errors import SyncUnavailable
+from ..redis_backed.inspection import in_flight_key
 from ..validation import InvalidSyncRequest, validate_request
 from . import context, intake, reconciler
 
@@ -415,7 +416,7 @@ def clean_redis_keys(client: redis.Redis, namespace: str, *, queues: set[str], t
         ordered = sorted(queues)
         pipe = client.pipeline(transaction=False)
         for worker in silent:
-            pipe.exists(*[f"{namespace}:__acks__.{worker}.{q}" for q in ordered])
+            pipe.exists(*[in_flight_key(namespace, worker, q) for q in ordered])
         gone = [w for w, held in zip(silent, pipe.execute()) if not held]
         if gone:
             client.zrem(heartbeats, *gone)
