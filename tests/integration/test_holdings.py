@@ -171,13 +171,15 @@ def test_a_late_read_does_not_refill_a_chain_emptied_since(user_id, wallet):
     assert operations.get_holdings(user_id, wallet) == []
 
 
-def _outcome(as_of: dt.datetime, tokens: dict[str, int]) -> operations.AttemptOutcome:
-    holdings = [{"chain_id": 1, "token_address": addr, "symbol": "T", "name": "Token", "decimals": 0,
+def _outcome(as_of: dt.datetime, tokens: dict[str, int], chains: tuple[int, ...] = (1,)) -> operations.AttemptOutcome:
+    """A successful read of ``chains``, each holding ``tokens`` (address -> raw balance)."""
+    holdings = [{"chain_id": chain, "token_address": addr, "symbol": "T", "name": "Token", "decimals": 0,
                  "raw_balance": raw, "balance": Decimal(raw), "price_usd": None, "value_usd": None,
-                 "price_source": None, "priced_at": None} for addr, raw in tokens.items()]
+                 "price_source": None, "priced_at": None} for chain in chains for addr, raw in tokens.items()]
     return operations.AttemptOutcome(
-        status="succeeded", holdings=holdings, synced_chains=[1], chain_results={}, holdings_count=len(holdings),
-        total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of, provider="test")
+        status="succeeded", holdings=holdings, synced_chains=list(chains), chain_results={},
+        holdings_count=len(holdings), total_value_usd=Decimal(0), unpriced_count=len(holdings), as_of=as_of,
+        provider="test")
 
 
 def _attempt(op_id: str, as_of: dt.datetime, tokens: dict[str, int]) -> dict:
@@ -425,25 +427,16 @@ def test_an_unchanged_chain_whose_snapshot_is_gone_is_not_stored_without_its_row
     wallet = wallet.lower()
     a = "0x" + "a" * 40
     now = dt.datetime.now(dt.timezone.utc)
-
-    def outcome(as_of, chains):
-        holdings = [{"chain_id": c, "token_address": a, "symbol": "T", "name": "Token", "decimals": 0,
-                     "raw_balance": 1, "balance": Decimal(1), "price_usd": None, "value_usd": None,
-                     "price_source": None, "priced_at": None} for c in chains]
-        return operations.AttemptOutcome(status="succeeded", holdings=holdings, synced_chains=chains, chain_results={},
-                                         holdings_count=len(holdings), total_value_usd=Decimal(0),
-                                         unpriced_count=len(holdings), as_of=as_of, provider="test")
-
     first = _new_operation(user_id, wallet)
     assert operations.start_attempt(first, worker_id="test", message_id=None)
-    assert operations.finish_attempt(first, outcome(now, [1, 10]))
+    assert operations.finish_attempt(first, _outcome(now, {a: 1}, (1, 10)))
     second = _new_operation(user_id, wallet)
     row = _start(second)
     assert set(row["holdings_digests"]) == {1, 10}
     db_conn.execute("DELETE FROM wallet_chain_snapshots WHERE user_id = %s AND chain_id = 10", (user_id,))
     db_conn.execute("DELETE FROM holdings WHERE user_id = %s AND chain_id = 10", (user_id,))
-    assert operations.finish_attempt(second, dataclasses.replace(outcome(now + dt.timedelta(seconds=1), [1, 10]),
-                                                                 stored_digests=row["holdings_digests"]))
+    read = _outcome(now + dt.timedelta(seconds=1), {a: 1}, (1, 10))
+    assert operations.finish_attempt(second, dataclasses.replace(read, stored_digests=row["holdings_digests"]))
 
     snapshots = db_conn.execute("SELECT chain_id, operation_id::text FROM wallet_chain_snapshots WHERE user_id = %s",
                                 (user_id,)).fetchall()

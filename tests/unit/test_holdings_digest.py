@@ -30,7 +30,8 @@ def test_a_missing_flag_counts_as_false_as_the_statement_stores_it():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("token_address", B), ("symbol", "U"), ("name", "Other"), ("decimals", None), ("raw_balance", 1_500_001), ("balance", None),
+    ("token_address", B), ("symbol", "U"), ("name", "Other"), ("decimals", None), ("raw_balance", 1_500_001),
+    ("balance", None),
     ("price_usd", None), ("price_usd", Decimal("2.02")), ("value_usd", Decimal("3.016")), ("price_source", "x"),
     ("priced_at", PRICED_AT + dt.timedelta(seconds=1)), ("listed", False), ("possible_spam", True),
 ])
