@@ -42,7 +42,8 @@ def _measure(directory: Path, args: argparse.Namespace) -> list[tuple] | None:
     """Run the measurement on a cluster of its own in ``directory``; its statements, or None if it failed."""
     server = PostgresServer(directory, settings={
         "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all",
-        "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000"})
+        "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000",
+        **dict(setting.split("=", 1) for setting in args.setting)})
     try:
         server.init()
         with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", nargs="?", default="noop", choices=sorted(MODES))
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server setting besides the defaults (repeatable), to compare one against them")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-pg-statements-") as directory:
