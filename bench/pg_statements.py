@@ -43,7 +43,7 @@ def _measure(directory: Path, args: argparse.Namespace) -> list[tuple] | None:
     server = PostgresServer(directory, settings={
         "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all",
         "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000",
-        **dict(setting.split("=", 1) for setting in args.setting)})
+        **dict(args.setting)})
     try:
         server.init()
         with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -65,12 +65,19 @@ def _measure(directory: Path, args: argparse.Namespace) -> list[tuple] | None:
         server.cleanup()
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="noop", choices=sorted(MODES))
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", type=_setting,
                         help="a server setting besides the defaults (repeatable), to compare one against them")
     args = parser.parse_args(argv)
 
