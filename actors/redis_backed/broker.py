@@ -24,6 +24,7 @@ from ..constants import DEFAULT_QUARANTINE_MAX, PERIODIC_QUEUE, QUEUES
 from ..ids import uuid4_string
 from . import scripts
 from .consumer import QuarantiningConsumer
+from .inspection import in_flight_key
 from .redis_clock import RedisClock
 from .wakeup import wake_channel
 
@@ -60,6 +61,7 @@ class SyncBroker(RedisBroker):
         self.quarantine_max = quarantine_max
         self.clock = RedisClock(self.client)
         self._enqueue_many = self.client.register_script(scripts.source("enqueue_many"))
+        self._requeue_head = self.client.register_script(scripts.source("requeue_head"))
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
         #: (queue, Redis id) of the messages acked on another round trip (:meth:`queue_ack`), whose
         #: consumer's ack only forgets them (:meth:`forget_acked`).
@@ -161,6 +163,21 @@ class SyncBroker(RedisBroker):
     def held(self, queue_name: str) -> set[str]:
         """The Redis ids of the messages of ``queue_name`` in this process's hands now."""
         return set(self._handed_out[queue_name])
+
+    def do_requeue(self, queue_name: str, *redis_message_ids: str) -> int:
+        """Put the messages ``redis_message_ids`` of this worker's in-flight set back at the head of
+        ``queue_name`` (``lua/requeue_head.lua``), and wake its idle consumers; returns how many went back.
+
+        Dramatiq's requeue, which this replaces for its consumers' ``requeue`` (a stopping worker's messages
+        handed out and not run) and :meth:`QuarantiningConsumer.give_back_unheld`, put them at the tail: they
+        then ran after everything enqueued since they were first fetched, and the other workers' idle
+        consumers found them only at their next look (``worker_timeout``)."""
+        if not redis_message_ids:
+            return 0
+        channel = "" if queue_name.endswith(".DQ") else wake_channel(self.namespace, queue_name)
+        return self._requeue_head(keys=[in_flight_key(self.namespace, self.broker_id, queue_name),
+                                        f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"],
+                                  args=[channel, *redis_message_ids])
 
     @staticmethod
     def prepare(message: Message) -> Message:

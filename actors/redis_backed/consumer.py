@@ -28,8 +28,9 @@ and so are those of a fetch whose answer the connection lost, and a delay
 queue's delayed messages: all stay in this live worker's in-flight set, which
 Dramatiq recovers only from dead workers.  The broker knows which messages
 its consumers handed out and have not settled; a new consumer puts the rest of
-the in-flight set back in the queue before its first fetch
-(:meth:`QuarantiningConsumer.recover_dropped`).  That assumes one consumer per
+the in-flight set back at the head of the queue before its first fetch, and a
+consumer closing (a worker stopping) puts back what it fetched and did not hand
+out (:meth:`QuarantiningConsumer.give_back_unheld`).  That assumes one consumer per
 queue in a process, as Dramatiq's worker runs.
 
 And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
@@ -89,7 +90,7 @@ class QuarantiningConsumer(_RedisConsumer):
         self.delayed = queue_name.endswith(".DQ")
         self.wakeups = None if self.delayed else Wakeups(broker.client, wake_channel(broker.namespace, queue_name))
         self._drained = False  # the last fetch brought fewer messages than it asked for
-        self._recovered = False  # recover_dropped has run
+        self._recovered = False  # give_back_unheld has run before the first fetch
 
     def __next__(self):
         try:
@@ -116,8 +117,11 @@ class QuarantiningConsumer(_RedisConsumer):
         """Fetch up to the prefetch limit into the message cache; if nothing came, wait (a wake-up,
         ``worker_timeout`` at most, or Dramatiq's backoff) and say ``False``."""
         if not self._recovered:
-            self.recover_dropped()
+            given = self.give_back_unheld()
             self._recovered = True
+            if given:
+                logger.warning("Consumer of %s: %d message(s) an earlier consumer dropped are back at the head of "
+                               "the queue.", self.queue_name, given)
         if self.wakeups is not None and self.outstanding_message_count >= self.prefetch:
             # Every slot is taken, and one frees as soon as a worker thread finishes a job: look again
             # soon, rather than after a backoff growing to worker_timeout while worker threads idle.
@@ -147,26 +151,34 @@ class QuarantiningConsumer(_RedisConsumer):
             time.sleep(backoff_ms / 1000)
         return False
 
-    def recover_dropped(self) -> None:
-        """Put back in the queue the messages of this process's in-flight set that its worker does not hold:
-        what an earlier consumer of the queue dropped.  Without this they waited for the reconciler, a time
-        limit and 30 s.  A message acked meanwhile is left alone (Dramatiq's requeue moves only what is still
-        in the in-flight set).
+    def give_back_unheld(self) -> int:
+        """Put back at the head of the queue the messages of this process's in-flight set that its worker does
+        not hold; returns how many went back.  A message acked meanwhile is left alone (the broker's requeue
+        moves only what is still in the in-flight set: :meth:`SyncBroker.do_requeue`).
+
+        Called before a consumer's first fetch, for what an earlier consumer of the queue dropped (without
+        this it waited for the reconciler, a time limit and 30 s), and when a consumer closes, for what it
+        fetched and never handed out (a stopping worker left that in its in-flight set until its heartbeat
+        was ``BROKER_HEARTBEAT_TIMEOUT_MS`` old, and another worker's maintenance put it at the tail).
 
         A delay queue's consumer thread holds its delayed messages until they are due, and drops them with its
-        consumer: a new one starts with none, so its whole in-flight set comes back.  One whose move to its
-        queue Redis applied but did not answer is then delivered twice, which an operation's lease and its
-        final status make harmless."""
+        consumer (or, stopping, requeues them itself first): a new one starts with none, so its whole
+        in-flight set comes back.  One whose move to its queue Redis applied but did not answer is then
+        delivered twice, which an operation's lease and its final status make harmless."""
         held = set() if self.delayed else self.broker.held(self.queue_name)
         in_flight = self.broker.client.smembers(in_flight_key(self.broker.namespace, self.broker.broker_id,
                                                               self.queue_name))
-        dropped = list({m.decode() for m in in_flight} - held)
-        if dropped:
-            self.broker.do_requeue(self.queue_name, *dropped)
-            logger.warning("Consumer of %s: %d message(s) an earlier consumer dropped are back in the queue.",
-                           self.queue_name, len(dropped))
+        unheld = list({m.decode() for m in in_flight} - held)
+        return self.broker.do_requeue(self.queue_name, *unheld) if unheld else 0
 
     def close(self):
+        try:
+            given = self.give_back_unheld()
+        except redis.RedisError:  # Redis away: the next consumer, or the heartbeat's expiry, brings them back
+            given = 0
+        if given:
+            logger.info("Consumer of %s closing: %d message(s) it fetched and did not hand out are back at the head "
+                        "of the queue.", self.queue_name, given)
         if self.wakeups is not None:
             self.wakeups.close()
         super().close()

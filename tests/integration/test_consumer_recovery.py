@@ -18,6 +18,7 @@ from dramatiq.worker import ConsumerThread
 
 import actors.worker
 from actors.redis_backed.inspection import in_flight_key
+from actors.redis_backed.wakeup import wake_channel
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -65,11 +66,13 @@ def in_flight(broker, redis_client, queue_name: str) -> set[str]:
     return {m.decode() for m in redis_client.smembers(in_flight_key(broker.namespace, broker.broker_id, queue_name))}
 
 
-def test_the_next_consumer_puts_back_what_a_lost_one_dropped(broker, redis_client):
+def test_the_next_consumer_puts_back_what_a_lost_one_dropped(broker, redis_client, monkeypatch):
     sent = send(broker, 6)
     lost = broker.consume("sync", prefetch=3, timeout=TIMEOUT_MS)
     running = next(lost)  # handed to the worker: fetched three, two left in the consumer's cache
-    lost.close()  # Dramatiq gives it up, cache and all (a lost connection, any error, a pause)
+    # Dramatiq gives it up, cache and all, on a lost connection: its own give-back at close cannot reach Redis.
+    monkeypatch.setattr(lost, "give_back_unheld", lambda: (_ for _ in ()).throw(redis.ConnectionError("gone")))
+    lost.close()
     broker.do_fetch("sync", 1)  # a fetch Redis ran, whose answer a lost connection never brought
     assert len(in_flight(broker, redis_client, "sync")) == 4
 
@@ -157,3 +160,40 @@ def test_a_requeue_settles_what_it_puts_back_even_from_a_generator(broker, redis
     consumer.requeue(message for message in handed)  # as Dramatiq's consumer thread passes its delay queue
 
     assert broker.held("sync") == set() and redis_client.llen(f"{broker.namespace}:sync") == 2
+
+
+
+def queue_ids(broker, redis_client, queue_name: str = "sync") -> list[str]:
+    """The Redis ids waiting in ``queue_name``, the next to be fetched first."""
+    return [m.decode() for m in redis_client.lrange(f"{broker.namespace}:{queue_name}", 0, -1)]
+
+
+def test_a_closing_consumer_gives_back_what_it_did_not_hand_out_at_the_head_of_the_queue(broker, redis_client):
+    first = send(broker, 3)
+    stopping = broker.consume("sync", prefetch=3, timeout=TIMEOUT_MS)
+    running = next(stopping)  # handed to the worker; the two others wait in the consumer's cache
+    later = send(broker, 2)  # enqueued after the first three were fetched
+    wakeups = redis_client.pubsub(ignore_subscribe_messages=True)
+    wakeups.subscribe(wake_channel(broker.namespace, "sync"))
+    wakeups.get_message(timeout=1)  # the subscription's confirmation: it listens from here on
+
+    stopping.close()  # a worker stopping closes its consumers
+
+    assert queue_ids(broker, redis_client) == [*first[1:], *later]  # in their order, ahead of what came after
+    assert in_flight(broker, redis_client, "sync") == {running.options["redis_message_id"]}
+    woken = wait_until(lambda: wakeups.get_message(timeout=0.1), 5, "no wake-up published")
+    assert woken["data"] == b"1"  # the other workers' idle consumers look at once
+    # Then the worker gives back what it was handed and did not run (Dramatiq's shutdown requeues it).
+    stopping.requeue([running])
+    assert queue_ids(broker, redis_client) == [*first, *later]
+    assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
+    wakeups.close()
+
+
+def test_a_requeue_leaves_a_message_acked_meanwhile_alone(broker, redis_client):
+    sent = send(broker, 2)
+    consumer = broker.consume("sync", prefetch=2, timeout=TIMEOUT_MS)
+    handed = [next(consumer), next(consumer)]
+    consumer.ack(handed[0])
+    assert broker.do_requeue("sync", *sent) == 1
+    assert queue_ids(broker, redis_client) == [sent[1]]
