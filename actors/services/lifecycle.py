@@ -400,14 +400,21 @@ def _read_chain(chain_reads: AttemptReads, chain_id: int, wallet: str, deadline:
     provider, price_source = context.provider(), context.price_source()
     index = context.token_lists().index()
     loaded: dict[str, Any] = {}  # the answer, parsed once (to name its prices' keys) and used after
+    made: dict[str, Any] = {}  # this sync's own read, as the provider answered it, and its bytes
 
     def read_from_provider() -> bytes:
         candidates = context.candidate_tokens().for_read(chain_id, wallet)  # never raises a provider's error
         # Not retried here: the provider's transport retries each HTTP request (SYNC_READ_TRIES).
-        return wire.dump_read(provider.read_chain(chain_id, wallet, candidates.addresses), candidates)
+        read = provider.read_chain(chain_id, wallet, candidates.addresses)
+        made.update(read=read, candidates=candidates, answer=wire.dump_read(read, candidates))
+        return made["answer"]
 
     def price_keys(answer: bytes) -> list[str]:
-        loaded["read"], loaded["candidates"] = wire.load_read(answer)
+        # A read this sync made is used as made; only another sync's, shared through Redis, is parsed.
+        if made.get("answer") is answer:
+            loaded["read"], loaded["candidates"] = made["read"], made["candidates"]
+        else:
+            loaded["read"], loaded["candidates"] = wire.load_read(answer)
         loaded["balances"] = complete_from_list(loaded["read"].balances, index)
         # A token of unknown decimals is never valued, so its price is not asked for.
         loaded["priced"] = [b.token_address for b in loaded["balances"] if b.decimals is not None]
