@@ -168,8 +168,20 @@ class QuarantiningConsumer(_RedisConsumer):
         held = set() if self.delayed else self.broker.held(self.queue_name)
         in_flight = self.broker.client.smembers(in_flight_key(self.broker.namespace, self.broker.broker_id,
                                                               self.queue_name))
-        unheld = list({m.decode() for m in in_flight} - held)
-        return self.broker.do_requeue(self.queue_name, *unheld) if unheld else 0
+        unheld = {m.decode() for m in in_flight} - held
+        # The cache keeps its messages in queue order, and what an earlier consumer dropped was fetched
+        # before them: so they go back in that order (a set's has none).
+        cached = [i for i in self._cached_ids() if i in unheld]
+        ordered = [*(unheld - set(cached)), *cached]
+        return self.broker.do_requeue(self.queue_name, *ordered) if ordered else 0
+
+    def _cached_ids(self):
+        """The Redis ids of the messages in the cache, in its order (one that cannot be read is skipped)."""
+        for data in self.message_cache:
+            try:
+                yield json.loads(data)["options"]["redis_message_id"]
+            except (TypeError, ValueError, KeyError):
+                continue
 
     def close(self):
         try:

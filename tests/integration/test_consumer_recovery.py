@@ -169,9 +169,9 @@ def queue_ids(broker, redis_client, queue_name: str = "sync") -> list[str]:
 
 
 def test_a_closing_consumer_gives_back_what_it_did_not_hand_out_at_the_head_of_the_queue(broker, redis_client):
-    first = send(broker, 3)
-    stopping = broker.consume("sync", prefetch=3, timeout=TIMEOUT_MS)
-    running = next(stopping)  # handed to the worker; the two others wait in the consumer's cache
+    first = send(broker, 6)
+    stopping = broker.consume("sync", prefetch=6, timeout=TIMEOUT_MS)
+    running = next(stopping)  # handed to the worker; the five others wait in the consumer's cache
     later = send(broker, 2)  # enqueued after the first three were fetched
     wakeups = redis_client.pubsub(ignore_subscribe_messages=True)
     wakeups.subscribe(wake_channel(broker.namespace, "sync"))
