@@ -168,8 +168,9 @@ class SyncBroker(RedisBroker):
         """Put the messages ``redis_message_ids`` of this worker's in-flight set back at the head of
         ``queue_name`` (``lua/requeue_head.lua``), and wake its idle consumers; returns how many went back.
 
-        Dramatiq's requeue, which this replaces for its consumers' ``requeue`` (a stopping worker's messages
-        handed out and not run) and :meth:`QuarantiningConsumer.give_back_unheld`, put them at the tail: they
+        Dramatiq's requeue, which this replaces for its consumers' ``requeue`` and ``close`` (a stopping
+        worker's messages handed out and not run, and those fetched and not handed out) and
+        :meth:`QuarantiningConsumer.give_back_unheld`, put them at the tail: they
         then ran after everything enqueued since they were first fetched, and the other workers' idle
         consumers found them only at their next look (``worker_timeout``)."""
         if not redis_message_ids:

@@ -28,10 +28,11 @@ and so are those of a fetch whose answer the connection lost, and a delay
 queue's delayed messages: all stay in this live worker's in-flight set, which
 Dramatiq recovers only from dead workers.  The broker knows which messages
 its consumers handed out and have not settled; a new consumer puts the rest of
-the in-flight set back at the head of the queue before its first fetch, and a
-consumer closing (a worker stopping) puts back what it fetched and did not hand
-out (:meth:`QuarantiningConsumer.give_back_unheld`).  That assumes one consumer per
-queue in a process, as Dramatiq's worker runs.
+the in-flight set back at the head of the queue before its first fetch
+(:meth:`QuarantiningConsumer.give_back_unheld`), and a consumer that requeues or
+closes (a worker stopping, pausing or replacing it) puts back what it fetched and
+did not hand out, behind what it requeues.  That assumes one consumer per queue in
+a process, as Dramatiq's worker runs.
 
 And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
 back empty, the consumer of a queue waits on its subscription to the queue's
@@ -157,9 +158,10 @@ class QuarantiningConsumer(_RedisConsumer):
         moves only what is still in the in-flight set: :meth:`SyncBroker.do_requeue`).
 
         Called before a consumer's first fetch, for what an earlier consumer of the queue dropped (without
-        this it waited for the reconciler, a time limit and 30 s), and when a consumer closes, for what it
-        fetched and never handed out (a stopping worker left that in its in-flight set until its heartbeat
-        was ``BROKER_HEARTBEAT_TIMEOUT_MS`` old, and another worker's maintenance put it at the tail).
+        this it waited for the reconciler, a time limit and 30 s): the messages its cache held, if its
+        ``close`` could not give them back, and those of a fetch whose answer was lost.  Their order went
+        with that consumer: they go back at the head of the queue in no particular order.  (What a
+        closing consumer holds it gives back itself, in order: :meth:`close`, :meth:`requeue`.)
 
         A delay queue's consumer thread holds its delayed messages until they are due, and drops them with its
         consumer (or, stopping, requeues them itself first): a new one starts with none, so its whole
@@ -168,29 +170,38 @@ class QuarantiningConsumer(_RedisConsumer):
         held = set() if self.delayed else self.broker.held(self.queue_name)
         in_flight = self.broker.client.smembers(in_flight_key(self.broker.namespace, self.broker.broker_id,
                                                               self.queue_name))
-        unheld = {m.decode() for m in in_flight} - held
-        # The cache keeps its messages in queue order, and what an earlier consumer dropped was fetched
-        # before them: so they go back in that order (a set's has none).
-        cached = [i for i in self._cached_ids() if i in unheld]
-        ordered = [*(unheld - set(cached)), *cached]
-        return self.broker.do_requeue(self.queue_name, *ordered) if ordered else 0
+        unheld = list({m.decode() for m in in_flight} - held)  # their order was lost with their consumer
+        return self.broker.do_requeue(self.queue_name, *unheld) if unheld else 0
 
-    def _cached_ids(self):
-        """The Redis ids of the messages in the cache, in its order (one that cannot be read is skipped)."""
+    def _take_cached_ids(self) -> list[str]:
+        """The Redis ids of the messages fetched and not handed out, in queue order; the cache is emptied.
+        A body that does not say its id is left to :meth:`give_back_unheld` of the next consumer."""
+        ids = []
         for data in self.message_cache:
             try:
-                yield json.loads(data)["options"]["redis_message_id"]
+                redis_id = json.loads(data)["options"]["redis_message_id"]
             except (TypeError, ValueError, KeyError):
                 continue
+            if isinstance(redis_id, str):
+                ids.append(redis_id)
+        self.message_cache = []
+        return ids
 
-    def close(self):
+    def _give_back_cache(self) -> None:
+        """Put what the cache holds back at the head of the queue.  Only the cache, without a look at the
+        in-flight set: a consumer closing costs no round trip unless it holds messages (a worker stopping
+        closes eight, maybe with Redis unreachable).  Redis away, the next consumer's
+        :meth:`give_back_unheld`, or the heartbeat's expiry, brings them back."""
         try:
-            given = self.give_back_unheld()
-        except redis.RedisError:  # Redis away: the next consumer, or the heartbeat's expiry, brings them back
-            given = 0
+            given = self.broker.do_requeue(self.queue_name, *self._take_cached_ids())
+        except redis.RedisError:
+            return
         if given:
             logger.info("Consumer of %s closing: %d message(s) it fetched and did not hand out are back at the head "
                         "of the queue.", self.queue_name, given)
+
+    def close(self):
+        self._give_back_cache()
         if self.wakeups is not None:
             self.wakeups.close()
         super().close()
@@ -241,8 +252,16 @@ class QuarantiningConsumer(_RedisConsumer):
 
     def requeue(self, messages):
         messages = list(messages)  # Dramatiq may pass a generator
+        if not messages:
+            # Dramatiq's consumer thread requeues its delayed messages, often none, before it closes the
+            # consumer, and skips the close if the requeue raises: the cache alone must not make it raise.
+            self._give_back_cache()
+            return
+        # A stopping worker requeues what it handed out and did not run, then closes its consumers: what
+        # the cache holds was fetched after those, so it goes back behind them, in the same call.
+        redis_ids = [message.options["redis_message_id"] for message in messages] + self._take_cached_ids()
         try:
-            super().requeue(messages)
+            self.broker.do_requeue(self.queue_name, *redis_ids)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
         for message in messages:

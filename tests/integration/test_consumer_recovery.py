@@ -71,8 +71,9 @@ def test_the_next_consumer_puts_back_what_a_lost_one_dropped(broker, redis_clien
     lost = broker.consume("sync", prefetch=3, timeout=TIMEOUT_MS)
     running = next(lost)  # handed to the worker: fetched three, two left in the consumer's cache
     # Dramatiq gives it up, cache and all, on a lost connection: its own give-back at close cannot reach Redis.
-    monkeypatch.setattr(lost, "give_back_unheld", lambda: (_ for _ in ()).throw(redis.ConnectionError("gone")))
-    lost.close()
+    with monkeypatch.context() as cut:
+        cut.setattr(broker, "do_requeue", lambda *_: (_ for _ in ()).throw(redis.ConnectionError("gone")))
+        lost.close()
     broker.do_fetch("sync", 1)  # a fetch Redis ran, whose answer a lost connection never brought
     assert len(in_flight(broker, redis_client, "sync")) == 4
 
@@ -170,24 +171,46 @@ def queue_ids(broker, redis_client, queue_name: str = "sync") -> list[str]:
 
 def test_a_closing_consumer_gives_back_what_it_did_not_hand_out_at_the_head_of_the_queue(broker, redis_client):
     first = send(broker, 6)
-    stopping = broker.consume("sync", prefetch=6, timeout=TIMEOUT_MS)
-    running = next(stopping)  # handed to the worker; the five others wait in the consumer's cache
-    later = send(broker, 2)  # enqueued after the first three were fetched
+    closing = broker.consume("sync", prefetch=6, timeout=TIMEOUT_MS)
+    ran = next(closing)  # handed to the worker, which ran it; the five others wait in the consumer's cache
+    closing.ack(ran)
+    later = send(broker, 2)  # enqueued after the first six were fetched
+    closing.message_cache.insert(0, b'{"options": {"redis_message_id": []}}')  # a body naming no usable id
     wakeups = redis_client.pubsub(ignore_subscribe_messages=True)
     wakeups.subscribe(wake_channel(broker.namespace, "sync"))
     wakeups.get_message(timeout=1)  # the subscription's confirmation: it listens from here on
 
-    stopping.close()  # a worker stopping closes its consumers
+    closing.close()  # a worker pausing, replacing or stopping a consumer closes it
 
     assert queue_ids(broker, redis_client) == [*first[1:], *later]  # in their order, ahead of what came after
-    assert in_flight(broker, redis_client, "sync") == {running.options["redis_message_id"]}
+    assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
     woken = wait_until(lambda: wakeups.get_message(timeout=0.1), 5, "no wake-up published")
     assert woken["data"] == b"1"  # the other workers' idle consumers look at once
-    # Then the worker gives back what it was handed and did not run (Dramatiq's shutdown requeues it).
-    stopping.requeue([running])
+    wakeups.close()
+
+
+def test_a_stopping_worker_gives_back_what_it_handed_out_then_what_it_fetched_in_queue_order(broker, redis_client):
+    first = send(broker, 6)
+    stopping = broker.consume("sync", prefetch=6, timeout=TIMEOUT_MS)
+    handed = [next(stopping), next(stopping)]  # in the worker's work queue, not run; four more in the cache
+    later = send(broker, 2)
+
+    # Dramatiq's Worker.stop: it requeues the messages of its work queue, then closes its consumers.
+    stopping.requeue(handed)
     assert queue_ids(broker, redis_client) == [*first, *later]
     assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
-    wakeups.close()
+    stopping.close()
+    assert queue_ids(broker, redis_client) == [*first, *later]  # nothing twice
+
+
+def test_a_message_whose_body_is_gone_is_not_put_back(broker, redis_client):
+    sent = send(broker, 2)
+    consumer = broker.consume("sync", prefetch=2, timeout=TIMEOUT_MS)
+    drain(consumer, 2)
+    redis_client.hdel(f"{broker.namespace}:sync.msgs", sent[0])  # dramatiq issue 266: an id without its body
+    assert broker.do_requeue("sync", *sent) == 1
+    assert queue_ids(broker, redis_client) == [sent[1]]
+    assert in_flight(broker, redis_client, "sync") == set()
 
 
 def test_a_requeue_leaves_a_message_acked_meanwhile_alone(broker, redis_client):

@@ -11,5 +11,7 @@ for i = #ARGV, 2, -1 do
     back = back + 1
   end
 end
-if back > 0 and ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], '1') end
+-- pcall: a refused wake-up (an ACL on channels) must not fail a requeue already applied; idle
+-- consumers then find the messages at their next look.
+if back > 0 and ARGV[1] ~= '' then redis.pcall('PUBLISH', ARGV[1], '1') end
 return back
