@@ -1,6 +1,6 @@
 """Where PostgreSQL's time goes on a sync, statement by statement.
 
-    .venv/bin/python -m bench.pg_statements [noop | realistic | sync] [--n 3000] [--top 15]
+    .venv/bin/python -m bench.pg_statements [noop | realistic | sync] [--n 3000] [--top 15] [--setting NAME=VALUE]
 
 Starts a PostgreSQL cluster of its own (the installed binaries, on loopback, ``pg_stat_statements``
 preloaded, ``fsync=off`` as every cluster of ``harness.servers``), runs one of :mod:`bench.project`'s
@@ -31,6 +31,9 @@ from harness.servers import PostgresServer
 ROOT = Path(__file__).resolve().parent.parent
 MODES = {"noop": ["throughput"], "realistic": ["realistic"], "sync": ["sync"]}
 _FINISH = "-- End a batch of attempts"
+#: What the measurement itself needs of the server; ``--setting`` may not change these.
+_STATEMENT_STATS = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all",
+                    "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000"}
 
 
 def label(query: str) -> str:
@@ -40,12 +43,14 @@ def label(query: str) -> str:
 
 def _measure(directory: Path, args: argparse.Namespace) -> list[tuple] | None:
     """Run the measurement on a cluster of its own in ``directory``; its statements, or None if it failed."""
-    server = PostgresServer(directory, settings={
-        "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all",
-        "pg_stat_statements.track_planning": "on", "pg_stat_statements.max": "2000",
-        **dict(args.setting)})
+    server = PostgresServer(directory, settings={**_STATEMENT_STATS, **dict(args.setting)})
     try:
-        server.init()
+        try:
+            server.init()
+        except RuntimeError:  # a setting it refused: its own message is not kept (harness.servers)
+            print(f"PostgreSQL did not start with {_settings_text(args.setting)}: check each name and value",
+                  file=sys.stderr)
+            return None
         with psycopg.connect(server.url(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_stat_statements")
             conn.execute("SELECT pg_stat_statements_reset()")
@@ -69,7 +74,13 @@ def _setting(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not name or not equals:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name in _STATEMENT_STATS:
+        raise argparse.ArgumentTypeError(f"{name} is set by the measurement itself")
     return name, value
+
+
+def _settings_text(settings: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in settings) or "the default settings"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ops = sum(r[2] for r in rows if r[0].lstrip().startswith(_FINISH)) or 1
     total = sum(r[3] for r in rows if r[0].lstrip().startswith(_FINISH))
-    print(f"\n{args.mode}: {ops:,} operations finished; finish_attempts (with the rollup trigger it fires) "
-          f"{total:,.0f} ms in all\n")
+    print(f"\n{args.mode}, {_settings_text(args.setting)}: {ops:,} operations finished; finish_attempts (with "
+          f"the rollup trigger it fires) {total:,.0f} ms in all\n")
     print(f"{'ms total':>9} {'calls':>7} {'ms/call':>8} {'ms/op':>7} {'rows':>7} {'buf/op':>7} {'WAL B/op':>9} "
           f"{'plans':>7} {'plan ms':>8}  statement")
     for query, calls, nrows, ms, hit, wal, plans, plan_ms in rows[:args.top]:
