@@ -70,7 +70,8 @@ def call_with_retries(fn: Callable[[], T], *, policy: RetryPolicy, deadline: flo
 
     The last error is re-raised as it was when no try is left.  The first try is a plain call: almost every
     call succeeds on it, and tenacity's retry state around it costs a realistic sync's worker about 2% of its
-    CPU (docs/performance.md); only a retryable error enters the retry loop, which takes that error as its first try's outcome.
+    CPU (docs/performance-history.md); only a retryable error enters the retry loop, which takes that error
+    as its first try's outcome.
     """
     try:
         return fn()

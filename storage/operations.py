@@ -291,7 +291,7 @@ def _attempt_json(op_id: str, outcome: AttemptOutcome) -> dict[str, Any]:
 
 # An attempt's start is written by its own thread when nothing else is being written: on an idle
 # worker, that start is the end of a request's path to "started", and the writer thread's hand-offs
-# were a share of it (docs/performance.md).  A finish stays with the writer (see GroupCommit).
+# were a share of it (docs/performance-history.md).  A finish stays with the writer (see GroupCommit).
 _starts = GroupCommit(_start_batch, name="start_attempt", caller_writes_alone=True)
 _finishes = GroupCommit(_finish_batch, name="finish_attempt")
 
