@@ -30,8 +30,8 @@ Dramatiq recovers only from dead workers.  The broker knows which messages
 its consumers handed out and have not settled; a new consumer puts the rest of
 the in-flight set back at the head of the queue before its first fetch
 (:meth:`QuarantiningConsumer.give_back_unheld`), and a consumer that requeues or
-closes (a worker stopping, pausing or replacing it) puts back what it fetched and
-did not hand out, behind what it requeues.  That assumes one consumer per queue in
+closes (a worker stopping, or replacing it after an error) puts back what it fetched
+and did not hand out, behind what it requeues.  That assumes one consumer per queue in
 a process, as Dramatiq's worker runs.
 
 And it is woken up rather than polling (``actors.redis_backed.wakeup``): when a fetch comes
@@ -163,10 +163,11 @@ class QuarantiningConsumer(_RedisConsumer):
         with that consumer: they go back at the head of the queue in no particular order.  (What a
         closing consumer holds it gives back itself, in order: :meth:`close`, :meth:`requeue`.)
 
-        A delay queue's consumer thread holds its delayed messages until they are due, and drops them with its
-        consumer (or, stopping, requeues them itself first): a new one starts with none, so its whole
-        in-flight set comes back.  One whose move to its queue Redis applied but did not answer is then
-        delivered twice, which an operation's lease and its final status make harmless."""
+        A delay queue's consumer thread holds its delayed messages until they are due.  After a lost
+        connection it drops them with its consumer (otherwise it requeues them as it closes the consumer):
+        a new one starts with none, so its whole in-flight set comes back.  One whose move to its queue
+        Redis applied but did not answer is then delivered twice, which an operation's lease and its final
+        status make harmless."""
         held = set() if self.delayed else self.broker.held(self.queue_name)
         in_flight = self.broker.client.smembers(in_flight_key(self.broker.namespace, self.broker.broker_id,
                                                               self.queue_name))
@@ -180,7 +181,7 @@ class QuarantiningConsumer(_RedisConsumer):
         for data in self.message_cache:
             try:
                 redis_id = json.loads(data)["options"]["redis_message_id"]
-            except (TypeError, ValueError, KeyError):
+            except (TypeError, ValueError, KeyError, RecursionError):
                 continue
             if isinstance(redis_id, str):
                 ids.append(redis_id)
@@ -192,9 +193,11 @@ class QuarantiningConsumer(_RedisConsumer):
         in-flight set: a consumer closing costs no round trip unless it holds messages (a worker stopping
         closes eight, maybe with Redis unreachable).  Redis away, the next consumer's
         :meth:`give_back_unheld`, or the heartbeat's expiry, brings them back."""
+        cache = self.message_cache
         try:
             given = self.broker.do_requeue(self.queue_name, *self._take_cached_ids())
         except redis.RedisError:
+            self.message_cache = cache  # for close to try again
             return
         if given:
             logger.info("Consumer of %s closing: %d message(s) it fetched and did not hand out are back at the head "
@@ -210,7 +213,7 @@ class QuarantiningConsumer(_RedisConsumer):
         """``data`` decoded into a message this worker can process, or :class:`BadMessage`."""
         try:
             fields = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise BadMessage(f"not JSON: {exc}") from None
         if not isinstance(fields, dict):
             raise BadMessage(f"a JSON {type(fields).__name__}, not an object")
@@ -259,10 +262,12 @@ class QuarantiningConsumer(_RedisConsumer):
             return
         # A stopping worker requeues what it handed out and did not run, then closes its consumers: what
         # the cache holds was fetched after those, so it goes back behind them, in the same call.
+        cache = self.message_cache
         redis_ids = [message.options["redis_message_id"] for message in messages] + self._take_cached_ids()
         try:
             self.broker.do_requeue(self.queue_name, *redis_ids)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:  # any: Dramatiq's shutdown and consumer thread go on only past this one
+            self.message_cache = cache  # for close to try again
             raise ConnectionClosed(exc) from None
         for message in messages:
             self.broker.settled(self.queue_name, message.options.get("redis_message_id"))

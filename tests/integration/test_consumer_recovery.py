@@ -13,6 +13,7 @@ from queue import PriorityQueue
 import dramatiq.worker
 import pytest
 import redis
+from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.worker import ConsumerThread
 
@@ -175,12 +176,13 @@ def test_a_closing_consumer_gives_back_what_it_did_not_hand_out_at_the_head_of_t
     ran = next(closing)  # handed to the worker, which ran it; the five others wait in the consumer's cache
     closing.ack(ran)
     later = send(broker, 2)  # enqueued after the first six were fetched
-    closing.message_cache.insert(0, b'{"options": {"redis_message_id": []}}')  # a body naming no usable id
+    closing.message_cache[:0] = [b'{"options": {"redis_message_id": []}}',  # bodies naming no usable id
+                                 b"[" * 10_000 + b"]" * 10_000]
     wakeups = redis_client.pubsub(ignore_subscribe_messages=True)
     wakeups.subscribe(wake_channel(broker.namespace, "sync"))
     wakeups.get_message(timeout=1)  # the subscription's confirmation: it listens from here on
 
-    closing.close()  # a worker pausing, replacing or stopping a consumer closes it
+    closing.close()  # a worker stopping, or replacing a consumer after an error, closes it
 
     assert queue_ids(broker, redis_client) == [*first[1:], *later]  # in their order, ahead of what came after
     assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
@@ -201,6 +203,21 @@ def test_a_stopping_worker_gives_back_what_it_handed_out_then_what_it_fetched_in
     assert in_flight(broker, redis_client, "sync") == set() and broker.held("sync") == set()
     stopping.close()
     assert queue_ids(broker, redis_client) == [*first, *later]  # nothing twice
+
+
+def test_a_requeue_that_fails_keeps_the_cache_for_close_and_never_keeps_the_consumer_from_closing(
+        broker, redis_client, monkeypatch):
+    sent = send(broker, 4)
+    consumer = broker.consume("sync", prefetch=4, timeout=TIMEOUT_MS)
+    handed = next(consumer)  # three more in the cache
+    with monkeypatch.context() as cut:
+        cut.setattr(broker, "do_requeue", lambda *_: (_ for _ in ()).throw(redis.ResponseError("READONLY")))
+        with pytest.raises(ConnectionClosed):  # what Dramatiq's shutdown and consumer thread go on past
+            consumer.requeue([handed])
+        consumer.requeue([])  # as Dramatiq's consumer thread does before it closes the consumer: no raise
+    consumer.close()  # Redis answers again: the cache comes back, at the head
+    assert queue_ids(broker, redis_client) == sent[1:]
+    assert in_flight(broker, redis_client, "sync") == {sent[0]}  # for the next consumer, or the reconciler
 
 
 def test_a_message_whose_body_is_gone_is_not_put_back(broker, redis_client):

@@ -1,6 +1,6 @@
 -- Put messages back at the head of their queue: those of ARGV[2..] still in the worker's in-flight set
 -- (one acked meanwhile is left alone), the last first, so they keep their order and run before what was
--- enqueued after them were fetched.  Dramatiq's own requeue puts them at the tail.  Then, if any went
+-- enqueued after they were fetched.  Dramatiq's own requeue puts them at the tail.  Then, if any went
 -- back and ARGV[1] names the queue's wake-up channel, the queue's idle consumers are woken.
 -- KEYS: the in-flight set, the queue's list, its hash.  ARGV: the wake-up channel or "", Redis ids.
 -- Returns how many went back.
