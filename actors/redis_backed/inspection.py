@@ -92,7 +92,7 @@ def _head_ages(broker, heads: dict[str, str]) -> dict[str, float]:
     for q, body in zip(heads, pipe.execute()):
         try:
             ages[q] = max(0.0, (now_ms - float(json.loads(body)["message_timestamp"])) / 1000)
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, RecursionError):
             continue  # a body that is not a message: the consumer will quarantine it
     return ages
 

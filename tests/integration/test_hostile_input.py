@@ -172,3 +172,13 @@ def test_the_cli_never_fails_on_its_input_and_a_refusal_writes_nothing(clean_que
     assert code in (0, 2, 3, 4), (argv, code, err[-500:])
     if code != 0:
         assert _written(db_conn) == before
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b"[1]", b'{"message_timestamp": "soon"}',
+                                  b"[" * 10_000 + b"]" * 10_000])  # the last: the JSON parser's RecursionError
+def test_a_queue_whose_head_is_no_message_has_no_age_and_its_state_is_read(clean_queues, redis_client, body):
+    broker = actors.worker.broker
+    redis_client.hset(f"{broker.namespace}:sync.msgs", "by-hand", body)
+    redis_client.rpush(f"{broker.namespace}:sync", "by-hand")
+    state = {q.queue: q for q in queue_states(broker)}["sync"]
+    assert (state.waiting, state.oldest_waiting_age_s) == (1, None)
