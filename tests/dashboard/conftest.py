@@ -121,6 +121,11 @@ def dashboard(browser_available, dash_app, tmp_path_factory):
     from dash.testing.application_runners import ThreadedRunner
     from dash.testing.composite import DashComposite
 
+    from storage import pool
+
+    # dash.testing stops its server by raising SystemExit in every thread started after it: the pools'
+    # threads, opened first, are not among them (else they died with it, as CI's warnings showed).
+    pool.get_pool(), pool.get_readonly_pool()
     with ThreadedRunner() as runner, DashComposite(
             server=runner, browser="Chrome", headless=True, options=[chrome_options()],
             download_path=str(tmp_path_factory.mktemp("downloads")), percy_run=False, wait_timeout=20) as duo:
