@@ -307,8 +307,9 @@ def test_hostile_arguments_fail_clearly_and_write_nothing(start_worker, redis_cl
 def test_undecodable_bodies_placed_by_hand_are_quarantined(start_worker, redis_client, user_id):
     """Guarantee: bodies put in the queue by hand from which no message can be decoded (random
     bytes, broken or truncated JSON, JSON nested too deep to parse, JSON that is not an object, an
-    object missing a field or with an unknown one) are each moved to `{ns}:quarantine` with the error and a copy of the body;
-    valid messages queued among them still run; no thread dies; the worker serves valid requests."""
+    object missing a field or with an unknown one) are each moved to `{ns}:quarantine` with the error
+    and a copy of the body; valid messages queued among them still run; no thread dies; the worker
+    serves valid requests."""
     ns = actors.worker.broker.namespace
     too_deep = b"[" * 10_000 + b"]" * 10_000  # the JSON parser's RecursionError, not a ValueError
     bodies = list(dict.fromkeys([*draw(undecodable_bodies), too_deep]))  # distinct: a body is found by its content
