@@ -174,9 +174,9 @@ class QuarantiningConsumer(_RedisConsumer):
         unheld = list({m.decode() for m in in_flight} - held)  # their order was lost with their consumer
         return self.broker.do_requeue(self.queue_name, *unheld) if unheld else 0
 
-    def _take_cached_ids(self) -> list[str]:
-        """The Redis ids of the messages fetched and not handed out, in queue order; the cache is emptied.
-        A body that does not say its id is left to :meth:`give_back_unheld` of the next consumer."""
+    def _cached_ids(self) -> list[str]:
+        """The Redis ids of the messages fetched and not handed out, in queue order.  A body that does not
+        say its id is left to :meth:`give_back_unheld` of the next consumer."""
         ids = []
         for data in self.message_cache:
             try:
@@ -185,19 +185,23 @@ class QuarantiningConsumer(_RedisConsumer):
                 continue
             if isinstance(redis_id, str):
                 ids.append(redis_id)
-        self.message_cache = []
         return ids
+
+    def _requeue_with_cache(self, redis_ids: list[str]) -> int:
+        """Put ``redis_ids``, then what the cache holds, back at the head of the queue, in one call; the
+        cache is emptied once Redis took them (a Redis error leaves it for close to try again)."""
+        given = self.broker.do_requeue(self.queue_name, *redis_ids, *self._cached_ids())
+        self.message_cache = []
+        return given
 
     def _give_back_cache(self) -> None:
         """Put what the cache holds back at the head of the queue.  Only the cache, without a look at the
         in-flight set: a consumer closing costs no round trip unless it holds messages (a worker stopping
         closes eight, maybe with Redis unreachable).  Redis away, the next consumer's
         :meth:`give_back_unheld`, or the heartbeat's expiry, brings them back."""
-        cache = self.message_cache
         try:
-            given = self.broker.do_requeue(self.queue_name, *self._take_cached_ids())
+            given = self._requeue_with_cache([])
         except redis.RedisError:
-            self.message_cache = cache  # for close to try again
             return
         if given:
             logger.info("Consumer of %s closing: %d message(s) it fetched and did not hand out are back at the head "
@@ -262,12 +266,9 @@ class QuarantiningConsumer(_RedisConsumer):
             return
         # A stopping worker requeues what it handed out and did not run, then closes its consumers: what
         # the cache holds was fetched after those, so it goes back behind them, in the same call.
-        cache = self.message_cache
-        redis_ids = [message.options["redis_message_id"] for message in messages] + self._take_cached_ids()
         try:
-            self.broker.do_requeue(self.queue_name, *redis_ids)
+            self._requeue_with_cache([message.options["redis_message_id"] for message in messages])
         except redis.RedisError as exc:  # any: Dramatiq's shutdown and consumer thread go on only past this one
-            self.message_cache = cache  # for close to try again
             raise ConnectionClosed(exc) from None
         for message in messages:
             self.broker.settled(self.queue_name, message.options.get("redis_message_id"))
