@@ -62,6 +62,7 @@ class SyncBroker(RedisBroker):
         self.clock = RedisClock(self.client)
         self._enqueue_many = self.client.register_script(scripts.source("enqueue_many"))
         self._requeue_head = self.client.register_script(scripts.source("requeue_head"))
+        self._recover_dead_workers = self.client.register_script(scripts.source("recover_dead_workers"))
         self._publish_warned_at = -_PUBLISH_WARNING_INTERVAL_S
         #: (queue, Redis id) of the messages acked on another round trip (:meth:`queue_ack`), whose
         #: consumer's ack only forgets them (:meth:`forget_acked`).
@@ -180,6 +181,21 @@ class SyncBroker(RedisBroker):
                                         f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs"],
                                   args=[channel, *redis_message_ids])
 
+    def recover_dead_workers(self) -> int:
+        """Put every message in a dead worker's in-flight sets (its heartbeat older than ``heartbeat_timeout``)
+        back at the head of its queue, and wake the queue's idle consumers (``lua/recover_dead_workers.lua``);
+        returns how many went back.  The reconciler calls it on each pass.
+
+        Dramatiq recovers them in its maintenance, which a broker command draws by chance
+        (``BROKER_MAINTENANCE_CHANCE``) and which covers only that command's queue: the messages a worker
+        killed with ``kill -9`` had prefetched came back after the heartbeat timeout and then as many
+        chances as it took, on a quiet queue a minute or more."""
+        pairs = []
+        for queue_name in sorted(self.queues | self.delay_queues):
+            pairs += [queue_name, "" if queue_name.endswith(".DQ") else wake_channel(self.namespace, queue_name)]
+        return self._recover_dead_workers(keys=[f"{self.namespace}:__heartbeats__"],
+                                          args=[self.namespace, self.clock.now_ms(), self.heartbeat_timeout, *pairs])
+
     @staticmethod
     def prepare(message: Message) -> Message:
         """``message`` with the Redis id it will be stored under, so it can be recorded before it is sent."""
@@ -271,8 +287,9 @@ def connect(cfg: settings_module.Settings, *, middleware: Sequence[Middleware] =
     client = redis.Redis.from_url(cfg.redis.url, socket_timeout=cfg.redis.timeout_s,
                                   socket_connect_timeout=cfg.redis.timeout_s, health_check_interval=30)
     # Dramatiq's own recovery of a dead worker's messages: an 8 s heartbeat timeout and a maintenance
-    # pass on 5% of commands (defaults: 60 s and 0.1%, which took minutes); the reconciler
-    # (actors.services.reconciler) brings operations back faster still, from their leases.
+    # pass on 5% of commands (defaults: 60 s and 0.1%, which took minutes).  The reconciler
+    # (actors.services.reconciler) recovers dead workers' messages on every pass
+    # (SyncBroker.recover_dead_workers), and running operations sooner still, from their leases.
     broker = SyncBroker(client=client, namespace=cfg.sync.namespace, middleware=list(middleware),
                         heartbeat_timeout=cfg.broker.heartbeat_timeout_ms,
                         maintenance_chance=cfg.broker.maintenance_chance, quarantine_max=cfg.broker.quarantine_max)

@@ -122,7 +122,8 @@ def audit_batch(statement: str, size: int) -> None:
 
 
 def reconciled(done: Mapping[str, int]) -> None:
-    """Count what a reconciler pass did (``requeued``, ``failed_expired``, ``failed_worker_lost``)."""
+    """Count what a reconciler pass did (``recovered`` messages of dead workers, ``requeued``, ``failed_expired``,
+    ``failed_worker_lost``)."""
     try:
         for action, count in done.items():
             metrics.inc("portfolio_sync_reconciler_actions_total", count, action=action)

@@ -4,8 +4,11 @@ Redis can lose a message in ways Dramatiq does not recover by itself: a failure
 inside the Retries middleware while it re-enqueues (dramatiq PR 545), a worker
 killed while it ran a job (its message comes back only once the broker notices
 the dead worker), an operation whose enqueue failed after its row was written.
-Every few seconds one worker of the cluster (a Redis lock decides which) looks
-at the operations that are not final and asks Redis about each:
+Every few seconds one worker of the cluster (a Redis lock decides which) puts
+the messages dead workers held back at the head of their queues (Dramatiq does
+so only in a maintenance pass drawn by chance, per queue:
+``SyncBroker.recover_dead_workers``), then looks at the operations that are not
+final and asks Redis about each:
 
 - ``running`` with no live lease: its worker died mid-attempt;
 - ``queued`` or ``retrying`` whose message is in none of its queue's message
@@ -58,6 +61,12 @@ def reconcile(broker=None) -> collections.Counter:
     cursor_key = f"{cfg.sync.namespace}:reconciler:cursor"
     raw_cursor = client.get(cursor_key)
     after = dt.datetime.fromisoformat(raw_cursor.decode()) if raw_cursor else _EPOCH
+    done: collections.Counter = collections.Counter()
+    recovered = broker.recover_dead_workers()
+    if recovered:
+        done["recovered"] = recovered
+        logger.warning("Reconciler: %d message(s) held by dead workers are back at the head of their queues.",
+                       recovered)
     grace_ms = max(10_000, 2 * cfg.sync.lease_ms)
     # A running operation is a candidate a moment after it started: its lease, checked below,
     # is what says whether its worker is alive.
@@ -65,12 +74,12 @@ def reconcile(broker=None) -> collections.Counter:
                                            max_age_ms=cfg.sync.max_age_ms, limit=BATCH)
     client.set(cursor_key, (rows[-1]["enqueued_at"] if len(rows) == BATCH else _EPOCH).isoformat())
 
-    done: collections.Counter = collections.Counter()
     suspects_key = f"{cfg.sync.namespace}:reconciler:stranded"
     # Even a pass with nothing to look at prunes the messages that were run since the last one.
     in_flight = _in_flight(broker) if rows or client.exists(suspects_key) else set()
     suspects = _Suspects(client, suspects_key, in_flight, now=time.time())
     if not rows:
+        observe.reconciled(done)
         return done
     leased = context.leases().live([r["id"] for r in rows])
     # A running operation's message is in its worker's in-flight set whether the worker lives or
