@@ -22,4 +22,5 @@ def test_a_group_runs_on_one_worker_and_the_rest_spreads():
     for worker, nodeid in re.findall(r"\[(gw\d+)\] \[\s*\d+%\] PASSED (\S+)", run.stdout):
         workers[nodeid.startswith("tests/dashboard/")].add(worker)
     assert len(workers[True]) == 1, workers  # the group on one worker
-    assert len(workers[False]) == 2, workers  # the others on both
+    # The others are not held to the group's worker (whether that worker also gets one of them is a race).
+    assert workers[False] - workers[True], workers
