@@ -13,6 +13,7 @@ import pytest
 
 from actors.redis_backed.attempt_reads import AttemptReads
 from chaindata.base import TransientProviderError
+from tests.waiting import wait_until
 from tests.integration.test_chain_reads import DOWN, Counting, calls_counted, fail, make, open_circuit, read
 
 pytestmark = pytest.mark.integration
@@ -105,7 +106,7 @@ def test_a_chain_another_sync_is_reading_waits_for_it(redis_client):
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         other = pool.submit(read, reads, f"test:1:{wallet}", slow)
-        time.sleep(0.1)
+        wait_until(lambda: calls, 5, "the other sync never called its provider")  # it holds the chain's lock
         outcomes, cached = run(AttemptReads.start(reads, names(wallet, (1,))), {1: slow})
         assert other.result().answer == b"one read"
     assert (outcomes[1].answer, outcomes[1].shared, outcomes[1].cached) == (b"one read", True, [])
@@ -125,18 +126,23 @@ def test_half_open_lets_one_trial_through_across_attempts(redis_client):
     reads = make(redis_client)
     open_circuit(reads)
     time.sleep(1.1)  # reset_s: half-open
-    calls = []
-    start = threading.Barrier(5)
+    calls, turned_away = [], []
+    start, others_done = threading.Barrier(5), threading.Event()
 
     def trial() -> bytes:
         calls.append(1)
-        time.sleep(0.3)
+        others_done.wait(5)  # the trial is still out while the four others try
         return b"the provider is back"
 
     def sync():
         start.wait()
         outcome = run(AttemptReads.start(reads, names(uuid.uuid4().hex, (1,))), {1: trial})[0][1]
-        return outcome.code if isinstance(outcome, TransientProviderError) else outcome.answer
+        if isinstance(outcome, TransientProviderError):
+            turned_away.append(1)
+            if len(turned_away) == 4:
+                others_done.set()
+            return outcome.code
+        return outcome.answer
 
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         outcomes = list(pool.map(lambda _: sync(), range(5)))

@@ -12,6 +12,7 @@ import pytest
 
 from actors.redis_backed.circuits import ChainCircuits
 from chaindata.base import PermanentProviderError, TransientProviderError
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +106,7 @@ def test_half_open_lets_exactly_one_trial_through_across_threads(circuits):
     threads = [threading.Thread(target=caller) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(turned_away) >= 7, 5, f"not 7 of 8 turned away: {turned_away}")
     assert len(calls) == 1 and turned_away == ["circuit_open"] * 7  # one trial; the rest wait for it
     release.set()
     for t in threads:

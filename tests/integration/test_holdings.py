@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 import uuid
 from decimal import Decimal
 
@@ -231,10 +230,10 @@ def test_two_attempts_of_one_wallet_in_a_batch_are_written_one_by_one(user_id, w
     first_done = threading.Event()
     original = writer.write_batch
 
-    def slow_first(calls):  # hold the first write so the next two calls wait and form one batch
+    def slow_first(calls):  # hold the first write until the next two calls wait, so they form one batch
         if not first_done.is_set():
             first_done.set()
-            time.sleep(0.3)
+            wait_until(lambda: len(writer._waiting) == 2, 5, "the two calls never queued behind the first")
             return [False] * len(calls)
         return original(calls)
 
