@@ -70,7 +70,7 @@ PROJECT_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "portfolio_sync_admissions_total": (
         "counter", ("decision",), "Sync requests by admission: accepted (new operation), duplicate (one in flight), cooldown."),
     "portfolio_sync_reconciler_actions_total": (
-        "counter", ("action",), "What the reconciler did: requeued, failed_expired, failed_worker_lost."),
+        "counter", ("action",), "What the reconciler did: recovered (messages of dead workers), requeued, failed_expired, failed_worker_lost."),
     "portfolio_sync_audit_batch_size": (
         "histogram", ("statement",), "Attempts written together by one group-committed audit statement (start_attempt, finish_attempt)."),
     "portfolio_sync_events_total": (
