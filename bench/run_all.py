@@ -16,7 +16,7 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``--variant`` adds a configuration of the project's worker as another column, for a proposal:
 ``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker; ``nohiredis``: the
-worker without hiredis), or any
+worker without hiredis; ``switch1ms``: a 1 ms GIL switch interval in the worker), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 
 ``--before COMMIT`` adds the realistic syncs, the no-op pipeline and the enqueues of another commit's tree as a column, in the same rounds,
@@ -62,6 +62,8 @@ VARIANTS = {
     "asynccommit": {"module": "bench.proposals.async_commit"},
     # The worker without hiredis (redis-py's pure-Python parser and packer), the product's setup before it.
     "nohiredis": {"env": {"PYTHONPATH": "bench/proposals/no_hiredis"}},
+    # A 1 ms GIL switch interval in the worker (5 ms by default).
+    "switch1ms": {"module": "bench.proposals.switch_interval"},
 }
 
 
