@@ -50,6 +50,7 @@ def test_kill_9_of_a_worker_mid_job_every_operation_completes_elsewhere(start_wo
 
     final = [wait_for(i, timeout=60) for i in ids]
     assert all(op["status"] == "succeeded" for op in final), [(o["status"], o["error_code"]) for o in final]
+
     def starts(op_ids):
         return sorted(round((actors.get_sync(i)["started_at"] - killed_at).total_seconds(), 2) for i in op_ids)
 

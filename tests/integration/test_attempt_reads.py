@@ -13,8 +13,8 @@ import pytest
 
 from actors.redis_backed.attempt_reads import AttemptReads
 from chaindata.base import TransientProviderError
-from tests.waiting import wait_until
 from tests.integration.test_chain_reads import DOWN, Counting, calls_counted, fail, make, open_circuit, read
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ import pytest
 import actors.worker
 from actors.redis_backed.wakeup import wake_channel
 from actors.services import reconciler
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,9 @@ def test_a_dead_workers_messages_go_back_at_the_head_of_their_queues_and_wake_co
     acked_meanwhile = dead.hold("sync", body=False)
     kept = alive.hold("sync")
     wake = redis_client.pubsub(ignore_subscribe_messages=True)
-    wake.subscribe(wake_channel(dead.ns, "sync"), wake_channel(dead.ns, "sync_high"))
+    channels = [wake_channel(dead.ns, "sync"), wake_channel(dead.ns, "sync_high")]
+    wake.subscribe(*channels)
+    wait_until(lambda: all(n for _, n in redis_client.pubsub_numsub(*channels)), 5, "not subscribed")
 
     done = reconciler.reconcile()
 
@@ -73,6 +76,6 @@ def test_a_dead_workers_messages_go_back_at_the_head_of_their_queues_and_wake_co
     while time.monotonic() < deadline:  # get_message answers None for a subscription's confirmation too
         if (message := wake.get_message(timeout=0.1)) is not None:
             woken.add(message["channel"].decode())
-    assert woken == {wake_channel(dead.ns, "sync"), wake_channel(dead.ns, "sync_high")}
+    assert woken == set(channels)
     wake.close()
     assert reconciler.reconcile() == {}  # nothing twice
