@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 #: Messages stored by one call of the ``enqueue_many`` script: a call blocks Redis while it runs.
 _ENQUEUE_CHUNK = 1000
 
+#: Dead workers whose messages one :meth:`SyncBroker.recover_dead_workers` call looks at (the most recently dead).
+DEAD_WORKERS_PER_CALL = 100
+
 #: At most one warning per this many seconds about wake-ups that could not be published.
 _PUBLISH_WARNING_INTERVAL_S = 60.0
 
@@ -184,17 +187,19 @@ class SyncBroker(RedisBroker):
     def recover_dead_workers(self) -> int:
         """Put every message in a dead worker's in-flight sets (its heartbeat older than ``heartbeat_timeout``)
         back at the head of its queue, and wake the queue's idle consumers (``lua/recover_dead_workers.lua``);
-        returns how many went back.  The reconciler calls it on each pass.
+        returns how many went back.  The reconciler calls it, once Redis has answered it for a whole
+        heartbeat timeout: after an outage every worker's heartbeat is old, the live ones' too.
 
         Dramatiq recovers them in its maintenance, which a broker command draws by chance
         (``BROKER_MAINTENANCE_CHANCE``) and which covers only that command's queue: the messages a worker
         killed with ``kill -9`` had prefetched came back after the heartbeat timeout and then as many
-        chances as it took, on a quiet queue a minute or more."""
+        chances as it took, tens of seconds, once over a minute."""
         pairs = []
         for queue_name in sorted(self.queues | self.delay_queues):
             pairs += [queue_name, "" if queue_name.endswith(".DQ") else wake_channel(self.namespace, queue_name)]
         return self._recover_dead_workers(keys=[f"{self.namespace}:__heartbeats__"],
-                                          args=[self.namespace, self.clock.now_ms(), self.heartbeat_timeout, *pairs])
+                                          args=[self.namespace, self.clock.now_ms(), self.heartbeat_timeout,
+                                                self.broker_id, DEAD_WORKERS_PER_CALL, *pairs])
 
     @staticmethod
     def prepare(message: Message) -> Message:

@@ -4,11 +4,8 @@ Redis can lose a message in ways Dramatiq does not recover by itself: a failure
 inside the Retries middleware while it re-enqueues (dramatiq PR 545), a worker
 killed while it ran a job (its message comes back only once the broker notices
 the dead worker), an operation whose enqueue failed after its row was written.
-Every few seconds one worker of the cluster (a Redis lock decides which) puts
-the messages dead workers held back at the head of their queues (Dramatiq does
-so only in a maintenance pass drawn by chance, per queue:
-``SyncBroker.recover_dead_workers``), then looks at the operations that are not
-final and asks Redis about each:
+Every few seconds one worker of the cluster (a Redis lock decides which) looks
+at the operations that are not final and asks Redis about each:
 
 - ``running`` with no live lease: its worker died mid-attempt;
 - ``queued`` or ``retrying`` whose message is in none of its queue's message
@@ -19,8 +16,11 @@ final and asks Redis about each:
 Such an operation is sent again (its row goes back to ``queued``, with
 ``requeues + 1``), or failed with a clear ``error_code`` once it is hopeless:
 ``worker_lost`` when it has used all its attempts, ``expired`` when it is older
-than ``SYNC_MAX_AGE_MS``.  A message that turns up late after all is harmless:
-a finished operation ignores it, and a running one's lease turns it away.
+than ``SYNC_MAX_AGE_MS``.  Then the pass puts the messages dead workers held back
+at the head of their queues (Dramatiq does so only in a maintenance pass drawn by
+chance, per queue: ``SyncBroker.recover_dead_workers``).  A message that turns up
+late after all is harmless: a finished operation ignores it, and a running
+one's lease turns it away.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import datetime as dt
 import logging
 import time
 import uuid
+
+import redis
 
 from storage import operations
 
@@ -52,21 +54,39 @@ def message_key(namespace: str, operation_id: str) -> str:
     return f"{namespace}:opmsg:{operation_id}"
 
 
-def reconcile(broker=None) -> collections.Counter:
+def reconcile(broker=None, *, dead_workers: bool = False) -> collections.Counter:
     """One pass over the operations that are not final, with ``broker`` (default: this process's);
-    returns what it did, by action."""
-    cfg = context.cfg()
+    returns what it did, by action.
+
+    With ``dead_workers``, the pass then puts the messages dead workers held back at the head of their
+    queues (``recovered``): after the operations' decisions, so that a dead worker's running operation is
+    sent again or failed before its message can run.  Only a caller that has reached Redis for a whole
+    heartbeat timeout may ask: after an outage every worker's heartbeat is old, the live ones' too."""
     broker = broker or context.broker()
+    done: collections.Counter = collections.Counter()
+    _operations_pass(broker, done)
+    if dead_workers:
+        try:
+            recovered = broker.recover_dead_workers()
+        except redis.RedisError as exc:  # the operations' pass is done; the next one tries again
+            logger.warning("Reconciler: could not recover the messages of dead workers: %s",
+                           context.cfg().redact(str(exc)))
+        else:
+            if recovered:
+                done["recovered"] = recovered
+                logger.warning("Reconciler: %d message(s) held by dead workers are back at the head of their "
+                               "queues.", recovered)
+    observe.reconciled(done)
+    return done
+
+
+def _operations_pass(broker, done: collections.Counter) -> None:
+    """The operations that are not final, looked at and sent again or failed; counted in ``done``."""
+    cfg = context.cfg()
     client = broker.client
     cursor_key = f"{cfg.sync.namespace}:reconciler:cursor"
     raw_cursor = client.get(cursor_key)
     after = dt.datetime.fromisoformat(raw_cursor.decode()) if raw_cursor else _EPOCH
-    done: collections.Counter = collections.Counter()
-    recovered = broker.recover_dead_workers()
-    if recovered:
-        done["recovered"] = recovered
-        logger.warning("Reconciler: %d message(s) held by dead workers are back at the head of their queues.",
-                       recovered)
     grace_ms = max(10_000, 2 * cfg.sync.lease_ms)
     # A running operation is a candidate a moment after it started: its lease, checked below,
     # is what says whether its worker is alive.
@@ -79,8 +99,7 @@ def reconcile(broker=None) -> collections.Counter:
     in_flight = _in_flight(broker) if rows or client.exists(suspects_key) else set()
     suspects = _Suspects(client, suspects_key, in_flight, now=time.time())
     if not rows:
-        observe.reconciled(done)
-        return done
+        return
     leased = context.leases().live([r["id"] for r in rows])
     # A running operation's message is in its worker's in-flight set whether the worker lives or
     # not: for it, the lease alone tells.  For the others, where is the message?
@@ -106,8 +125,6 @@ def reconcile(broker=None) -> collections.Counter:
                                       "was lost with its worker or message", done)
         else:
             _requeue(broker, row, done)
-    observe.reconciled(done)
-    return done
 
 
 class _Suspects:
@@ -195,7 +212,8 @@ def _fail(row: dict, code: str, reason: str, done: collections.Counter) -> None:
         logger.warning("Reconciler: operation %s failed as %s: %s.", row["id"], code, reason)
 
 
-def reconcile_exclusively(token: str | None = None, broker=None) -> collections.Counter | None:
+def reconcile_exclusively(token: str | None = None, broker=None, *,
+                          dead_workers: bool = False) -> collections.Counter | None:
     """:func:`reconcile`, unless another process holds the reconciler's lock for this interval
     (``None`` then).  The workers' reconciler threads and the housekeeping job both go through it,
     so two passes never run at once."""
@@ -204,4 +222,4 @@ def reconcile_exclusively(token: str | None = None, broker=None) -> collections.
     if not broker.client.set(f"{broker.namespace}:reconciler:lock", token or uuid.uuid4().hex, nx=True,
                              px=interval_ms):
         return None
-    return reconcile(broker)
+    return reconcile(broker, dead_workers=dead_workers)

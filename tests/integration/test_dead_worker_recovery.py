@@ -28,9 +28,10 @@ def _clean(clean_queues):
 class Holder:
     """A worker process, as the broker sees one: a heartbeat, and messages in its in-flight sets."""
 
-    def __init__(self, redis_client, *, silent_ms: int):
+    def __init__(self, redis_client, *, silent_ms: int, broker_id: str | None = None):
         broker = actors.worker.broker
-        self.redis, self.ns, self.id = redis_client, broker.namespace, f"test-worker-{uuid.uuid4().hex[:8]}"
+        self.redis, self.ns = redis_client, broker.namespace
+        self.id = broker_id or f"test-worker-{uuid.uuid4().hex[:8]}"
         self.redis.zadd(f"{self.ns}:__heartbeats__", {self.id: broker.clock.now_ms() - silent_ms})
 
     def hold(self, queue: str, *, body: bool = True) -> str:
@@ -59,11 +60,13 @@ def test_a_dead_workers_messages_go_back_at_the_head_of_their_queues_and_wake_co
     acked_meanwhile = dead.hold("sync", body=False)
     kept = alive.hold("sync")
     wake = redis_client.pubsub(ignore_subscribe_messages=True)
-    channels = [wake_channel(dead.ns, "sync"), wake_channel(dead.ns, "sync_high")]
+    channels = [wake_channel(dead.ns, q) for q in ("sync", "sync_high", "sync_low")]
     wake.subscribe(*channels)
     wait_until(lambda: all(n for _, n in redis_client.pubsub_numsub(*channels)), 5, "not subscribed")
 
-    done = reconciler.reconcile()
+    assert reconciler.reconcile() == {}  # only a caller that has reached Redis long enough recovers
+    assert redis_client.scard(dead.in_flight("sync")) == 3
+    done = reconciler.reconcile(dead_workers=True)
 
     assert done == {"recovered": 4}
     assert set(_queue(redis_client, "sync")[:2]) == normal and _queue(redis_client, "sync")[2:] == [waiting]
@@ -73,9 +76,22 @@ def test_a_dead_workers_messages_go_back_at_the_head_of_their_queues_and_wake_co
         assert not redis_client.exists(dead.in_flight(queue))
     assert redis_client.smembers(alive.in_flight("sync")) == {kept.encode()}  # a live worker's are its own
     woken, deadline = set(), time.monotonic() + 2
-    while time.monotonic() < deadline:  # get_message answers None for a subscription's confirmation too
-        if (message := wake.get_message(timeout=0.1)) is not None:
-            woken.add(message["channel"].decode())
-    assert woken == set(channels)
-    wake.close()
-    assert reconciler.reconcile() == {}  # nothing twice
+    try:
+        while time.monotonic() < deadline:  # get_message answers None for a subscription's confirmation too
+            if (message := wake.get_message(timeout=0.1)) is not None:
+                woken.add(message["channel"].decode())
+    finally:
+        wake.close()
+    assert woken == set(channels[:2])  # sync_low had nothing back
+    assert reconciler.reconcile(dead_workers=True) == {}  # nothing twice
+
+
+def test_the_caller_is_never_taken_for_dead(redis_client):
+    """After an outage the caller's own heartbeat is old too; it is beaten before the dead are looked for."""
+    broker = actors.worker.broker
+    own = Holder(redis_client, silent_ms=broker.heartbeat_timeout + 1000, broker_id=broker.broker_id)
+    held = own.hold("sync")
+
+    assert reconciler.reconcile(dead_workers=True) == {}
+    assert redis_client.smembers(own.in_flight("sync")) == {held.encode()}
+    assert redis_client.zscore(f"{own.ns}:__heartbeats__", own.id) >= broker.clock.now_ms() - 1000
