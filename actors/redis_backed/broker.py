@@ -24,7 +24,7 @@ from ..constants import DEFAULT_QUARANTINE_MAX, PERIODIC_QUEUE, QUEUES
 from ..ids import uuid4_string
 from . import scripts
 from .consumer import QuarantiningConsumer
-from .inspection import in_flight_key
+from .inspection import heartbeats_key, in_flight_key
 from .redis_clock import RedisClock
 from .wakeup import wake_channel
 
@@ -197,7 +197,7 @@ class SyncBroker(RedisBroker):
         pairs = []
         for queue_name in sorted(self.queues | self.delay_queues):
             pairs += [queue_name, "" if queue_name.endswith(".DQ") else wake_channel(self.namespace, queue_name)]
-        return self._recover_dead_workers(keys=[f"{self.namespace}:__heartbeats__"],
+        return self._recover_dead_workers(keys=[heartbeats_key(self.namespace)],
                                           args=[self.namespace, self.clock.now_ms(), self.heartbeat_timeout,
                                                 self.broker_id, DEAD_WORKERS_PER_CALL, *pairs])
 

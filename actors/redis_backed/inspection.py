@@ -25,6 +25,11 @@ from dramatiq.common import dq_name
 from ..constants import PERIODIC_QUEUE, QUEUES
 
 
+def heartbeats_key(namespace: str) -> str:
+    """``ns:__heartbeats__``: every broker id, scored by when (ms, Redis's clock) it last ran a broker command."""
+    return f"{namespace}:__heartbeats__"
+
+
 def in_flight_key(namespace: str, broker_id: str, queue_name: str) -> str:
     """``ns:__acks__.<broker id>.<queue>``: the ids of ``queue_name`` the worker ``broker_id`` fetched and has
     not acked (its in-flight set)."""
@@ -107,7 +112,7 @@ def broker_processes(broker, queues: Iterable[str] | None = None) -> list[Broker
     """
     names = list(queues) if queues is not None else queue_names(broker)
     ns = broker.namespace
-    entries = broker.client.zrevrange(f"{ns}:__heartbeats__", 0, 999, withscores=True)
+    entries = broker.client.zrevrange(heartbeats_key(ns), 0, 999, withscores=True)
     if not entries:
         return []
     ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]

@@ -36,7 +36,7 @@ import redis
 from storage import operations
 
 from ..constants import QUEUES
-from ..redis_backed.inspection import in_flight_key
+from ..redis_backed.inspection import heartbeats_key, in_flight_key
 from . import context, lifecycle
 from . import observe  # metrics and completion events
 from .intake import sync_message
@@ -161,7 +161,7 @@ def _in_flight(broker) -> set[str]:
     are small (a prefetch each)."""
     client, namespace = broker.client, broker.namespace
     # Heartbeats are on Redis's clock (SyncBroker._dispatch), so "recent" is judged on it too.
-    live = client.zrangebyscore(f"{namespace}:__heartbeats__", broker.clock.now_ms() - broker.heartbeat_timeout,
+    live = client.zrangebyscore(heartbeats_key(namespace), broker.clock.now_ms() - broker.heartbeat_timeout,
                                 "+inf")
     queues = [q for queue, _ in QUEUES.values() for q in (queue, f"{queue}.DQ")]
     pipe = client.pipeline(transaction=False)

@@ -53,7 +53,7 @@ from storage.scheduling import Staleness
 
 from ..constants import QUEUES
 from ..errors import SyncUnavailable
-from ..redis_backed.inspection import in_flight_key
+from ..redis_backed.inspection import heartbeats_key, in_flight_key
 from ..validation import InvalidSyncRequest, validate_request
 from . import context, intake, reconciler
 
@@ -409,7 +409,7 @@ def clean_redis_keys(client: redis.Redis, namespace: str, *, queues: set[str], t
     Keys with a TTL expire by themselves and are not touched; nothing outside ``namespace`` is.
     """
     result: dict[str, Any] = {}
-    heartbeats = f"{namespace}:__heartbeats__"
+    heartbeats = heartbeats_key(namespace)
     cutoff = int(time.time() * 1000) - heartbeat_retention_ms
     silent = [w.decode() for w in client.zrangebyscore(heartbeats, 0, cutoff, start=0, num=1000)]
     if silent:
