@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import threading
@@ -19,10 +20,11 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .group_commit import GroupCommit
-from .pool import get_pool, get_readonly_pool
+from .pool import get_attempts_pool, get_pool, get_readonly_pool
 from .queries import QUERIES
 
 
@@ -145,8 +147,11 @@ def finish_attempt(operation_id: str, outcome: AttemptOutcome) -> bool:
 #: How far an operation's ``enqueued_at`` (PostgreSQL's clock, at its insert) is looked for either side of
 #: the time in its id (the producer's clock, at admission, a moment before): the two clocks' skew.
 ID_TIME_MARGIN = dt.timedelta(days=1)
+#: The audit trail's partitions' grid (schema.sql): weeks from Monday 00:00 UTC.
+_WEEK = dt.timedelta(days=7)
+_MONDAY = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 #: No bound: every partition.
-EVERY_PARTITION = {"lo": None, "hi": None}
+EVERY_PARTITION = ("-infinity", "infinity")
 
 
 #: A holding's fields that finish_attempts compares with the stored row, besides its two flags and the
@@ -173,19 +178,31 @@ def _flag(value: Any) -> Any:
     return False if value is None else value  # coalesce(flag, false); any other value keeps its own text
 
 
-def id_time_bound(operation_ids: Iterable[str]) -> dict[str, dt.datetime | None]:
-    """The ``lo``/``hi`` parameters of a lookup of ``operation_ids``: the ``enqueued_at`` range, ``[earliest
-    - margin, latest + margin)`` of the times in the ids (version 7, actors.ids), that PostgreSQL prunes the
-    audit trail's partitions to at plan time.  Ids without a time (version 4, made before) are left out
-    of it; none has one: :data:`EVERY_PARTITION`."""
+def id_time_bound(operation_ids: Iterable[str]) -> tuple[str, str]:
+    """The ``enqueued_at`` range a lookup of ``operation_ids`` is bound to, ``(lo, hi)``: the whole weeks of the
+    partitions' grid around ``[earliest - margin, latest + margin)`` of the times in the ids (version 7,
+    actors.ids).  Written into the statement (:func:`bounded`), whole weeks make one statement text per
+    week, so PostgreSQL keeps its plan, pruned to the week's partitions.  Ids without a time (version 4,
+    made before) are left out of it; none has one: :data:`EVERY_PARTITION`."""
     times = [ms for ms in map(_id_ms, operation_ids) if ms is not None]
     if not times:
         return EVERY_PARTITION
     try:
-        return {"lo": dt.datetime.fromtimestamp(min(times) / 1000, dt.timezone.utc) - ID_TIME_MARGIN,
-                "hi": dt.datetime.fromtimestamp(max(times) / 1000, dt.timezone.utc) + ID_TIME_MARGIN}
+        lo = dt.datetime.fromtimestamp(min(times) / 1000, dt.timezone.utc) - ID_TIME_MARGIN
+        hi = dt.datetime.fromtimestamp(max(times) / 1000, dt.timezone.utc) + ID_TIME_MARGIN
     except (OverflowError, ValueError):  # a time past what a datetime holds: no id of ours
         return EVERY_PARTITION
+    lo = _MONDAY + (lo - _MONDAY) // _WEEK * _WEEK
+    hi = _MONDAY + ((hi - _MONDAY) // _WEEK + 1) * _WEEK
+    return lo.isoformat(), hi.isoformat()
+
+
+@functools.lru_cache(maxsize=64)
+def bounded(name: str, bound: tuple[str, str]) -> sql.Composed:
+    """The statement ``name`` with its ``{lo}`` and ``{hi}`` written in as the literals of ``bound``.  Its
+    text is the same for every call of a week: psycopg prepares it, and PostgreSQL plans it once per
+    connection (parameters, as bounds, left every call to be planned anew: docs/performance.md)."""
+    return sql.SQL(QUERIES[name]).format(lo=sql.Literal(bound[0]), hi=sql.Literal(bound[1]))
 
 
 def _canonical(operation_id: str) -> str:
@@ -205,7 +222,8 @@ def _id_ms(operation_id: str) -> int | None:
     return value.int >> 80 if value.version == 7 else None
 
 
-def _in_id_partitions(calls: Sequence[C], write: Callable[[Sequence[C], dict], list[R]]) -> list[R | Exception]:
+def _in_id_partitions(calls: Sequence[C], write: Callable[[Sequence[C], tuple[str, str]], list[R]]
+                      ) -> list[R | Exception]:
     """``write(calls, bound)`` (one result per call, falsy where its statement found no row to act on) with
     the bound of the calls' operation ids (each call's first item), then, for the calls it did not find,
     again with no bound.  An operation outside the bound (a clock skewed past the margin, an id without a
@@ -232,11 +250,11 @@ def _start_batch(calls: Sequence[tuple[str, str, str | None]]) -> list[dict | No
     return _in_id_partitions(calls, _start_rows)
 
 
-def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: dict) -> list[dict | None]:
-    with get_pool().connection() as conn:
-        rows = conn.execute(QUERIES["start_attempts"], {
+def _start_rows(calls: Sequence[tuple[str, str, str | None]], bound: tuple[str, str]) -> list[dict | None]:
+    with get_attempts_pool().connection() as conn:
+        rows = conn.execute(bounded("start_attempts", bound), {
             "ids": [op_id for op_id, _, _ in calls], "worker_ids": [w for _, w, _ in calls],
-            "message_ids": [m for _, _, m in calls], **bound,
+            "message_ids": [m for _, _, m in calls],
         }).fetchall()
     by_id = {}
     for row in rows:
@@ -249,13 +267,13 @@ def _finish_batch(calls: Sequence[tuple[str, dict[str, Any]]]) -> list[bool | Ex
     return _in_id_partitions(calls, _finish_rows)
 
 
-def _finish_rows(calls: Sequence[tuple[str, dict[str, Any]]], bound: dict) -> list[bool]:
+def _finish_rows(calls: Sequence[tuple[str, dict[str, Any]]], bound: tuple[str, str]) -> list[bool]:
     attempts = [attempt for _, attempt in calls]
-    with get_pool().connection() as conn:
+    with get_attempts_pool().connection() as conn:
         finished = {str(row["id"]) for row in
-                    conn.execute(QUERIES["finish_attempts"], {
-                        "attempts": Jsonb(attempts, dumps=_dumps), "ids": [op_id for op_id, _ in calls],
-                        **bound}).fetchall()}
+                    conn.execute(bounded("finish_attempts", bound), {
+                        "attempts": Jsonb(attempts, dumps=_dumps),
+                        "ids": [op_id for op_id, _ in calls]}).fetchall()}
     return [_canonical(op_id) in finished for op_id, _ in calls]
 
 
@@ -306,8 +324,8 @@ def fail_operation(operation_id: str, *, error_code: str, error_message: str) ->
     """Mark an operation ``failed`` without an attempt result; returns its user and wallet, or ``None``."""
     with get_pool().connection() as conn:
         return _in_id_partitions([(operation_id,)], lambda calls, bound: [conn.execute(
-            QUERIES["fail_operation"],
-            {"id": operation_id, "error_code": error_code, "error_message": error_message, **bound},
+            bounded("fail_operation", bound),
+            {"id": operation_id, "error_code": error_code, "error_message": error_message},
         ).fetchone()])[0]
 
 
@@ -363,7 +381,7 @@ def read_operation(operation_id: str) -> dict | None:
 
 def _get_operation(conn: psycopg.Connection, operation_id: str) -> dict | None:
     return _in_id_partitions([(operation_id,)], lambda calls, bound: [
-        conn.execute(QUERIES["get_operation"], {"id": operation_id, **bound}).fetchone()])[0]
+        conn.execute(bounded("get_operation", bound), {"id": operation_id}).fetchone()])[0]
 
 
 def get_holdings(user_id: str, wallet_address: str) -> list[dict]:

@@ -66,10 +66,11 @@ def connection_kwargs(cfg: settings_module.Settings, *, application_name: str) -
 RECONNECT_TIMEOUT_S = 4.0
 
 
-def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str) -> ConnectionPool:
+def _open(cfg: settings_module.Settings, url: str, *, max_size: int, kwargs: dict, name: str,
+          **options) -> ConnectionPool:
     """A pool with what every pool here shares: one connection kept, the connect timeout, the reconnect timeout."""
     return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, timeout=cfg.database.connect_timeout_s,
-                          reconnect_timeout=RECONNECT_TIMEOUT_S, name=name, open=True)
+                          reconnect_timeout=RECONNECT_TIMEOUT_S, name=name, open=True, **options)
 
 
 def _open_pool(cfg: settings_module.Settings) -> ConnectionPool:
@@ -87,9 +88,48 @@ def get_pool() -> ConnectionPool:
     return _main.get()
 
 
+#: Connections of a worker process's attempts' pool: a writer each for the starts and the finishes
+#: (storage.group_commit), and a start its caller writes alone.
+ATTEMPTS_POOL_MAX = 3
+#: The longest an attempts' connection, and so its plans, lives (psycopg_pool takes up to 10% off).
+ATTEMPTS_PLAN_LIFETIME_S = 60.0
+
+
+def attempts_connection_kwargs(cfg: settings_module.Settings) -> dict:
+    """The connections of the attempts' writes (storage.operations), whose partitions' bounds are written in
+    as literals, so one generic plan is the plan every call needs: made once a connection and week instead
+    of at every call (half of a finish's time in PostgreSQL went to planning it: docs/performance.md).
+
+    - PostgreSQL's own choice stays custom (it costs a generic plan for ten ids and a custom one for the
+      batch's few): it is forced, on connections that run nothing else, since other statements' plans
+      depend on their values.
+    - A generic plan is made with the statistics of its time, and PostgreSQL remakes it when autovacuum
+      analyzes a table.  Made on near-empty tables (a new database, a week's first minute), it could scan
+      what has since grown: every table these statements touch is read by key, so sequential scans are
+      ruled out, and a connection, with its plans, lasts at most :data:`ATTEMPTS_PLAN_LIFETIME_S`."""
+    kwargs = {**connection_kwargs(cfg, application_name="portfolio-sync-attempts"), "autocommit": True,
+              "prepare_threshold": 0}
+    kwargs["options"] += " -c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
+    return kwargs
+
+
+def _open_attempts_pool(cfg: settings_module.Settings) -> ConnectionPool:
+    return _open(cfg, cfg.database.url, max_size=ATTEMPTS_POOL_MAX, kwargs=attempts_connection_kwargs(cfg),
+                 name="portfolio-sync-attempts", max_lifetime=ATTEMPTS_PLAN_LIFETIME_S)
+
+
+_attempts = _ProcessPool(_open_attempts_pool)
+
+
+def get_attempts_pool() -> ConnectionPool:
+    """This process's pool for the attempts' writes (``start_attempts``, ``finish_attempts``), on first call."""
+    return _attempts.get()
+
+
 def close_pool() -> None:
-    """Close this process's pool, if it opened one."""
+    """Close this process's pools of the worker's and producers' statements, if it opened them."""
     _main.close()
+    _attempts.close()
 
 
 # The dashboard's own pool: small, read-only, with its own statement timeout.  Every

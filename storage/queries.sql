@@ -34,8 +34,11 @@ SET chain_ids = (SELECT array_agg(DISTINCT c ORDER BY c) FROM unnest(t.chain_ids
 -- attempts at once (storage.group_commit); no row for an operation that is unknown or already final
 -- (a duplicate delivery).  started_at, PostgreSQL's clock, is the time of the attempt's reads: the one
 -- clock every worker shares, so which read is newer never depends on a worker host's clock.
--- lo and hi bound enqueued_at to the weeks the ids' times name (storage.operations: PostgreSQL prunes
--- the other partitions at plan time); both NULL, every partition.
+-- The bounds of enqueued_at are the whole weeks around the ids' times, literals that storage.operations
+-- writes in (psycopg.sql): PostgreSQL prunes the other partitions in the plan it keeps for the statement,
+-- a generic plan made once per connection and week (storage.pool) instead of at every call.  As
+-- parameters, they left each call to be planned anew, since a generic plan could prune no partition
+-- ('-infinity' to 'infinity': every partition).
 UPDATE sync_operations AS s
 SET status = 'running',
     attempts = s.attempts + 1,
@@ -45,9 +48,10 @@ SET status = 'running',
     worker_id = a.worker_id,
     message_id = a.message_id
 FROM unnest(%(ids)s::uuid[], %(worker_ids)s::text[], %(message_ids)s::text[]) AS a(id, worker_id, message_id)
-WHERE s.id = a.id AND s.status IN ('queued', 'retrying', 'running')
+WHERE s.id = a.id
+  AND s.status NOT IN ('succeeded', 'partial', 'failed')  -- a condition the active operations' index cannot serve
   AND s.id = ANY(%(ids)s::uuid[])  -- the planner reads the array's size; unnest's it guesses (100)
-  AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
+  AND s.enqueued_at >= {lo} AND s.enqueued_at < {hi}
 RETURNING s.id, s.user_id, s.wallet_address, s.chain_ids, s.priority, s.trigger, s.attempts, s.chain_results,
           s.queue_wait_ms, s.started_at,
           -- Each chain's stored holdings as a digest (storage.operations.holdings_digest), if it describes the
@@ -96,10 +100,9 @@ WITH attempt AS (
     FROM attempt AS a
     WHERE s.id = a.id AND s.status NOT IN ('succeeded', 'partial', 'failed')
       AND s.id = ANY(%(ids)s::uuid[])  -- index lookups: the planner guesses 100 rows for a recordset
-      AND s.enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity')  -- partitions, as start_attempts
-      AND s.enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
+      AND s.enqueued_at >= {lo} AND s.enqueued_at < {hi}  -- the weeks' partitions, as in start_attempts
     RETURNING s.id, s.user_id, s.wallet_address, a.status, a.provider, a.as_of, a.synced_chains, a.chain_blocks,
-              a.holdings, a.digests, coalesce(a.unchanged_chains, '{}') AS unchanged_chains
+              a.holdings, a.digests, coalesce(a.unchanged_chains, ARRAY[]::int[]) AS unchanged_chains
 ), fresh AS (
     -- The chains each attempt may replace: those never stored, or stored from an older read.  Older is by
     -- block number when both reads have one (two workers' clocks, or two nodes, may disagree on which read
@@ -131,7 +134,7 @@ WITH attempt AS (
                ELSE snap.block_number < excluded.block_number END
       AND ((snap.holdings_digest = excluded.holdings_digest AND snap.digest_of = snap.operation_id)
            OR excluded.chain_id <> ALL(coalesce((SELECT op.unchanged_chains FROM op
-                                                 WHERE op.id = excluded.operation_id), '{}')))
+                                                 WHERE op.id = excluded.operation_id), ARRAY[]::int[])))
     RETURNING user_id, wallet_address, chain_id, operation_id, block_number
 ), new AS (
     SELECT op.user_id, op.wallet_address, op.id AS operation_id, op.provider, op.as_of, fresh.block_number, h.*
@@ -194,22 +197,22 @@ SELECT id FROM op;
 
 -- fail_operation --
 -- Fail an operation that never ran to the end (malformed message, expired, not enqueued).
--- lo, hi: as in start_attempts.
+-- The bounds of enqueued_at: as in start_attempts.
 UPDATE sync_operations
 SET status = 'failed', finished_at = clock_timestamp(), error_code = %(error_code)s, error_message = %(error_message)s
 WHERE id = %(id)s AND status NOT IN ('succeeded', 'partial', 'failed')
-  AND enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity')
+  AND enqueued_at >= {lo} AND enqueued_at < {hi}
 RETURNING user_id, wallet_address;
 
 -- get_operation --
--- One operation's full record.  lo, hi: as in start_attempts.
+-- One operation's full record.  The bounds of enqueued_at: as in start_attempts.
 SELECT id::text, user_id, wallet_address, chain_ids, priority, trigger, provider, status, attempts,
        enqueued_at, started_at, finished_at, queue_wait_ms, duration_ms, holdings_count,
        total_value_usd, unpriced_count, chain_results, error_code, error_message, worker_id, message_id,
        requeues
 FROM sync_operations
 WHERE id = %(id)s
-  AND enqueued_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND enqueued_at < coalesce(%(hi)s::timestamptz, 'infinity');
+  AND enqueued_at >= {lo} AND enqueued_at < {hi};
 
 -- get_operations --
 -- Several operations' full records (a producer checks the operations that hold its wallets).

@@ -31,7 +31,7 @@ def _ids() -> dict[str, str]:
     """One id of each kind a lookup meets, by what its time says of the row's ``enqueued_at`` (now)."""
     now_ms = int(time.time() * 1000)
     return {"on time": uuid7_strings(1)[0], "3 days slow": uuid7_at(now_ms - 3 * DAY_MS),
-            "3 days fast": uuid7_at(now_ms + 3 * DAY_MS), "no time": uuid4_string()}
+            "10 days fast": uuid7_at(now_ms + 10 * DAY_MS), "no time": uuid4_string()}
 
 
 def _insert(user_id: str, ids: list[str]) -> None:
@@ -78,11 +78,11 @@ def test_one_batch_runs_one_bounded_statement_and_one_unbounded_for_what_it_miss
     rows = operations._start_batch([(op_id, "w1", "m1") for op_id in batch])
     assert [row is not None and str(row["id"]) for row in rows] == [*batch[:3], False]
     assert [(ids_, b is operations.EVERY_PARTITION) for ids_, b in statements] == [(batch, False), ([unknown], True)]
-    # A batch whose ids' times all lie days ahead of its rows finds them in the second statement.
+    # A batch whose ids' times all lie days ahead of its rows' weeks finds them in the second statement.
     statements.clear()
-    batch = [ids["3 days fast"], uuid7_at(int(time.time() * 1000) + 2 * DAY_MS)]
+    batch = [ids["10 days fast"], uuid7_at(int(time.time() * 1000) + 9 * DAY_MS)]
     rows = operations._start_batch([(op_id, "w1", "m1") for op_id in batch])
-    assert [row is not None and str(row["id"]) for row in rows] == [ids["3 days fast"], False]
+    assert [row is not None and str(row["id"]) for row in rows] == [ids["10 days fast"], False]
     assert [(ids_, b is operations.EVERY_PARTITION) for ids_, b in statements] == [(batch, False), (batch, True)]
 
     batch = [*ids.values(), unknown]
@@ -99,8 +99,8 @@ def test_intake_makes_ids_whose_time_is_when_the_row_was_enqueued(clean_queues, 
     op_id = actors.request_sync(user_id, wallet, [1])
     assert uuid.UUID(op_id).version == 7
     enqueued_at = db_conn.execute("SELECT enqueued_at FROM sync_operations WHERE id = %s", (op_id,)).fetchone()
-    bound = operations.id_time_bound([op_id])
-    assert bound["lo"] + operations.ID_TIME_MARGIN <= enqueued_at["enqueued_at"] < bound["hi"]
+    lo, hi = map(dt.datetime.fromisoformat, operations.id_time_bound([op_id]))
+    assert lo + operations.ID_TIME_MARGIN <= enqueued_at["enqueued_at"] < hi
     assert actors.get_sync(op_id)["status"] == "queued"
     # Final, so no later test's reconciler pass (this worker's database) finds it stranded.
     assert operations.fail_operation(op_id, error_code="expired", error_message="test over") is not None

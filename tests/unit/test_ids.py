@@ -38,12 +38,22 @@ def test_uuid7_strings_are_canonical_version_7_uuids_carrying_this_hosts_millise
         assert len({text[position] for text in made}) > 8, position
 
 
-def test_the_bound_of_a_lookup_brackets_the_times_in_its_ids_with_the_margin():
+def test_the_bound_of_a_lookup_is_the_whole_weeks_around_the_times_in_its_ids_with_the_margin():
     new = uuid7_strings(1)[0]
     old = uuid7_at(int(time.time() * 1000) - 3_600_000)  # an hour earlier
-    bound = operations.id_time_bound([new, old, uuid4_string()])
-    assert bound["lo"] == _time_of(old) - operations.ID_TIME_MARGIN
-    assert bound["hi"] == _time_of(new) + operations.ID_TIME_MARGIN
+    lo, hi = map(dt.datetime.fromisoformat, operations.id_time_bound([new, old, uuid4_string()]))
+    # Mondays at 00:00 UTC, the partitions' grid, the fewest weeks that hold the times and their margin.
+    assert (lo.weekday(), lo.time(), hi.weekday(), hi.time()) == (0, dt.time(0), 0, dt.time(0))
+    assert lo <= _time_of(old) - operations.ID_TIME_MARGIN < lo + dt.timedelta(days=7)
+    assert hi - dt.timedelta(days=7) <= _time_of(new) + operations.ID_TIME_MARGIN < hi
+    # Ids of one week make one statement text, and so one plan.
+    monday = dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc)
+    tuesday, sunday = (uuid7_at(int((monday + dt.timedelta(days=d)).timestamp() * 1000)) for d in (1.5, 5.5))
+    assert operations.id_time_bound([tuesday]) == operations.id_time_bound([sunday]) == (
+        "2026-11-30T00:00:00+00:00", "2026-12-07T00:00:00+00:00")
+    # Within the margin of a week's end, the next week is looked in too.
+    late = uuid7_at(int((monday + dt.timedelta(days=6.5)).timestamp() * 1000))
+    assert operations.id_time_bound([late]) == ("2026-11-30T00:00:00+00:00", "2026-12-14T00:00:00+00:00")
     # Ids without a time (version 4, as every id made before), or not UUIDs at all: every partition.
     assert operations.id_time_bound([uuid4_string(), "not-a-uuid"]) is operations.EVERY_PARTITION
     # A time no datetime holds is no id of ours.
