@@ -45,12 +45,14 @@ def main() -> None:
     old_text = subprocess.run(["git", "-C", str(ROOT), "show", f"{args.before}:storage/queries.sql"], check=True,
                               capture_output=True, text=True).stdout
     with sandbox.enter(LOG_LEVEL="WARNING"):
+        from psycopg import sql
         from psycopg.types.json import Jsonb
 
         from storage import operations, queries
         from storage.pool import get_pool
 
-        statements = {"after": queries.QUERIES["finish_attempts"], "before": queries.load(old_text)["finish_attempts"]}
+        statements = {"after": operations.bounded("finish_attempts", operations.EVERY_PARTITION),
+                      "before": sql.SQL(queries.load(old_text)["finish_attempts"])}
         figures: dict[str, list[dict]] = {name: [] for name in statements}
         priced_at = dt.datetime.now(dt.timezone.utc)
 
@@ -74,7 +76,7 @@ def main() -> None:
             operations._start_batch([(op, "bench", None) for op in ops])
             return ops
 
-        def finish(sql, ops, as_of, explain):
+        def finish(statement, ops, as_of, explain):
             attempts = [{"id": op, "status": "succeeded", "refund_attempt": False, "holdings_count": 0,
                          "total_value_usd": 0, "unpriced_count": 0, "chain_results": {}, "error_code": None,
                          "error_message": None, "provider": "bench", "as_of": as_of,
@@ -83,9 +85,10 @@ def main() -> None:
             params = {"attempts": Jsonb(attempts, dumps=operations._dumps), "ids": ops}
             with get_pool().connection() as conn:
                 if not explain:
-                    conn.execute(sql, params).fetchall()
+                    conn.execute(statement, params).fetchall()
                     return None
-                (row,) = conn.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) " + sql, params).fetchall()
+                (row,) = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) ") + statement,
+                                      params).fetchall()
             plan = next(iter(row.values()))[0]
             writes = list(_modify_nodes(plan["Plan"]))
             with get_pool().connection() as conn:

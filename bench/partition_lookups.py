@@ -4,8 +4,8 @@ same rows in a plain table.
     .venv/bin/python -m bench.partition_lookups [--rows 2000] [--calls 1000] [--rounds 3] [--weeks-past 4]
 
 The key is ``(id, enqueued_at)``: a lookup by id alone plans and probes every partition.  Bounded by the
-time in its id (UUIDv7, ``enqueued_at`` within a day of it: storage.operations), PostgreSQL prunes the
-others at plan time (docs/capacity.md).  This runs ``start_attempts``, the statement every attempt begins
+weeks of the time in its id (UUIDv7, ``enqueued_at`` within a day of it: storage.operations), PostgreSQL
+prunes the others at plan time (docs/capacity.md).  This runs ``start_attempts``, the statement every attempt begins
 with, one operation at a time, three ways: on ``sync_operations`` unbounded and bounded, and on a plain
 copy of it with the same indexes, interleaved, in a throwaway database.  The partitions are those a
 production database keeps: this week's and three ahead (the schema's), and ``--weeks-past`` weeks of
@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
 from bench import sandbox
 
@@ -38,24 +39,26 @@ def _insert(conn: psycopg.Connection, ids: list[str], weeks_ago: int = 0) -> Non
                  " FROM unnest(%s::text[]) AS x", (weeks_ago, weeks_ago, ids))
 
 
-def _params(op_id: str, bound: dict) -> dict:
-    return {"ids": [op_id], "worker_ids": ["bench"], "message_ids": ["bench"], **bound}
+def _params(op_id: str) -> dict:
+    return {"ids": [op_id], "worker_ids": ["bench"], "message_ids": ["bench"]}
 
 
-def _timed(conn: psycopg.Connection, statement: str, ids: list[str], bound_of: Callable[[list[str]], dict]) -> float:
-    """Milliseconds per call of ``statement`` for each id of ``ids``, bounded by ``bound_of([id])``, computed
-    in the call as the worker computes it."""
+Statement = Callable[[list[str]], sql.Composable]
+
+
+def _timed(conn: psycopg.Connection, statement_of: Statement, ids: list[str]) -> float:
+    """Milliseconds per call of ``statement_of([id])`` for each id of ``ids``, its bound computed in the call
+    as the worker computes it."""
     started = time.perf_counter()
     for op_id in ids:
-        conn.execute(statement, _params(op_id, bound_of([op_id])))
+        conn.execute(statement_of([op_id]), _params(op_id))
     return (time.perf_counter() - started) * 1000 / len(ids)
 
 
-def _explained(conn: psycopg.Connection, statement: str, op_id: str,
-               bound_of: Callable[[list[str]], dict]) -> tuple[float, float, int]:
+def _explained(conn: psycopg.Connection, statement_of: Statement, op_id: str) -> tuple[float, float, int]:
     """Planning and execution time (ms) of one ``EXPLAIN ANALYZE`` and the partitions its plan scans."""
-    plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, SUMMARY) " + statement,
-                                           _params(op_id, bound_of([op_id])))]
+    plan = [row[0] for row in conn.execute(sql.SQL("EXPLAIN (ANALYZE, SUMMARY) ") + statement_of([op_id]),
+                                           _params(op_id))]
     planning = next(float(line.split()[2]) for line in plan if line.startswith("Planning Time"))
     execution = next(float(line.split()[2]) for line in plan if line.startswith("Execution Time"))
     return planning, execution, len({name for line in plan for name in re.findall(r"sync_operations_w\d{8}", line)})
@@ -72,11 +75,13 @@ def main() -> None:
     from storage import operations
     from storage.queries import QUERIES
 
-    statement = QUERIES["start_attempts"]
-    plain = statement.replace("UPDATE sync_operations AS s", "UPDATE sync_operations_plain AS s")
-    unbounded = lambda _ids: operations.EVERY_PARTITION  # noqa: E731
-    variants = {"unbounded": (statement, unbounded), "bounded": (statement, operations.id_time_bound),
-                "plain table": (plain, unbounded)}
+    plain = sql.SQL(QUERIES["start_attempts"].replace("UPDATE sync_operations AS s",
+                                                      "UPDATE sync_operations_plain AS s")).format(
+        lo=sql.Literal(operations.EVERY_PARTITION[0]), hi=sql.Literal(operations.EVERY_PARTITION[1]))
+    variants: dict[str, Statement] = {
+        "unbounded": lambda _ids: operations.bounded("start_attempts", operations.EVERY_PARTITION),
+        "bounded": lambda ids: operations.bounded("start_attempts", operations.id_time_bound(ids)),
+        "plain table": lambda _ids: plain}
     with sandbox.enter(LOG_LEVEL="WARNING"), psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         conn.execute("SELECT sync_operations_add_partitions(now() - %s * interval '7 days', now())",
                      (args.weeks_past,))
@@ -96,11 +101,10 @@ def main() -> None:
             order = list(variants)
             order = order[round_no % len(order):] + order[:round_no % len(order)]  # each goes first in turn
             for name in order:
-                sql, bound_of = variants[name]
                 i = list(variants).index(name)  # each variant starts operations of its own
                 mine = ids[i * (args.calls + 1):(i + 1) * (args.calls + 1)]
-                per[name].append(_timed(conn, sql, mine[:args.calls], bound_of))
-                explained[name].append(_explained(conn, sql, mine[args.calls], bound_of))
+                per[name].append(_timed(conn, variants[name], mine[:args.calls]))
+                explained[name].append(_explained(conn, variants[name], mine[args.calls]))
         print(f"start_attempts, one operation a call; {partitions} partitions ({args.weeks_past} past weeks of "
               f"{args.rows} operations, this week's, 3 ahead); load average "
               f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
