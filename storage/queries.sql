@@ -1,6 +1,8 @@
 -- Every SQL statement of the worker and its producers, one named block each.
 -- A block starts with `-- name --`, then a line of description; storage.queries
--- loads them by name.  Parameters are always bound, never formatted in.
+-- loads them by name.  Parameters are always bound; the one exception, the audit trail's partitions'
+-- bounds {lo} and {hi}, are written in as literals by storage.operations.bounded (psycopg.sql), from
+-- times it computes itself, never from input.
 
 -- insert_operations --
 -- Record accepted requests as queued operations (one statement for a whole batch) and
