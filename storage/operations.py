@@ -190,10 +190,10 @@ def id_time_bound(operation_ids: Iterable[str]) -> tuple[str, str]:
     try:
         lo = dt.datetime.fromtimestamp(min(times) / 1000, dt.timezone.utc) - ID_TIME_MARGIN
         hi = dt.datetime.fromtimestamp(max(times) / 1000, dt.timezone.utc) + ID_TIME_MARGIN
-    except (OverflowError, ValueError):  # a time past what a datetime holds: no id of ours
+        lo = _MONDAY + (lo - _MONDAY) // _WEEK * _WEEK
+        hi = _MONDAY + ((hi - _MONDAY) // _WEEK + 1) * _WEEK
+    except (OverflowError, ValueError):  # a time past what a datetime holds, or its week's end: no id of ours
         return EVERY_PARTITION
-    lo = _MONDAY + (lo - _MONDAY) // _WEEK * _WEEK
-    hi = _MONDAY + ((hi - _MONDAY) // _WEEK + 1) * _WEEK
     return lo.isoformat(), hi.isoformat()
 
 

@@ -217,6 +217,9 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(http):
 def test_unknown_and_malformed_operations(http):
     missing = http.get(f"/api/v1/syncs/{uuid.uuid4()}", headers=AUTH)
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    # Version 7 ids whose time is at the end of what a date holds, or past it: no operation of ours either.
+    for far in ("e677c7d3-2400-7000-8000-000000000001", "ffffffff-ffff-7fff-bfff-ffffffffffff"):
+        assert http.get(f"/api/v1/syncs/{far}", headers=AUTH).status_code == 404, far
     assert http.get("/api/v1/syncs/not-a-uuid", headers=AUTH).status_code == 400
     assert http.get("/api/v1/wallets/0x12/syncs", headers=AUTH).status_code == 400
     assert http.get(f"/api/v1/wallets/0x{'1' * 40}/syncs", headers=AUTH, params={"limit": 0}).status_code == 400

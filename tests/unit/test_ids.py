@@ -58,6 +58,8 @@ def test_the_bound_of_a_lookup_is_the_whole_weeks_around_the_times_in_its_ids_wi
     assert operations.id_time_bound([uuid4_string(), "not-a-uuid"]) is operations.EVERY_PARTITION
     # A time no datetime holds is no id of ours.
     assert operations.id_time_bound(["ffffffff-ffff-7fff-bfff-ffffffffffff"]) is operations.EVERY_PARTITION
+    # Nor is one whose time a datetime holds but whose week (with the margin) ends past the year 9999.
+    assert operations.id_time_bound(["e677c7d3-2400-7000-8000-000000000001"]) is operations.EVERY_PARTITION
 
 
 def uuid7_at(ms: int) -> str:
