@@ -11,7 +11,10 @@ bounds written in as the week's literals, the generic plan is the custom one (do
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import re
+import uuid
 
 import psycopg
 import pytest
@@ -20,6 +23,7 @@ from psycopg import sql
 import settings
 from actors.ids import uuid7_strings
 from storage import migrate, operations, pool
+from storage.operations import AttemptOutcome, NewOperation
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +44,9 @@ def test_the_attempts_writes_keep_one_generic_plan_of_the_weeks_partitions_readi
         # remade within ATTEMPTS_PLAN_LIFETIME_S.)
         conn.execute("INSERT INTO sync_operations (id, user_id, wallet_address, chain_ids, priority, trigger,"
                      " provider, status, enqueued_at)"
-                     " SELECT gen_random_uuid(), 'u' || i %% 100, '0x' || lpad(to_hex(i), 40, '0'), '{1}', 'normal',"
-                     " 'api', 'simulated', 'succeeded', %s::timestamptz + i * interval '100 ms' FROM generate_series(1, 5000) i",
-                     (week[0],))
+                     " SELECT gen_random_uuid(), 'u' || i % 100, '0x' || lpad(to_hex(i), 40, '0'), '{1}', 'normal',"
+                     " 'api', 'simulated', 'succeeded', date_trunc('week', now(), 'UTC') + i * interval '100 ms'"
+                     " FROM generate_series(1, 5000) i")  # this week's partition: the only one a new schema has
         conn.execute("ANALYZE")
     with psycopg.connect(empty_database, **pool.attempts_connection_kwargs(settings.get())) as conn:
         assert conn.execute("SHOW plan_cache_mode").fetchone()["plan_cache_mode"] == "force_generic_plan"
@@ -63,3 +67,25 @@ def test_the_attempts_writes_keep_one_generic_plan_of_the_weeks_partitions_readi
     assert partitions and set(re.findall(r"sync_operations_w\d{8}", plan)) == partitions, plan
     used = set(re.findall(r"Index Scan (?:on|using) (\S+)", plan))
     assert {name for name in used if name.startswith("sync_operations")} == {f"{p}_pkey" for p in partitions}, plan
+
+
+def test_the_workers_own_starts_and_finishes_run_as_prepared_statements_on_generic_plans(database, user_id):
+    ids = uuid7_strings(2)
+    operations.insert_operations([NewOperation(op_id, user_id, "0x" + uuid.uuid4().hex + "0" * 8, (1,), "normal",
+                                               "api") for op_id in ids], provider="simulated")
+    for op_id in ids:
+        assert operations.start_attempt(op_id, worker_id="w", message_id="m")
+        assert operations.finish_attempt(op_id, AttemptOutcome(
+            status="succeeded", holdings=[], synced_chains=[], chain_results={}, holdings_count=0,
+            total_value_usd=None, unpriced_count=0, as_of=dt.datetime.now(dt.timezone.utc), provider="simulated"))
+    # What every connection of the attempts' pool keeps: all of them held at once, so each is asked.
+    attempts_pool, kept = pool.get_attempts_pool(), []
+    with contextlib.ExitStack() as held:
+        for _ in range(pool.ATTEMPTS_POOL_MAX):
+            conn = held.enter_context(attempts_pool.connection())
+            kept += conn.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements").fetchall()
+    plans = {name: [row for row in kept if marker in row["statement"]]
+             for name, marker in (("start", "SET status = 'running'"), ("finish", "End a batch of attempts"))}
+    # Both calls of each statement ran prepared, on generic plans; none was planned for its values.
+    for name, rows in plans.items():
+        assert rows and sum(r["generic_plans"] for r in rows) >= 2 and not any(r["custom_plans"] for r in rows), kept
