@@ -51,8 +51,13 @@ def main() -> None:
         from storage import operations, queries
         from storage.pool import get_pool
 
+        before = queries.load(old_text)["finish_attempts"]
+        # A commit's statement as it ran: with its partitions' bounds written in (from de7a31c), bound as
+        # parameters (lo, hi: null for every partition, before it), or with none (before issue 15).
         statements = {"after": operations.bounded("finish_attempts", operations.EVERY_PARTITION),
-                      "before": sql.SQL(queries.load(old_text)["finish_attempts"])}
+                      "before": sql.SQL(before).format(lo=sql.Literal(operations.EVERY_PARTITION[0]),
+                                                       hi=sql.Literal(operations.EVERY_PARTITION[1]))
+                      if "{lo}" in before else sql.SQL(before)}
         figures: dict[str, list[dict]] = {name: [] for name in statements}
         priced_at = dt.datetime.now(dt.timezone.utc)
 
@@ -82,7 +87,7 @@ def main() -> None:
                          "error_message": None, "provider": "bench", "as_of": as_of,
                          "synced_chains": list(range(1, args.chains + 1)), "chain_blocks": {},
                          "holdings": o.holdings} for op, o in ((op, outcome(as_of)) for op in ops)]
-            params = {"attempts": Jsonb(attempts, dumps=operations._dumps), "ids": ops}
+            params = {"attempts": Jsonb(attempts, dumps=operations._dumps), "ids": ops, "lo": None, "hi": None}
             with get_pool().connection() as conn:
                 if not explain:
                     conn.execute(statement, params).fetchall()
