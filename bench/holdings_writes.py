@@ -55,8 +55,7 @@ def main() -> None:
         # A commit's statement as it ran: with its partitions' bounds written in (from de7a31c), bound as
         # parameters (lo, hi: null for every partition, before it), or with none (before issue 15).
         statements = {"after": operations.bounded("finish_attempts", operations.EVERY_PARTITION),
-                      "before": sql.SQL(before).format(lo=sql.Literal(operations.EVERY_PARTITION[0]),
-                                                       hi=sql.Literal(operations.EVERY_PARTITION[1]))
+                      "before": operations.with_bound(before, operations.EVERY_PARTITION)
                       if "{lo}" in before else sql.SQL(before)}
         figures: dict[str, list[dict]] = {name: [] for name in statements}
         priced_at = dt.datetime.now(dt.timezone.utc)

@@ -75,9 +75,9 @@ def main() -> None:
     from storage import operations
     from storage.queries import QUERIES
 
-    plain = sql.SQL(QUERIES["start_attempts"].replace("UPDATE sync_operations AS s",
-                                                      "UPDATE sync_operations_plain AS s")).format(
-        lo=sql.Literal(operations.EVERY_PARTITION[0]), hi=sql.Literal(operations.EVERY_PARTITION[1]))
+    plain = operations.with_bound(QUERIES["start_attempts"].replace("UPDATE sync_operations AS s",
+                                                                    "UPDATE sync_operations_plain AS s"),
+                                  operations.EVERY_PARTITION)
     variants: dict[str, Statement] = {
         "unbounded": lambda _ids: operations.bounded("start_attempts", operations.EVERY_PARTITION),
         "bounded": lambda ids: operations.bounded("start_attempts", operations.id_time_bound(ids)),

@@ -199,10 +199,15 @@ def id_time_bound(operation_ids: Iterable[str]) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=64)
 def bounded(name: str, bound: tuple[str, str]) -> sql.Composed:
-    """The statement ``name`` with its ``{lo}`` and ``{hi}`` written in as the literals of ``bound``.  Its
-    text is the same for every call of a week: psycopg prepares it, and PostgreSQL plans it once per
-    connection (parameters, as bounds, left every call to be planned anew: docs/performance.md)."""
-    return sql.SQL(QUERIES[name]).format(lo=sql.Literal(bound[0]), hi=sql.Literal(bound[1]))
+    """The statement ``name`` :func:`with_bound`.  Its text is the same for every call of a week: psycopg
+    prepares it, and PostgreSQL plans it once per connection (parameters, as bounds, left every call to be
+    planned anew: docs/performance.md)."""
+    return with_bound(QUERIES[name], bound)
+
+
+def with_bound(statement: str, bound: tuple[str, str]) -> sql.Composed:
+    """``statement`` with its ``{lo}`` and ``{hi}`` written in as the literals of ``bound``."""
+    return sql.SQL(statement).format(lo=sql.Literal(bound[0]), hi=sql.Literal(bound[1]))
 
 
 def _canonical(operation_id: str) -> str:

@@ -12,7 +12,6 @@ bounds written in as the week's literals, the generic plan is the custom one (do
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import re
 import uuid
 
@@ -23,7 +22,8 @@ from psycopg import sql
 import settings
 from actors.ids import uuid7_strings
 from storage import migrate, operations, pool
-from storage.operations import AttemptOutcome, NewOperation
+from storage.operations import NewOperation
+from tests.integration.test_rollups import outcome
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +75,7 @@ def test_the_workers_own_starts_and_finishes_run_as_prepared_statements_on_gener
                                                "api") for op_id in ids], provider="simulated")
     for op_id in ids:
         assert operations.start_attempt(op_id, worker_id="w", message_id="m")
-        assert operations.finish_attempt(op_id, AttemptOutcome(
-            status="succeeded", holdings=[], synced_chains=[], chain_results={}, holdings_count=0,
-            total_value_usd=None, unpriced_count=0, as_of=dt.datetime.now(dt.timezone.utc), provider="simulated"))
+        assert operations.finish_attempt(op_id, outcome("succeeded"))
     # What every connection of the attempts' pool keeps: all of them held at once, so each is asked.
     attempts_pool, kept = pool.get_attempts_pool(), []
     with contextlib.ExitStack() as held:
