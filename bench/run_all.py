@@ -16,7 +16,8 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``--variant`` adds a configuration of the project's worker as another column, for a proposal:
 ``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker; ``nohiredis``: the
-worker without hiredis; ``switch1ms``: a 1 ms GIL switch interval in the worker), or any
+worker without hiredis; ``switch1ms``: a 1 ms GIL switch interval in the worker; ``finishbehind``: the
+worker thread not waiting for the finish's commit, a ceiling), or any
 ``NAME=ENV=VALUE[,ENV=VALUE...]`` / ``NAME=module:MODULE`` (a worker module of ``bench/``).
 
 ``--before COMMIT`` adds the realistic syncs, the no-op pipeline and the enqueues of another commit's tree as a column, in the same rounds,
@@ -64,6 +65,8 @@ VARIANTS = {
     "nohiredis": {"env": {"PYTHONPATH": "bench/proposals/no_hiredis"}},
     # A 1 ms GIL switch interval in the worker (5 ms by default).
     "switch1ms": {"module": "bench.proposals.switch_interval"},
+    # The ceiling of a worker thread that does not wait for the finish's commit (unsafe: a measurement only).
+    "finishbehind": {"module": "bench.proposals.finish_behind"},
 }
 
 
