@@ -14,7 +14,7 @@ Writes ``bench/results/latest.json`` (every run's raw figures, the medians, the 
 ``bench/results/latest.md``; with ``--write-docs`` also ``docs/performance.md``.
 
 ``--variant`` adds a configuration of the project's worker as another column, for a proposal:
-``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposal of
+``wt100`` (``dramatiq_worker_timeout=100``), ``wt20``, ``threads64`` (2 x 64 threads), the proposals of
 ``bench/proposals/`` (``asynccommit``: ``synchronous_commit=off`` for the worker; ``nohiredis``: the
 worker without hiredis; ``switch1ms``: a 1 ms GIL switch interval in the worker; ``finishbehind``: the
 worker thread not waiting for the finish's commit, a ceiling), or any

@@ -1,6 +1,6 @@
 """Ceiling experiment: the worker thread does not wait for ``finish_attempt``'s commit.
 
-At 100 ms provider latency a sync's actor takes ~120 ms, and ``finish_attempt`` (~7-8 ms mean, handed to
+At 100 ms provider latency a sync's actor takes ~120 ms, and ``finish_attempt`` (~7 ms mean, handed to
 the group commit's writer and waited for) is the largest step beyond the provider's latency.  Designing a
 worker that acks a message only once its finish commits, on another thread, while the worker thread
 takes the next message, is days of work (its own acks, retries and shutdown); this module measures what
